@@ -1,0 +1,78 @@
+"""Typed reading of environment variables, with an optional `.env` file.
+
+Each service describes its settings as a frozen dataclass built by a `from_env()` classmethod using
+these helpers, so a bad value fails at start-up with the variable's name instead of mid-call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed."""
+
+
+def load_env_file(path: str | None = None) -> None:
+    """Load `.env` (or $VOICEBRIDGE_ENV_FILE) if it exists. Real environment variables win."""
+    candidate = Path(path or os.environ.get("VOICEBRIDGE_ENV_FILE", ".env"))
+    if candidate.is_file():
+        load_dotenv(candidate, override=False)
+
+
+class Env:
+    """Reads typed values from a mapping (os.environ by default)."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._env = os.environ if environ is None else environ
+
+    def str(self, name: str, default: str | None = None) -> str:
+        value = self._env.get(name)
+        if value is None or value == "":
+            if default is None:
+                raise ConfigError(f"{name} is required")
+            return default
+        return value
+
+    def optional(self, name: str) -> str | None:
+        value = self._env.get(name)
+        return value if value else None
+
+    def int(self, name: str, default: int) -> int:
+        raw = self._env.get(name)
+        if not raw:
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+    def float(self, name: str, default: float) -> float:
+        raw = self._env.get(name)
+        if not raw:
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self._env.get(name)
+        if not raw:
+            return default
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.str(name, default)
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value

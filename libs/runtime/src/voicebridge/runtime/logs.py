@@ -1,0 +1,92 @@
+"""Logging set-up: one line per event, the call's SID on every line, secrets never printed.
+
+`call_context(call_sid)` tags every log record made inside it (contextvars follow asyncio tasks).
+`register_secret(value)` masks a value wherever it would appear in a log line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import sys
+from collections.abc import Iterator
+
+import orjson
+
+_call_sid: contextvars.ContextVar[str] = contextvars.ContextVar("call_sid", default="-")
+_secrets: set[str] = set()
+_MIN_SECRET_LEN = 6
+
+
+def register_secret(value: str | None) -> None:
+    """Never print `value` (API keys, auth tokens, stream tokens) in any log line."""
+    if value and len(value) >= _MIN_SECRET_LEN:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+@contextlib.contextmanager
+def call_context(call_sid: str) -> Iterator[None]:
+    token = _call_sid.set(call_sid or "-")
+    try:
+        yield
+    finally:
+        _call_sid.reset(token)
+
+
+def current_call_sid() -> str:
+    return _call_sid.get()
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.call_sid = _call_sid.get()
+        return True
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class _JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "service": self._service,
+            "logger": record.name,
+            "call_sid": getattr(record, "call_sid", "-"),
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return redact(orjson.dumps(entry).decode())
+
+
+def setup_logging(service: str, level: str = "INFO", fmt: str = "text") -> None:
+    """Configure the root logger once per process: `fmt` is "text" for people, "json" for collectors."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_ContextFilter())
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter(service))
+    else:
+        handler.setFormatter(
+            _TextFormatter(f"%(asctime)s %(levelname)s {service} [%(call_sid)s] %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("websockets", "httpx", "httpcore", "twilio.http_client"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,56 @@
+"""Prometheus conventions shared by every service: latency buckets, the /metrics server, loop lag.
+
+Names follow Prometheus practice (ops.md §1): base units, `_total` counters, no per-call labels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import prometheus_client
+from prometheus_client import Gauge, Histogram
+
+# 1 ms to 5 s, geometric-ish, with SLO thresholds (20/40/100/150 ms) as exact bounds and one finite
+# bucket above 2 s so histogram_quantile does not clamp real outliers to the top bound.
+LATENCY_BUCKETS = (
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15,
+    0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
+)  # fmt: skip
+# Sub-millisecond work per frame (codec, resampling, pacing): 10 µs to 50 ms.
+PROCESSING_BUCKETS = (
+    0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
+)  # fmt: skip
+
+prometheus_client.disable_created_metrics()
+
+BUILD_INFO = Gauge("voicebridge_build_info", "Build of this service (value 1)", ["service", "version"])
+LOOP_LAG = Histogram(
+    "voicebridge_event_loop_lag_seconds",
+    "How late the asyncio event loop ran a timer that was due (a busy or blocked loop)",
+    buckets=LATENCY_BUCKETS,
+)
+
+
+def start_metrics_server(port: int, host: str = "0.0.0.0") -> object | None:  # noqa: S104
+    """Serve /metrics on a daemon thread; returns the server (shut it down on exit). 0 disables."""
+    if port <= 0:
+        return None
+    server, _thread = prometheus_client.start_http_server(port, addr=host)
+    return server
+
+
+async def watch_loop_lag(interval_s: float = 0.1) -> None:
+    """Observe event-loop lag until cancelled: the loop is the one resource every call shares."""
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(asyncio.CancelledError):
+        while True:
+            due = loop.time() + interval_s
+            await asyncio.sleep(interval_s)
+            LOOP_LAG.observe(max(0.0, loop.time() - due))
+
+
+def unix_nanos() -> int:
+    """Wall-clock timestamp carried in frames for cross-service latency (services share a host clock)."""
+    return time.time_ns()

@@ -1,0 +1,1 @@
+"""Generated voicebridge.v1 contract stubs (see proto/generate.py); do not edit."""

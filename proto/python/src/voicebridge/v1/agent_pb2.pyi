@@ -1,0 +1,111 @@
+from voicebridge.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ConverseRequest(_message.Message):
+    __slots__ = ("start", "audio", "activity", "interrupted", "dtmf", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
+    DTMF_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: SessionStart
+    audio: AudioChunk
+    activity: VoiceActivity
+    interrupted: CallerInterrupted
+    dtmf: _common_pb2.DtmfDigit
+    end: _common_pb2.CallEnd
+    def __init__(self, start: _Optional[_Union[SessionStart, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., activity: _Optional[_Union[VoiceActivity, _Mapping]] = ..., interrupted: _Optional[_Union[CallerInterrupted, _Mapping]] = ..., dtmf: _Optional[_Union[_common_pb2.DtmfDigit, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.CallEnd, _Mapping]] = ...) -> None: ...
+
+class ConverseResponse(_message.Message):
+    __slots__ = ("ready", "audio", "interruption", "transcript", "hangup", "transfer", "end", "error")
+    READY_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTION_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    HANGUP_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ready: SessionReady
+    audio: AudioChunk
+    interruption: Interruption
+    transcript: _common_pb2.Transcript
+    hangup: _common_pb2.HangUp
+    transfer: _common_pb2.TransferCall
+    end: _common_pb2.CallEnd
+    error: _common_pb2.Error
+    def __init__(self, ready: _Optional[_Union[SessionReady, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., interruption: _Optional[_Union[Interruption, _Mapping]] = ..., transcript: _Optional[_Union[_common_pb2.Transcript, _Mapping]] = ..., hangup: _Optional[_Union[_common_pb2.HangUp, _Mapping]] = ..., transfer: _Optional[_Union[_common_pb2.TransferCall, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.CallEnd, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ...) -> None: ...
+
+class SessionStart(_message.Message):
+    __slots__ = ("call", "input_formats", "output_formats")
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FORMATS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FORMATS_FIELD_NUMBER: _ClassVar[int]
+    call: _common_pb2.CallInfo
+    input_formats: _containers.RepeatedCompositeFieldContainer[_common_pb2.AudioFormat]
+    output_formats: _containers.RepeatedCompositeFieldContainer[_common_pb2.AudioFormat]
+    def __init__(self, call: _Optional[_Union[_common_pb2.CallInfo, _Mapping]] = ..., input_formats: _Optional[_Iterable[_Union[_common_pb2.AudioFormat, _Mapping]]] = ..., output_formats: _Optional[_Iterable[_Union[_common_pb2.AudioFormat, _Mapping]]] = ...) -> None: ...
+
+class SessionReady(_message.Message):
+    __slots__ = ("input_format", "output_format", "conversation_id")
+    INPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    input_format: _common_pb2.AudioFormat
+    output_format: _common_pb2.AudioFormat
+    conversation_id: str
+    def __init__(self, input_format: _Optional[_Union[_common_pb2.AudioFormat, _Mapping]] = ..., output_format: _Optional[_Union[_common_pb2.AudioFormat, _Mapping]] = ..., conversation_id: _Optional[str] = ...) -> None: ...
+
+class AudioChunk(_message.Message):
+    __slots__ = ("data", "format", "response_id", "timestamp_ms", "received_unix_nanos")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_UNIX_NANOS_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    format: _common_pb2.AudioFormat
+    response_id: int
+    timestamp_ms: int
+    received_unix_nanos: int
+    def __init__(self, data: _Optional[bytes] = ..., format: _Optional[_Union[_common_pb2.AudioFormat, _Mapping]] = ..., response_id: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., received_unix_nanos: _Optional[int] = ...) -> None: ...
+
+class VoiceActivity(_message.Message):
+    __slots__ = ("kind", "timestamp_ms")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[VoiceActivity.Kind]
+        KIND_SPEECH_STARTED: _ClassVar[VoiceActivity.Kind]
+        KIND_SPEECH_ENDED: _ClassVar[VoiceActivity.Kind]
+    KIND_UNSPECIFIED: VoiceActivity.Kind
+    KIND_SPEECH_STARTED: VoiceActivity.Kind
+    KIND_SPEECH_ENDED: VoiceActivity.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    kind: VoiceActivity.Kind
+    timestamp_ms: int
+    def __init__(self, kind: _Optional[_Union[VoiceActivity.Kind, str]] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+
+class CallerInterrupted(_message.Message):
+    __slots__ = ("response_id", "heard_ms", "heard_text")
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    HEARD_MS_FIELD_NUMBER: _ClassVar[int]
+    HEARD_TEXT_FIELD_NUMBER: _ClassVar[int]
+    response_id: int
+    heard_ms: int
+    heard_text: str
+    def __init__(self, response_id: _Optional[int] = ..., heard_ms: _Optional[int] = ..., heard_text: _Optional[str] = ...) -> None: ...
+
+class Interruption(_message.Message):
+    __slots__ = ("response_id",)
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    response_id: int
+    def __init__(self, response_id: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,75 @@
+from voicebridge.v1 import common_pb2 as _common_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CallRequest(_message.Message):
+    __slots__ = ("start", "audio", "mark", "dtmf", "stop")
+    START_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    MARK_FIELD_NUMBER: _ClassVar[int]
+    DTMF_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    start: CallStart
+    audio: CallerAudio
+    mark: MarkEcho
+    dtmf: _common_pb2.DtmfDigit
+    stop: _common_pb2.CallEnd
+    def __init__(self, start: _Optional[_Union[CallStart, _Mapping]] = ..., audio: _Optional[_Union[CallerAudio, _Mapping]] = ..., mark: _Optional[_Union[MarkEcho, _Mapping]] = ..., dtmf: _Optional[_Union[_common_pb2.DtmfDigit, _Mapping]] = ..., stop: _Optional[_Union[_common_pb2.CallEnd, _Mapping]] = ...) -> None: ...
+
+class CallStart(_message.Message):
+    __slots__ = ("call",)
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    call: _common_pb2.CallInfo
+    def __init__(self, call: _Optional[_Union[_common_pb2.CallInfo, _Mapping]] = ...) -> None: ...
+
+class CallerAudio(_message.Message):
+    __slots__ = ("payload", "timestamp_ms", "received_unix_nanos")
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_UNIX_NANOS_FIELD_NUMBER: _ClassVar[int]
+    payload: bytes
+    timestamp_ms: int
+    received_unix_nanos: int
+    def __init__(self, payload: _Optional[bytes] = ..., timestamp_ms: _Optional[int] = ..., received_unix_nanos: _Optional[int] = ...) -> None: ...
+
+class MarkEcho(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CallResponse(_message.Message):
+    __slots__ = ("audio", "clear", "hangup", "transfer", "transcript", "end", "error")
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_FIELD_NUMBER: _ClassVar[int]
+    HANGUP_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    audio: PlayAudio
+    clear: ClearAudio
+    hangup: _common_pb2.HangUp
+    transfer: _common_pb2.TransferCall
+    transcript: _common_pb2.Transcript
+    end: _common_pb2.CallEnd
+    error: _common_pb2.Error
+    def __init__(self, audio: _Optional[_Union[PlayAudio, _Mapping]] = ..., clear: _Optional[_Union[ClearAudio, _Mapping]] = ..., hangup: _Optional[_Union[_common_pb2.HangUp, _Mapping]] = ..., transfer: _Optional[_Union[_common_pb2.TransferCall, _Mapping]] = ..., transcript: _Optional[_Union[_common_pb2.Transcript, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.CallEnd, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ...) -> None: ...
+
+class PlayAudio(_message.Message):
+    __slots__ = ("payload", "mark", "source_unix_nanos")
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    MARK_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_UNIX_NANOS_FIELD_NUMBER: _ClassVar[int]
+    payload: bytes
+    mark: str
+    source_unix_nanos: int
+    def __init__(self, payload: _Optional[bytes] = ..., mark: _Optional[str] = ..., source_unix_nanos: _Optional[int] = ...) -> None: ...
+
+class ClearAudio(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -1,0 +1,1 @@
+"""voicebridge agent service: holds each call's conversation with an agent backend."""

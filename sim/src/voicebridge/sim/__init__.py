@@ -1,0 +1,1 @@
+"""Faithful local stand-ins for the parties outside voicebridge: Twilio and ElevenLabs."""

@@ -1,0 +1,1 @@
+"""Agent backends: one module per kind of agent, all implementing `base.AgentBackend`."""

@@ -1,0 +1,1 @@
+"""Everything Twilio speaks, as pure protocol code: Media Streams, TwiML, signatures, REST, callbacks."""

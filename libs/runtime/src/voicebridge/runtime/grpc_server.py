@@ -64,7 +64,9 @@ async def serve(spec: GrpcServiceSpec, stop: asyncio.Event | None = None) -> Non
     spec.register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*spec.grpc_services, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection(
+        (*spec.grpc_services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
     port = server.add_insecure_port(spec.listen)
     if port == 0:
         raise RuntimeError(f"cannot listen on {spec.listen}")

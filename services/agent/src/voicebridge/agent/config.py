@@ -1,0 +1,40 @@
+"""Agent service settings, from environment variables (and an optional .env)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voicebridge.runtime.config import Env
+
+BACKENDS = ("parrot", "elevenlabs")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    listen: str
+    metrics_port: int
+    backend: str
+    log_level: str
+    log_format: str
+    # How long a backend may take to become ready before the caller is told we are busy.
+    open_timeout_s: float
+    # How long in-flight calls get to end cleanly on SIGTERM.
+    grace_s: float
+    parrot_format: str
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> AgentSettings:
+        env = env or Env()
+        # With ElevenLabs credentials configured, the real backend is the default; otherwise the
+        # parrot, so that the stack works out of the box with no key and no network.
+        default_backend = "elevenlabs" if env.optional("ELEVENLABS_AGENT_ID") else "parrot"
+        return cls(
+            listen=env.str("AGENT_LISTEN", "0.0.0.0:50052"),
+            metrics_port=env.int("AGENT_METRICS_PORT", 9103),
+            backend=env.choice("AGENT_BACKEND", default_backend, BACKENDS),
+            log_level=env.str("LOG_LEVEL", "INFO"),
+            log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
+            open_timeout_s=env.float("AGENT_OPEN_TIMEOUT_S", 10.0),
+            grace_s=env.float("AGENT_SHUTDOWN_GRACE_S", 5.0),
+            parrot_format=env.choice("PARROT_FORMAT", "pcm_16000", ("pcm_16000", "ulaw_8000")),
+        )

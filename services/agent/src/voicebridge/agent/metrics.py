@@ -1,0 +1,21 @@
+"""Agent service metrics (Prometheus). Bounded labels only: reasons and kinds, never call ids."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from voicebridge.runtime.metrics import LATENCY_BUCKETS
+
+SESSIONS_ACTIVE = Gauge("agent_sessions_active", "Agent sessions (calls) in progress")
+SESSION_ENDS = Counter("agent_session_ends", "Agent sessions ended, by reason", ["reason"])
+SESSION_OPEN_SECONDS = Histogram(
+    "agent_session_open_seconds", "Time for the backend to become ready for a call", buckets=LATENCY_BUCKETS
+)
+FRAMES = Counter("agent_frames", "Audio chunks through the agent service", ["direction"])
+FRAMES_DROPPED = Counter("agent_frames_dropped", "Audio chunks dropped, by reason", ["reason"])
+# Caller audio: entered voicebridge at the edge -> handed to the agent backend (the bridge's inbound delay).
+INBOUND_ADDED_LATENCY = Histogram(
+    "agent_inbound_added_latency_seconds",
+    "Caller audio: edge arrival to hand-off to the agent backend",
+    buckets=LATENCY_BUCKETS,
+)

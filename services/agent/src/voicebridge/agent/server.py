@@ -1,0 +1,43 @@
+"""Builds the agent service: the configured backend behind the Converse servicer."""
+
+from __future__ import annotations
+
+import grpc
+
+from voicebridge.runtime.grpc_server import GrpcServiceSpec
+from voicebridge.v1 import agent_pb2, agent_pb2_grpc
+
+from .backends.base import AgentBackend
+from .config import AgentSettings
+from .converse import ConverseServicer
+
+VERSION = "0.1.0"
+SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
+
+
+def make_backend(settings: AgentSettings) -> AgentBackend:
+    if settings.backend == "elevenlabs":
+        from .backends.elevenlabs import backend_from_env
+
+        return backend_from_env()
+    from .backends.parrot import ParrotBackend
+
+    return ParrotBackend(settings.parrot_format)
+
+
+def build(settings: AgentSettings, backend: AgentBackend | None = None) -> GrpcServiceSpec:
+    servicer = ConverseServicer(backend or make_backend(settings), settings.open_timeout_s)
+
+    def register(server: grpc.aio.Server) -> None:
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)
+
+    return GrpcServiceSpec(
+        name="agent",
+        version=VERSION,
+        listen=settings.listen,
+        metrics_port=settings.metrics_port,
+        grpc_services=(SERVICE_NAME,),
+        register=register,
+        drain=servicer.drain,
+        grace_s=settings.grace_s,
+    )

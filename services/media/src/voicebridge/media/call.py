@@ -1,0 +1,354 @@
+"""One phone call inside the media service: the edge's stream on one side, the agent's on the other.
+
+    edge --CallerAudio--> decode --> VAD --------------------> VoiceActivity --> agent
+                            \\--> CallerAudioConverter -----> AudioChunk ----> agent
+    edge <--PlayAudio/mark-- Playout <-- AgentAudioConverter <-- AudioChunk --- agent
+    edge <--ClearAudio------ barge-in (local VAD, or the agent's Interruption)
+
+The session owns its tasks (edge reader, agent reader, pacer) and the agent stream; whatever ends
+the call, `run()` cancels them all and closes the agent session before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from voicebridge.runtime.logs import call_context
+from voicebridge.v1 import agent_pb2, agent_pb2_grpc, common_pb2, media_pb2
+
+from .agent_link import AgentLink
+from .audio.convert import (
+    SUPPORTED_FORMATS,
+    AgentAudioConverter,
+    CallerAudioConverter,
+    Format,
+    UnsupportedFormatError,
+)
+from .audio.g711 import ulaw_decode
+from .audio.vad.base import VadEvent
+from .audio.vad.webrtc import VadConfig, WebRtcVad
+from .clock import Clock, LoopClock
+from .config import MediaSettings
+from .metrics import BARGE_INS, FRAMES, FRAMES_DROPPED, PROCESSING, VAD_EVENTS
+from .playout import Playout
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[media_pb2.CallResponse], Awaitable[None]]
+FIRST_MESSAGE_TIMEOUT_S = 10.0
+HANGUP_ACK_TIMEOUT_S = 5.0
+
+
+class CallEnded(Exception):
+    def __init__(self, reason: int, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class _Phase(enum.Enum):
+    CONNECTING = "connecting"  # waiting for the agent's SessionReady
+    TALKING = "talking"
+    ENDING = "ending"  # the agent asked to end; playing out its last words
+
+
+def _caller_end(reason: int, detail: str) -> agent_pb2.ConverseRequest:
+    return agent_pb2.ConverseRequest(end=common_pb2.CallEnd(reason=reason, detail=detail))
+
+
+class CallSession:
+    def __init__(
+        self,
+        settings: MediaSettings,
+        agent_stub: agent_pb2_grpc.AgentServiceStub,
+        emit: Emit,
+        clock: Clock | None = None,
+    ) -> None:
+        self._settings = settings
+        self._stub = agent_stub
+        self._emit = emit
+        self._clock = clock or LoopClock()
+        self._phase = _Phase.CONNECTING
+        self._link: AgentLink | None = None
+        self._in_conv: CallerAudioConverter | None = None
+        self._out_conv: AgentAudioConverter | None = None
+        self._in_format: Format | None = None
+        self._vad = WebRtcVad(
+            VadConfig(
+                aggressiveness=settings.vad_aggressiveness,
+                onset_ms=settings.vad_onset_ms,
+                offset_ms=settings.vad_offset_ms,
+            )
+        )
+        self._playout = Playout(self._clock, emit, settings.playout)
+        self._pre_ready: list[media_pb2.CallerAudio] = []
+        self._pre_ready_ms = 0
+        self._min_response_id = 0  # agent audio of responses below this was interrupted: drop it
+        self._stop_requested = asyncio.Event()
+        self._stop_reason = (common_pb2.END_REASON_SHUTDOWN, "")
+        self.call_sid = ""
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self, requests: AsyncIterator[media_pb2.CallRequest]) -> common_pb2.CallEnd:
+        """Serve the call until it ends; returns why. Never raises for call-level problems."""
+        requests = aiter(requests)
+        try:
+            first = await asyncio.wait_for(anext(requests), FIRST_MESSAGE_TIMEOUT_S)
+        except (StopAsyncIteration, TimeoutError):
+            return await self._finish(common_pb2.END_REASON_PROTOCOL_ERROR, "no CallStart received")
+        if first.WhichOneof("event") != "start":
+            return await self._finish(
+                common_pb2.END_REASON_PROTOCOL_ERROR,
+                f"the first message must be start, got {first.WhichOneof('event')}",
+            )
+        self.call_sid = first.start.call.call_sid
+        with call_context(self.call_sid):
+            return await self._serve(first.start.call, requests)
+
+    async def _serve(
+        self, call: common_pb2.CallInfo, requests: AsyncIterator[media_pb2.CallRequest]
+    ) -> common_pb2.CallEnd:
+        log.info("call started (stream %s)", call.stream_sid)
+        offered = [f.to_proto() for f in SUPPORTED_FORMATS]
+        max_chunks = max(1, self._settings.agent_queue_ms // 20)
+        self._link = AgentLink(self._stub, max_chunks)
+        self._link.send_control(
+            agent_pb2.ConverseRequest(
+                start=agent_pb2.SessionStart(call=call, input_formats=offered, output_formats=offered)
+            )
+        )
+        tasks = {
+            asyncio.create_task(self._read_edge(requests), name="edge-reader"),
+            asyncio.create_task(self._read_agent(), name="agent-reader"),
+            asyncio.create_task(self._playout.run(), name="pacer"),
+            asyncio.create_task(self._wait_stop(), name="stop-watch"),
+        }
+        reason, detail = common_pb2.END_REASON_UNSPECIFIED, ""
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exc = task.exception()
+                if isinstance(exc, CallEnded):
+                    reason, detail = exc.reason, exc.detail
+                    break
+                if exc is not None:
+                    log.error("call task %s failed", task.get_name(), exc_info=exc)
+                    reason, detail = common_pb2.END_REASON_UNSPECIFIED, f"internal error: {exc!r}"
+                    break
+            else:
+                reason, detail = common_pb2.END_REASON_CALLER_HANGUP, "caller stream closed"
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        return await self._finish(reason, detail)
+
+    def request_stop(self, reason: int, detail: str) -> None:
+        """End the call from outside (service shutdown)."""
+        self._stop_reason = (reason, detail)
+        self._stop_requested.set()
+
+    async def _wait_stop(self) -> None:
+        await self._stop_requested.wait()
+        raise CallEnded(*self._stop_reason)
+
+    async def _finish(self, reason: int, detail: str) -> common_pb2.CallEnd:
+        end = common_pb2.CallEnd(reason=reason, detail=detail)
+        if self._link is not None:
+            await self._link.close(_caller_end(reason, detail))
+        name = common_pb2.EndReason.Name(reason)
+        log.info("call ended: %s %s", name, detail)
+        return end
+
+    # -- edge -> agent ------------------------------------------------------------------------
+
+    async def _read_edge(self, requests: AsyncIterator[media_pb2.CallRequest]) -> None:
+        async for request in requests:
+            kind = request.WhichOneof("event")
+            if kind == "audio":
+                await self._on_caller_audio(request.audio)
+            elif kind == "mark":
+                self._playout.on_mark(request.mark.name)
+            elif kind == "dtmf":
+                self._send_control(agent_pb2.ConverseRequest(dtmf=request.dtmf))
+            elif kind == "stop":
+                raise CallEnded(
+                    request.stop.reason or common_pb2.END_REASON_CALLER_HANGUP, request.stop.detail
+                )
+            else:
+                raise CallEnded(common_pb2.END_REASON_PROTOCOL_ERROR, f"unexpected {kind} from the edge")
+        raise CallEnded(common_pb2.END_REASON_CALLER_HANGUP, "edge closed the stream")
+
+    def _send_control(self, message: agent_pb2.ConverseRequest) -> None:
+        if self._link is not None:
+            self._link.send_control(message)
+
+    async def _on_caller_audio(self, audio: media_pb2.CallerAudio) -> None:
+        FRAMES.labels("caller_in").inc()
+        begin = time.perf_counter()
+        pcm = ulaw_decode(audio.payload)
+        for event in self._vad.feed(pcm, audio.timestamp_ms):
+            await self._on_vad(event)
+        if self._phase is _Phase.CONNECTING:
+            self._hold(audio)
+        else:
+            self._forward(audio, pcm)
+        PROCESSING.labels("inbound").observe(time.perf_counter() - begin)
+
+    def _hold(self, audio: media_pb2.CallerAudio) -> None:
+        """Keep caller audio while the agent connects, bounded: the oldest goes first."""
+        self._pre_ready.append(audio)
+        self._pre_ready_ms += len(audio.payload) // 8
+        while self._pre_ready_ms > self._settings.pre_ready_buffer_ms and len(self._pre_ready) > 1:
+            dropped = self._pre_ready.pop(0)
+            self._pre_ready_ms -= len(dropped.payload) // 8
+            FRAMES_DROPPED.labels("agent_not_ready").inc()
+
+    def _forward(self, audio: media_pb2.CallerAudio, pcm: bytes | None) -> None:
+        assert self._in_conv is not None
+        assert self._in_format is not None
+        assert self._link is not None
+        if self._in_format.encoding == "mulaw":
+            data = self._in_conv.convert(audio.payload)
+        else:
+            data = self._in_conv.convert_decoded(pcm if pcm is not None else ulaw_decode(audio.payload))
+        self._link.send_audio(
+            agent_pb2.ConverseRequest(
+                audio=agent_pb2.AudioChunk(
+                    data=data,
+                    format=self._in_format.to_proto(),
+                    timestamp_ms=audio.timestamp_ms,
+                    received_unix_nanos=audio.received_unix_nanos,
+                )
+            )
+        )
+        FRAMES.labels("agent_out").inc()
+
+    async def _on_vad(self, event: VadEvent) -> None:
+        VAD_EVENTS.labels(event.kind).inc()
+        kind = (
+            agent_pb2.VoiceActivity.KIND_SPEECH_STARTED
+            if event.kind == "start"
+            else agent_pb2.VoiceActivity.KIND_SPEECH_ENDED
+        )
+        self._send_control(
+            agent_pb2.ConverseRequest(
+                activity=agent_pb2.VoiceActivity(kind=kind, timestamp_ms=event.timestamp_ms)
+            )
+        )
+        playing = self._phase is _Phase.TALKING and self._playout.is_playing
+        if event.kind == "start" and self._settings.barge_in and playing:
+            await self._barge_in("local")
+
+    async def _barge_in(self, source: str) -> None:
+        """The caller spoke over the agent: stop playback now and tell the agent what was heard."""
+        result = self._playout.clear()
+        if self._out_conv is not None:
+            self._out_conv.reset()
+        self._min_response_id = max(self._min_response_id, result.response_id + 1)
+        BARGE_INS.labels(source).inc()
+        log.info("barge-in (%s): response %d heard for %d ms", source, result.response_id, result.heard_ms)
+        await self._emit(media_pb2.CallResponse(clear=media_pb2.ClearAudio()))
+        self._send_control(
+            agent_pb2.ConverseRequest(
+                interrupted=agent_pb2.CallerInterrupted(
+                    response_id=result.response_id, heard_ms=result.heard_ms
+                )
+            )
+        )
+
+    # -- agent -> edge ------------------------------------------------------------------------
+
+    async def _read_agent(self) -> None:
+        assert self._link is not None
+        while True:
+            message = await self._link.read()
+            if message is None:
+                raise CallEnded(
+                    common_pb2.END_REASON_AGENT_ERROR, "agent stream ended without an end message"
+                )
+            kind = message.WhichOneof("event")
+            if kind == "audio":
+                self._on_agent_audio(message.audio)
+            elif kind == "ready":
+                self._on_ready(message.ready)
+            elif kind == "interruption":
+                if message.interruption.response_id >= self._min_response_id:
+                    self._min_response_id = message.interruption.response_id + 1
+                    if self._playout.is_playing:
+                        result = self._playout.clear()
+                        if self._out_conv is not None:
+                            self._out_conv.reset()
+                        BARGE_INS.labels("agent").inc()
+                        log.info(
+                            "agent interruption: response %d heard for %d ms",
+                            result.response_id,
+                            result.heard_ms,
+                        )
+                        await self._emit(media_pb2.CallResponse(clear=media_pb2.ClearAudio()))
+            elif kind == "transcript":
+                await self._emit(media_pb2.CallResponse(transcript=message.transcript))
+            elif kind == "hangup":
+                await self._after_playout(media_pb2.CallResponse(hangup=message.hangup))
+            elif kind == "transfer":
+                await self._after_playout(media_pb2.CallResponse(transfer=message.transfer))
+            elif kind == "error":
+                log.warning(
+                    "agent reported %s: %s",
+                    common_pb2.ErrorCode.Name(message.error.code),
+                    message.error.message,
+                )
+            elif kind == "end":
+                reason, detail = message.end.reason, message.end.detail
+                await self._after_playout(
+                    media_pb2.CallResponse(
+                        hangup=common_pb2.HangUp(reason=f"{common_pb2.EndReason.Name(reason)}: {detail}")
+                    )
+                )
+                raise CallEnded(reason, detail)
+
+    def _on_ready(self, ready: agent_pb2.SessionReady) -> None:
+        try:
+            self._in_format = Format.from_proto(ready.input_format)
+            out_format = Format.from_proto(ready.output_format)
+            self._in_conv = CallerAudioConverter(self._in_format)
+            self._out_conv = AgentAudioConverter(out_format)
+        except (UnsupportedFormatError, ValueError) as exc:
+            raise CallEnded(
+                common_pb2.END_REASON_UNSUPPORTED_FORMAT, f"agent chose an unusable format: {exc}"
+            ) from exc
+        log.info("agent ready: caller audio as %s, agent audio as %s", self._in_format.name, out_format.name)
+        self._phase = _Phase.TALKING
+        held, self._pre_ready, self._pre_ready_ms = self._pre_ready, [], 0
+        for audio in held:
+            self._forward(audio, None)
+
+    def _on_agent_audio(self, chunk: agent_pb2.AudioChunk) -> None:
+        FRAMES.labels("agent_in").inc()
+        if self._out_conv is None:
+            raise CallEnded(common_pb2.END_REASON_PROTOCOL_ERROR, "agent sent audio before SessionReady")
+        if chunk.response_id < self._min_response_id:
+            FRAMES_DROPPED.labels("interrupted").inc()
+            return
+        begin = time.perf_counter()
+        ulaw = self._out_conv.convert(chunk.data)
+        PROCESSING.labels("outbound").observe(time.perf_counter() - begin)
+        if not self._playout.enqueue(ulaw, chunk.response_id, chunk.received_unix_nanos):
+            FRAMES_DROPPED.labels("playout_full").inc()
+
+    async def _after_playout(self, message: media_pb2.CallResponse) -> None:
+        """Carry out a hang-up or transfer once the agent's last words have been heard."""
+        self._phase = _Phase.ENDING
+        try:
+            await asyncio.wait_for(self._playout.drained(), self._settings.drain_timeout_s)
+        except TimeoutError:
+            log.warning("playback did not drain within %.0fs; going ahead", self._settings.drain_timeout_s)
+        await self._emit(message)

@@ -1,0 +1,72 @@
+"""Media service settings, from environment variables (and an optional .env)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voicebridge.runtime.config import ConfigError, Env
+
+
+@dataclass(frozen=True)
+class PlayoutConfig:
+    """How agent audio is paced to the caller (see playout.py)."""
+
+    frame_ms: int = 20  # size of each frame sent to the edge
+    lead_ms: int = 60  # how far ahead of real time we keep Twilio's buffer: what a clear has to flush
+    mark_interval_ms: int = 100  # a playback mark at least this often while talking
+    max_late_ms: int = 40  # later than this (a stalled loop): re-anchor the clock instead of bursting
+    max_queued_s: float = 120.0  # agent audio held for pacing, at most
+
+    def __post_init__(self) -> None:
+        if not 10 <= self.frame_ms <= 100:
+            raise ConfigError("PLAYOUT_FRAME_MS must be between 10 and 100")
+        if not 0 <= self.lead_ms <= 1000:
+            raise ConfigError("PLAYOUT_LEAD_MS must be between 0 and 1000")
+        if self.mark_interval_ms < self.frame_ms:
+            raise ConfigError("PLAYOUT_MARK_INTERVAL_MS must be at least PLAYOUT_FRAME_MS")
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    listen: str
+    metrics_port: int
+    agent_target: str
+    log_level: str
+    log_format: str
+    grace_s: float
+    playout: PlayoutConfig
+    vad_aggressiveness: int
+    vad_onset_ms: int
+    vad_offset_ms: int
+    barge_in: bool
+    # Caller audio kept while the agent is still connecting (beyond it, the oldest is dropped).
+    pre_ready_buffer_ms: int
+    # Caller audio queued for a slow agent link before the oldest is dropped (never block the edge).
+    agent_queue_ms: int
+    # Agent end -> how long we wait for its last words to be heard before hanging up anyway.
+    drain_timeout_s: float
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> MediaSettings:
+        env = env or Env()
+        return cls(
+            listen=env.str("MEDIA_LISTEN", "0.0.0.0:50051"),
+            metrics_port=env.int("MEDIA_METRICS_PORT", 9102),
+            agent_target=env.str("AGENT_TARGET", "127.0.0.1:50052"),
+            log_level=env.str("LOG_LEVEL", "INFO"),
+            log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
+            grace_s=env.float("MEDIA_SHUTDOWN_GRACE_S", 5.0),
+            playout=PlayoutConfig(
+                frame_ms=env.int("PLAYOUT_FRAME_MS", 20),
+                lead_ms=env.int("PLAYOUT_LEAD_MS", 60),
+                mark_interval_ms=env.int("PLAYOUT_MARK_INTERVAL_MS", 100),
+                max_late_ms=env.int("PLAYOUT_MAX_LATE_MS", 40),
+            ),
+            vad_aggressiveness=env.int("VAD_AGGRESSIVENESS", 2),
+            vad_onset_ms=env.int("VAD_ONSET_MS", 30),
+            vad_offset_ms=env.int("VAD_OFFSET_MS", 400),
+            barge_in=env.bool("BARGE_IN", True),
+            pre_ready_buffer_ms=env.int("PRE_READY_BUFFER_MS", 2000),
+            agent_queue_ms=env.int("AGENT_QUEUE_MS", 1000),
+            drain_timeout_s=env.float("DRAIN_TIMEOUT_S", 30.0),
+        )

@@ -1,0 +1,33 @@
+"""Media service metrics (Prometheus). Bounded labels only: directions, reasons, sources."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from voicebridge.runtime.metrics import LATENCY_BUCKETS, PROCESSING_BUCKETS
+
+CALLS_ACTIVE = Gauge("media_calls_active", "Calls in progress in the media service")
+CALL_ENDS = Counter("media_call_ends", "Calls ended in the media service, by reason", ["reason"])
+FRAMES = Counter(
+    "media_frames", "Audio messages through media", ["direction"]
+)  # caller_in, agent_in, caller_out...
+FRAMES_DROPPED = Counter("media_frames_dropped", "Audio messages dropped, by reason", ["reason"])
+PROCESSING = Histogram(
+    "media_frame_processing_seconds",
+    "CPU-side work per audio message inside media (codec, VAD, resampling)",
+    ["direction"],
+    buckets=PROCESSING_BUCKETS,
+)
+PLAYOUT_STALLS = Counter("media_playout_stalls", "Times the pacer fell behind real time and re-anchored")
+PLAYOUT_GAP = Histogram(
+    "media_playout_gap_seconds",
+    "Time between consecutive frames sent to the caller while the agent is talking",
+    buckets=LATENCY_BUCKETS,
+)
+MARK_ACK_LAG = Histogram(
+    "media_mark_ack_lag_seconds",
+    "Playback mark sent -> echoed by the telephony provider",
+    buckets=LATENCY_BUCKETS,
+)
+BARGE_INS = Counter("media_barge_ins", "Agent playback stopped because the caller spoke", ["source"])
+VAD_EVENTS = Counter("media_vad_events", "Voice activity events", ["kind"])

@@ -1,0 +1,286 @@
+"""Agent audio to the caller: framing, real-time pacing, playback marks and "what was heard".
+
+Agent audio arrives in bursts faster than real time. Sending it all at once would park seconds of
+audio in Twilio's buffer, where a barge-in `clear` must throw it away and where it keeps playing if
+a clear is late. So the pacer sends frames against an absolute monotonic schedule, a small lead ahead
+of real time:
+
+    frame k of a talk spurt is due at   anchor + k * frame_ms - lead_ms
+
+A frame due in the past is sent at once; if the loop stalled longer than `max_late_ms` the schedule is
+re-anchored instead of bursting the backlog (the caller already heard the gap; a burst would only add
+latency). Playback truth comes only from mark echoes: a mark is attached to the first frame of every
+response, to the last frame before a pause, and at least every `mark_interval_ms`. Marks echoed after
+a clear mean "cleared", not "played".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from voicebridge.v1 import media_pb2
+
+from .clock import Clock
+from .config import PlayoutConfig
+from .metrics import MARK_ACK_LAG, PLAYOUT_GAP, PLAYOUT_STALLS
+
+log = logging.getLogger(__name__)
+
+BYTES_PER_MS = 8  # mu-law 8 kHz
+
+
+@dataclass
+class _Segment:
+    data: bytes
+    response_id: int
+    source_unix_nanos: int
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class _Mark:
+    name: str
+    position_ms: float  # stream position (ms of audio sent) at the end of the audio before the mark
+    response_id: int
+    sent_at: float
+
+
+@dataclass
+class ClearResult:
+    """What a clear interrupted: the response that was playing and how much of it the caller heard."""
+
+    response_id: int
+    heard_ms: int
+    dropped_ms: int
+    was_playing: bool
+
+
+@dataclass
+class _ResponseSpan:
+    start_ms: float
+    first_mark: str = ""
+    end_ms: float = 0.0
+
+
+@dataclass
+class PlayoutStats:
+    frames_sent: int = 0
+    marks_sent: int = 0
+    marks_played: int = 0
+    marks_cleared: int = 0
+    stalls: int = 0
+    clears: int = 0
+    responses_started: list[int] = field(default_factory=list)
+
+
+class Playout:
+    """Paces one call's agent audio (already mu-law 8 kHz) to the edge and accounts for playback."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        emit: Callable[[media_pb2.CallResponse], Awaitable[None]],
+        config: PlayoutConfig | None = None,
+        on_first_played: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self._clock = clock
+        self._emit = emit
+        self._cfg = config or PlayoutConfig()
+        self._frame_bytes = self._cfg.frame_ms * BYTES_PER_MS
+        self._segments: collections.deque[_Segment] = collections.deque()
+        self._queued_bytes = 0
+        self._wake = asyncio.Event()
+        self._anchor: float | None = None  # clock time at which stream position `_anchor_pos_ms` plays
+        self._anchor_pos_ms = 0.0
+        self._sent_ms = 0.0  # stream position: ms of audio sent since the call started
+        self._last_mark_pos = -1e9
+        self._last_frame_at: float | None = None
+        self._pending: collections.deque[_Mark] = collections.deque()
+        self._cleared: set[str] = set()
+        self._played_pos_ms = 0.0
+        self._played_at: float | None = None
+        self._spans: dict[int, _ResponseSpan] = {}
+        self._current_response = 0
+        self._mark_seq = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._on_first_played = on_first_played
+        self.stats = PlayoutStats()
+
+    # -- input ----------------------------------------------------------------------------------
+
+    def enqueue(self, ulaw: bytes, response_id: int, source_unix_nanos: int = 0) -> bool:
+        """Queue agent audio; False (and nothing queued) when the pacing queue is full."""
+        if not ulaw:
+            return True
+        if self._queued_bytes + len(ulaw) > self._cfg.max_queued_s * 8000:
+            return False
+        self._segments.append(_Segment(ulaw, response_id, source_unix_nanos))
+        self._queued_bytes += len(ulaw)
+        self._drained.clear()
+        self._wake.set()
+        return True
+
+    def on_mark(self, name: str) -> None:
+        """The provider echoed a mark: audio up to it has played (or was cleared)."""
+        if name in self._cleared:
+            self._cleared.discard(name)
+            self.stats.marks_cleared += 1
+            self._check_drained()
+            return
+        if not any(m.name == name for m in self._pending):
+            log.debug("ignoring unknown or stale mark %r", name)
+            return
+        now = self._clock.now()
+        while self._pending:
+            mark = self._pending.popleft()
+            MARK_ACK_LAG.observe(max(0.0, now - mark.sent_at))
+            self._played_pos_ms = mark.position_ms
+            self._played_at = now
+            self.stats.marks_played += 1
+            span = self._spans.get(mark.response_id)
+            if span is not None and span.first_mark == mark.name and self._on_first_played:
+                self._on_first_played(mark.response_id, now)
+            if mark.name == name:
+                break
+        self._check_drained()
+
+    def clear(self) -> ClearResult:
+        """Stop playback now: drop queued audio; the caller must send ClearAudio (see `clear_message`)."""
+        now = self._clock.now()
+        was_playing = self.is_playing
+        response_id = self._current_response
+        heard = self.heard_ms(response_id, now)
+        dropped_ms = self._queued_bytes / BYTES_PER_MS + max(
+            0.0, self._sent_ms - self.played_position_ms(now)
+        )
+        self._segments.clear()
+        self._queued_bytes = 0
+        self._cleared.update(m.name for m in self._pending)
+        self._pending.clear()
+        # Everything sent is now accounted as finished; a new talk spurt starts a fresh schedule.
+        self._played_pos_ms = self._sent_ms
+        self._played_at = now
+        self._anchor = None
+        self._last_frame_at = None
+        self.stats.clears += 1
+        self._check_drained()
+        return ClearResult(response_id, heard, int(dropped_ms), was_playing)
+
+    # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def is_playing(self) -> bool:
+        """True while agent audio is queued here or sits unplayed in the provider's buffer."""
+        return bool(self._segments) or bool(self._pending)
+
+    @property
+    def current_response(self) -> int:
+        return self._current_response
+
+    def played_position_ms(self, now: float | None = None) -> float:
+        """Best estimate of the stream position the caller has heard up to, from mark echoes."""
+        now = self._clock.now() if now is None else now
+        if not self._pending or self._played_at is None:
+            return self._played_pos_ms
+        estimate = self._played_pos_ms + (now - self._played_at) * 1000.0
+        return min(estimate, self._pending[-1].position_ms, self._sent_ms)
+
+    def heard_ms(self, response_id: int, now: float | None = None) -> int:
+        span = self._spans.get(response_id)
+        if span is None:
+            return 0
+        pos = self.played_position_ms(now)
+        end = span.end_ms if span.end_ms else self._sent_ms
+        return int(max(0.0, min(pos, end) - span.start_ms))
+
+    async def drained(self) -> None:
+        """Wait until everything queued has been sent and every mark has come back."""
+        await self._drained.wait()
+
+    def _check_drained(self) -> None:
+        if not self._segments and not self._pending:
+            self._drained.set()
+
+    # -- pacing ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Send frames until cancelled."""
+        cfg = self._cfg
+        while True:
+            if not self._segments:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            now = self._clock.now()
+            if self._anchor is None or now > self._anchor + (self._sent_ms - self._anchor_pos_ms) / 1000.0:
+                # Start of a talk spurt (or the provider's buffer ran dry): play from now.
+                self._anchor, self._anchor_pos_ms = now, self._sent_ms
+                self._last_frame_at = None
+            due = self._anchor + (self._sent_ms - self._anchor_pos_ms - cfg.lead_ms) / 1000.0
+            if now < due:
+                await self._clock.sleep_until(due)
+                continue
+            if now - due > cfg.max_late_ms / 1000.0:
+                self._anchor += now - due
+                self.stats.stalls += 1
+                PLAYOUT_STALLS.inc()
+            await self._send_frame(now)
+
+    def _take_frame(self) -> tuple[bytes, int, int]:
+        """Up to one frame of audio, never spanning two responses."""
+        first = self._segments[0]
+        response_id, source = first.response_id, first.source_unix_nanos
+        parts: list[bytes] = []
+        need = self._frame_bytes
+        while need and self._segments and self._segments[0].response_id == response_id:
+            seg = self._segments[0]
+            piece = seg.data[seg.offset : seg.offset + need]
+            parts.append(piece)
+            seg.offset += len(piece)
+            need -= len(piece)
+            source = max(source, seg.source_unix_nanos)
+            if seg.offset >= len(seg.data):
+                self._segments.popleft()
+        frame = b"".join(parts)
+        self._queued_bytes -= len(frame)
+        return frame, response_id, source
+
+    async def _send_frame(self, now: float) -> None:
+        frame, response_id, source = self._take_frame()
+        new_response = response_id != self._current_response and response_id not in self._spans
+        if new_response:
+            if self._current_response in self._spans:
+                self._spans[self._current_response].end_ms = self._sent_ms
+            self._current_response = response_id
+            self._spans[response_id] = _ResponseSpan(start_ms=self._sent_ms)
+            self.stats.responses_started.append(response_id)
+            # Forget old responses; only recent ones can still be asked about.
+            for old in [r for r in self._spans if r < response_id - 8]:
+                del self._spans[old]
+        self._sent_ms += len(frame) / BYTES_PER_MS
+        next_is_other = not self._segments or self._segments[0].response_id != response_id
+        mark = ""
+        if new_response or next_is_other or self._sent_ms - self._last_mark_pos >= self._cfg.mark_interval_ms:
+            self._mark_seq += 1
+            mark = f"m{self._mark_seq}"
+            self._pending.append(_Mark(mark, self._sent_ms, response_id, now))
+            self._last_mark_pos = self._sent_ms
+            self.stats.marks_sent += 1
+            if new_response:
+                self._spans[response_id].first_mark = mark
+        if next_is_other:
+            self._spans[response_id].end_ms = self._sent_ms
+        if self._last_frame_at is not None:
+            PLAYOUT_GAP.observe(now - self._last_frame_at)
+        self._last_frame_at = now
+        self.stats.frames_sent += 1
+        await self._emit(
+            media_pb2.CallResponse(
+                audio=media_pb2.PlayAudio(payload=frame, mark=mark, source_unix_nanos=source)
+            )
+        )

@@ -1,0 +1,37 @@
+"""Builds the media service process: the Call servicer behind the shared gRPC lifecycle."""
+
+from __future__ import annotations
+
+import grpc
+
+from voicebridge.runtime.grpc_server import GrpcServiceSpec
+from voicebridge.v1 import media_pb2, media_pb2_grpc
+
+from .config import MediaSettings
+from .servicer import MediaServicer
+
+VERSION = "0.1.0"
+SERVICE_NAME = media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name
+
+
+def build(settings: MediaSettings) -> GrpcServiceSpec:
+    holder: dict[str, MediaServicer] = {}
+
+    def register(server: grpc.aio.Server) -> None:
+        holder["servicer"] = servicer = MediaServicer(settings)
+        media_pb2_grpc.add_MediaServiceServicer_to_server(servicer, server)
+
+    async def drain() -> None:
+        if "servicer" in holder:
+            await holder["servicer"].drain()
+
+    return GrpcServiceSpec(
+        name="media",
+        version=VERSION,
+        listen=settings.listen,
+        metrics_port=settings.metrics_port,
+        grpc_services=(SERVICE_NAME,),
+        register=register,
+        drain=drain,
+        grace_s=settings.grace_s,
+    )

@@ -57,17 +57,21 @@ class WebRtcVad:
     Timeline: the first sample of each `feed` is at `timestamp_ms`. Audio that continues the buffered
     partial frame keeps the buffer's timeline; if the new timestamp disagrees with it by a frame or more
     (a gap in the stream), the partial frame is dropped and the timeline restarts at `timestamp_ms`.
+
+    "end" is stamped at the end of the last frame webrtcvad called speech; webrtcvad adds its own
+    hangover of a few frames (≈ 60–100 ms at 10 ms frames, mode 2) after real speech, which stays in.
     """
 
     def __init__(self, config: VadConfig | None = None) -> None:
         self.config = config or VadConfig()
-        self._vad = webrtcvad.Vad(self.config.aggressiveness)
         self._frame_bytes = self.config.frame_ms * _SAMPLES_PER_MS * 2
         self._onset = self.config.onset_frames
         self._offset = self.config.offset_frames
         self.reset()
 
     def reset(self) -> None:
+        # a new webrtcvad instance: it keeps its own hangover and noise estimates
+        self._vad = webrtcvad.Vad(self.config.aggressiveness)
         self._buf = b""
         self._buf_ts = 0
         self._speaking = False

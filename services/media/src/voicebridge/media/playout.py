@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -229,7 +230,7 @@ class Playout:
                 self._anchor += now - due
                 self.stats.stalls += 1
                 PLAYOUT_STALLS.inc()
-            await self._send_frame(now)
+            await self._send_frame(now, due)
 
     def _take_frame(self) -> tuple[bytes, int, int]:
         """Up to one frame of audio, never spanning two responses."""
@@ -250,8 +251,12 @@ class Playout:
         self._queued_bytes -= len(frame)
         return frame, response_id, source
 
-    async def _send_frame(self, now: float) -> None:
+    async def _send_frame(self, now: float, due: float) -> None:
         frame, response_id, source = self._take_frame()
+        # The bridge's added latency is counted from when the audio was both received and due to be
+        # sent: holding TTS bursts back to real time is pacing, not delay.
+        if source:
+            source = max(source, time.time_ns() - int(max(0.0, now - due) * 1e9))
         new_response = response_id != self._current_response and response_id not in self._spans
         if new_response:
             if self._current_response in self._spans:

@@ -1,0 +1,85 @@
+"""The edge's FastAPI application: the Media Streams WebSocket, Twilio webhooks, health, metrics.
+
+`create_app(settings)` wires the parts; each route's logic lives in its own module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+
+from voicebridge.runtime.grpc_server import CLIENT_OPTIONS
+from voicebridge.runtime.metrics import BUILD_INFO, watch_loop_lag
+from voicebridge.v1 import media_pb2_grpc
+
+from .config import MEDIA_STREAM_PATH, EdgeSettings
+from .media_stream import MediaStreamSession, StreamGate
+from .metrics import STREAMS_REJECTED
+from .twilio_actions import CallControl, TwilioActions
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+
+
+def create_app(
+    settings: EdgeSettings,
+    rest: CallControl | None = None,
+    verify_upgrade: Callable[[WebSocket], bool] | None = None,
+    verify_token: Callable[[str, str], bool] | None = None,
+) -> FastAPI:
+    """`verify_upgrade`/`verify_token` default to accepting everything only when signature
+    validation is explicitly off (local development)."""
+    if settings.validate_signatures and (verify_upgrade is None or verify_token is None):
+        raise ValueError("signature validation is on: pass verify_upgrade and verify_token")
+    upgrade_ok = verify_upgrade or (lambda _ws: True)
+    token_ok = verify_token or (lambda _token, _call_sid: True)
+    state: dict[str, object] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        channel = grpc.aio.insecure_channel(settings.media_target, options=CLIENT_OPTIONS)
+        state["media"] = media_pb2_grpc.MediaServiceStub(channel)
+        lag = asyncio.create_task(watch_loop_lag(), name="loop-lag")
+        BUILD_INFO.labels("edge", VERSION).set(1)
+        if not settings.validate_signatures:
+            log.warning(
+                "Twilio signature validation is OFF (TWILIO_VALIDATE_SIGNATURES=false): local development"
+            )
+        try:
+            yield
+        finally:
+            lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag
+            await channel.close()
+
+    app = FastAPI(title="voicebridge edge", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    gate = StreamGate(settings.max_pending_streams)
+    actions = TwilioActions(rest)
+    app.state.settings = settings
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.websocket(MEDIA_STREAM_PATH)
+    async def media_stream(ws: WebSocket) -> None:
+        if not upgrade_ok(ws):
+            STREAMS_REJECTED.labels("bad_signature").inc()
+            log.warning("media stream upgrade refused: missing or invalid X-Twilio-Signature")
+            await ws.close(code=1008)  # before accept: the client gets HTTP 403, no stream exists
+            return
+        await ws.accept()
+        session = MediaStreamSession(ws, settings, state["media"], actions, token_ok)
+        await session.run(gate)
+
+    metrics_app = make_asgi_app()
+    app.mount("/metrics", metrics_app)
+    return app

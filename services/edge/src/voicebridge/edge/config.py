@@ -1,0 +1,84 @@
+"""Edge service settings, from environment variables (and an optional .env)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from voicebridge.runtime.config import ConfigError, Env
+from voicebridge.runtime.logs import register_secret
+
+MEDIA_STREAM_PATH = "/twilio/media"
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    host: str
+    port: int
+    media_target: str
+    # The public https:// base URL Twilio uses to reach this edge. Signatures are checked against URLs
+    # rebuilt from it, never from the request, so they hold behind proxies and tunnels.
+    public_base_url: str
+    twilio_account_sid: str | None
+    twilio_auth_token: str | None
+    twilio_api_base_url: str | None  # tests point the REST client at a local fake
+    twilio_from_number: str | None  # default caller id for outbound calls
+    validate_signatures: bool
+    api_token: str | None  # bearer token for the outbound-call API; the API is off without it
+    stream_token_secret: str
+    stream_token_ttl_s: float
+    max_message_bytes: int
+    start_timeout_s: float
+    max_pending_streams: int  # WebSockets open but not yet authenticated by a valid start
+    media_queue_ms: int
+    log_level: str
+    log_format: str
+
+    @property
+    def media_stream_url(self) -> str:
+        """The wss:// URL written into TwiML (and validated on the WebSocket upgrade)."""
+        parts = urlsplit(self.public_base_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}{MEDIA_STREAM_PATH}"
+
+    def public_url(self, path: str) -> str:
+        return f"{self.public_base_url.rstrip('/')}{path}"
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> EdgeSettings:
+        env = env or Env()
+        token = env.optional("TWILIO_AUTH_TOKEN")
+        validate = env.bool("TWILIO_VALIDATE_SIGNATURES", True)
+        if validate and not token:
+            raise ConfigError(
+                "TWILIO_VALIDATE_SIGNATURES is on but TWILIO_AUTH_TOKEN is not set; set the token, or set "
+                "TWILIO_VALIDATE_SIGNATURES=false explicitly for local development"
+            )
+        public = env.str("PUBLIC_BASE_URL", f"http://127.0.0.1:{env.int('EDGE_PORT', 8000)}")
+        if urlsplit(public).scheme not in {"http", "https"}:
+            raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) URL, got {public!r}")
+        stream_secret = env.optional("EDGE_STREAM_TOKEN_SECRET") or secrets.token_urlsafe(32)
+        api_token = env.optional("EDGE_API_TOKEN")
+        for secret in (token, stream_secret, api_token):
+            register_secret(secret)
+        return cls(
+            host=env.str("EDGE_HOST", "0.0.0.0"),  # noqa: S104 - a container listens on all interfaces
+            port=env.int("EDGE_PORT", 8000),
+            media_target=env.str("MEDIA_TARGET", "127.0.0.1:50051"),
+            public_base_url=public,
+            twilio_account_sid=env.optional("TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=token,
+            twilio_api_base_url=env.optional("TWILIO_API_BASE_URL"),
+            twilio_from_number=env.optional("TWILIO_FROM_NUMBER"),
+            validate_signatures=validate,
+            api_token=api_token,
+            stream_token_secret=stream_secret,
+            stream_token_ttl_s=env.float("EDGE_STREAM_TOKEN_TTL_S", 300.0),
+            max_message_bytes=env.int("EDGE_MAX_MESSAGE_BYTES", 64 * 1024),
+            start_timeout_s=env.float("EDGE_START_TIMEOUT_S", 10.0),
+            max_pending_streams=env.int("EDGE_MAX_PENDING_STREAMS", 200),
+            media_queue_ms=env.int("EDGE_MEDIA_QUEUE_MS", 1000),
+            log_level=env.str("LOG_LEVEL", "INFO"),
+            log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
+        )

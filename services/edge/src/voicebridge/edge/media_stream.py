@@ -1,0 +1,354 @@
+"""The Twilio Media Streams WebSocket: one call's bridge between Twilio and the media service.
+
+    Twilio --media/mark/dtmf/stop--> _read_twilio --CallRequest--> media   (PriorityStreamWriter)
+    Twilio <--media+mark/clear------ _read_media  <--CallResponse-- media
+
+Nothing reaches the media service (and so no agent session, no cost) before the stream has proven
+itself: the upgrade's X-Twilio-Signature, then a well-formed `start` with a valid per-call token.
+Any malformed message ends *this* call with a logged reason; other calls never notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import grpc
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from voicebridge.runtime.grpc_metrics import ClientStreamMetrics
+from voicebridge.runtime.logs import call_context
+from voicebridge.runtime.stream_writer import PriorityStreamWriter
+from voicebridge.v1 import common_pb2, media_pb2, media_pb2_grpc
+
+from . import call_params
+from .config import EdgeSettings
+from .metrics import (
+    CALL_ENDS,
+    CALLS_ACTIVE,
+    FRAMES,
+    FRAMES_DROPPED,
+    OUTBOUND_ADDED_LATENCY,
+    PROTOCOL_ERRORS,
+    STREAMS_REJECTED,
+)
+from .twilio import media_streams as ms
+from .twilio_actions import TwilioActions
+
+log = logging.getLogger(__name__)
+
+# WebSocket close codes we use towards Twilio (Twilio logs any server close as 31921; the reason is
+# for our own logs and for the simulated caller).
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL = 1002
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+MEDIA_END_WAIT_S = 1.0
+
+
+class StreamRejected(Exception):
+    def __init__(self, kind: str, reason: str, close_code: int = CLOSE_POLICY) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.close_code = close_code
+
+
+@dataclass
+class StreamGate:
+    """Counts streams that have not authenticated yet, to bound what an attacker can hold open."""
+
+    limit: int
+    pending: int = 0
+
+    def try_enter(self) -> bool:
+        if self.pending >= self.limit:
+            return False
+        self.pending += 1
+        return True
+
+    def leave(self) -> None:
+        self.pending -= 1
+
+
+_CLIENT_METRICS: ClientStreamMetrics | None = None
+
+
+def _client_metrics() -> ClientStreamMetrics:
+    global _CLIENT_METRICS
+    if _CLIENT_METRICS is None:
+        _CLIENT_METRICS = ClientStreamMetrics("/voicebridge.v1.MediaService/Call")
+    return _CLIENT_METRICS
+
+
+class MediaStreamSession:
+    """One accepted Twilio WebSocket, from `connected` to close."""
+
+    def __init__(
+        self,
+        ws: WebSocket,
+        settings: EdgeSettings,
+        media: media_pb2_grpc.MediaServiceStub,
+        actions: TwilioActions,
+        verify_token: callable,
+    ) -> None:
+        self._ws = ws
+        self._settings = settings
+        self._media = media
+        self._actions = actions
+        self._verify_token = verify_token
+        self._stream_sid = ""
+        self._call_sid = ""
+        self._writer: PriorityStreamWriter | None = None
+        self._close_code = CLOSE_NORMAL
+        self._close_reason = ""
+        self._send_lock = asyncio.Lock()
+
+    async def run(self, gate: StreamGate) -> None:
+        if not gate.try_enter():
+            STREAMS_REJECTED.labels("too_many_pending").inc()
+            log.warning("refusing media stream: %d streams awaiting start", gate.pending)
+            await self._ws.close(code=CLOSE_POLICY, reason="too many pending streams")
+            return
+        try:
+            start = await asyncio.wait_for(self._await_start(), self._settings.start_timeout_s)
+        except TimeoutError:
+            await self._reject(StreamRejected("start_timeout", "no start message in time"))
+            return
+        except StreamRejected as rejected:
+            await self._reject(rejected)
+            return
+        except WebSocketDisconnect:
+            STREAMS_REJECTED.labels("closed_before_start").inc()
+            return
+        finally:
+            gate.leave()
+        with call_context(start.call_sid):
+            await self._bridge(start)
+
+    async def _reject(self, rejected: StreamRejected) -> None:
+        STREAMS_REJECTED.labels(rejected.kind).inc()
+        log.warning("media stream rejected before start (%s): %s", rejected.kind, rejected.reason)
+        await self._close(rejected.close_code, rejected.reason)
+
+    async def _receive(self) -> ms.Inbound | None:
+        """The next decoded Twilio message; None when Twilio closed the socket."""
+        message = await self._ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        if text is None:
+            raise StreamRejected(
+                "binary_frame", "binary frame received (Twilio sends only text)", CLOSE_PROTOCOL
+            )
+        if len(text) > self._settings.max_message_bytes:
+            raise StreamRejected("too_big", f"message of {len(text)} bytes exceeds the limit", CLOSE_TOO_BIG)
+        try:
+            return ms.decode(text)
+        except ms.MediaStreamsProtocolError as exc:
+            raise StreamRejected("malformed", str(exc), CLOSE_PROTOCOL) from None
+
+    async def _await_start(self) -> ms.Start:
+        while True:
+            message = await self._receive()
+            if message is None:
+                raise WebSocketDisconnect(CLOSE_NORMAL)
+            if isinstance(message, ms.Connected):
+                continue
+            if isinstance(message, ms.Start):
+                if not self._verify_token(
+                    message.custom_parameters.get(call_params.TOKEN, ""), message.call_sid
+                ):
+                    raise StreamRejected("bad_token", f"invalid stream token for call {message.call_sid}")
+                return message
+            raise StreamRejected(
+                "before_start", f"{type(message).__name__.lower()} before start", CLOSE_PROTOCOL
+            )
+
+    async def _bridge(self, start: ms.Start) -> None:
+        self._stream_sid, self._call_sid = start.stream_sid, start.call_sid
+        info = call_params.call_info(
+            call_sid=start.call_sid,
+            stream_sid=start.stream_sid,
+            account_sid=start.account_sid,
+            custom_parameters=start.custom_parameters,
+        )
+        log.info("media stream started (stream %s, from %s)", start.stream_sid, info.from_number or "?")
+        CALLS_ACTIVE.inc()
+        metrics = _client_metrics()
+        metrics.started.inc()
+        began = time.monotonic()
+        call = self._media.Call()
+        self._writer = PriorityStreamWriter(
+            call,
+            max(1, self._settings.media_queue_ms // 20),
+            metrics.sent.inc,
+            FRAMES_DROPPED.labels("media_backpressure").inc,
+        )
+        self._writer.control(media_pb2.CallRequest(start=media_pb2.CallStart(call=info)))
+        media_task = asyncio.create_task(self._read_media(call), name="media-reader")
+        end = common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP, detail="stream closed")
+        try:
+            end = await self._race(media_task)
+        finally:
+            await self._writer.close(media_pb2.CallRequest(stop=end))
+            # Let media finish its side (it ends the agent session) before we drop the RPC.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(media_task), MEDIA_END_WAIT_S)
+            media_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await media_task
+            if not call.done():
+                call.cancel()
+            try:
+                code = await asyncio.wait_for(call.code(), 1.0)
+            except (TimeoutError, asyncio.CancelledError, grpc.RpcError):
+                code = grpc.StatusCode.UNKNOWN
+            metrics.handled(code, time.monotonic() - began)
+            await self._close(self._close_code, self._close_reason or end.detail)
+            CALLS_ACTIVE.dec()
+            CALL_ENDS.labels(common_pb2.EndReason.Name(end.reason).removeprefix("END_REASON_").lower()).inc()
+            log.info("media stream ended: %s %s", common_pb2.EndReason.Name(end.reason), end.detail)
+
+    async def _race(self, media_task: asyncio.Task) -> common_pb2.CallEnd:
+        """Run the Twilio reader against media's reader; whichever ends the call first decides why."""
+        reader = asyncio.create_task(self._read_twilio(), name="twilio-reader")
+        try:
+            done, _ = await asyncio.wait({reader, media_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
+        if reader in done and reader.exception() is None:
+            return reader.result()
+        if reader in done:
+            raise reader.exception()  # a bug, not bad input: let the caller's finally clean up
+        return self._media_outcome(media_task)
+
+    async def _read_twilio(self) -> common_pb2.CallEnd:
+        """Forward Twilio's messages to media until the Twilio side ends; returns why it ended."""
+        while True:
+            try:
+                message = await self._receive()
+            except StreamRejected as bad:
+                PROTOCOL_ERRORS.labels(bad.kind).inc()
+                log.warning("ending call: %s", bad.reason)
+                self._close_code, self._close_reason = bad.close_code, bad.reason
+                return common_pb2.CallEnd(reason=common_pb2.END_REASON_PROTOCOL_ERROR, detail=bad.reason)
+            except WebSocketDisconnect:
+                message = None
+            if message is None:
+                return common_pb2.CallEnd(
+                    reason=common_pb2.END_REASON_CALLER_HANGUP, detail="websocket closed"
+                )
+            end = self._forward(message)
+            if end is not None:
+                return end
+
+    def _forward(self, message: ms.Inbound) -> common_pb2.CallEnd | None:
+        assert self._writer is not None
+        sid = getattr(message, "stream_sid", self._stream_sid)
+        if sid != self._stream_sid:
+            PROTOCOL_ERRORS.labels("wrong_stream_sid").inc()
+            self._close_code, self._close_reason = CLOSE_PROTOCOL, f"message for another stream {sid!r}"
+            return common_pb2.CallEnd(reason=common_pb2.END_REASON_PROTOCOL_ERROR, detail=self._close_reason)
+        if isinstance(message, ms.Media):
+            FRAMES.labels("in").inc()
+            self._writer.audio(
+                media_pb2.CallRequest(
+                    audio=media_pb2.CallerAudio(
+                        payload=message.payload,
+                        timestamp_ms=message.timestamp_ms,
+                        received_unix_nanos=time.time_ns(),
+                    )
+                )
+            )
+        elif isinstance(message, ms.Mark):
+            self._writer.control(media_pb2.CallRequest(mark=media_pb2.MarkEcho(name=message.name)))
+        elif isinstance(message, ms.Dtmf):
+            log.info("caller pressed %s", message.digit)
+            self._writer.control(media_pb2.CallRequest(dtmf=common_pb2.DtmfDigit(digit=message.digit)))
+        elif isinstance(message, ms.Stop):
+            return common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP, detail="twilio sent stop")
+        else:  # a second start or connected mid-call
+            PROTOCOL_ERRORS.labels("out_of_order").inc()
+            self._close_code, self._close_reason = (
+                CLOSE_PROTOCOL,
+                f"unexpected {type(message).__name__} mid-call",
+            )
+            return common_pb2.CallEnd(reason=common_pb2.END_REASON_PROTOCOL_ERROR, detail=self._close_reason)
+        return None
+
+    def _media_outcome(self, media_task: asyncio.Task) -> common_pb2.CallEnd:
+        exc = media_task.exception()
+        if exc is not None:
+            log.error("media stream failed: %s", exc)
+            self._close_code, self._close_reason = CLOSE_INTERNAL, "media service unavailable"
+            return common_pb2.CallEnd(reason=common_pb2.END_REASON_UNAVAILABLE, detail=str(exc))
+        return media_task.result()
+
+    async def _read_media(self, call: grpc.aio.StreamStreamCall) -> common_pb2.CallEnd:
+        """Carry out what media sends until it ends the call; returns media's end."""
+        metrics = _client_metrics()
+        while True:
+            try:
+                response = await call.read()
+            except grpc.aio.AioRpcError as exc:
+                raise RuntimeError(f"media stream failed: {exc.code().name} {exc.details()}") from None
+            if response is grpc.aio.EOF:
+                return common_pb2.CallEnd(
+                    reason=common_pb2.END_REASON_UNAVAILABLE, detail="media ended the stream"
+                )
+            metrics.received.inc()
+            kind = response.WhichOneof("event")
+            if kind == "audio":
+                await self._send(ms.encode_media(self._stream_sid, response.audio.payload))
+                if response.audio.mark:
+                    await self._send(ms.encode_mark(self._stream_sid, response.audio.mark))
+                FRAMES.labels("out").inc()
+                if response.audio.source_unix_nanos:
+                    OUTBOUND_ADDED_LATENCY.observe(
+                        max(0.0, (time.time_ns() - response.audio.source_unix_nanos) / 1e9)
+                    )
+            elif kind == "clear":
+                await self._send(ms.encode_clear(self._stream_sid))
+            elif kind == "transcript":
+                t = response.transcript
+                who = "caller" if t.role == common_pb2.Transcript.ROLE_CALLER else "agent"
+                if t.final:
+                    log.info("%s%s: %s", who, " (corrected)" if t.correction else "", t.text)
+            elif kind == "hangup":
+                log.info("hanging up: %s", response.hangup.reason)
+                await self._actions.hang_up(self._call_sid)
+                self._close_reason = "agent hung up"
+                return common_pb2.CallEnd(
+                    reason=common_pb2.END_REASON_AGENT_ENDED, detail=response.hangup.reason
+                )
+            elif kind == "transfer":
+                log.info("transferring to %s", response.transfer.destination)
+                await self._actions.transfer(self._call_sid, response.transfer.destination)
+                return common_pb2.CallEnd(
+                    reason=common_pb2.END_REASON_TRANSFERRED, detail=response.transfer.reason
+                )
+            elif kind == "error":
+                log.warning("media reported %s", response.error.message)
+            elif kind == "end":
+                return response.end
+
+    async def _send(self, text: str) -> None:
+        if self._ws.application_state != WebSocketState.CONNECTED:
+            return
+        async with self._send_lock:
+            await self._ws.send_text(text)
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self._ws.application_state == WebSocketState.DISCONNECTED:
+            return
+        with contextlib.suppress(Exception):
+            async with self._send_lock:
+                await self._ws.close(code=code, reason=reason[:120])

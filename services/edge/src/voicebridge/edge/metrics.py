@@ -1,0 +1,25 @@
+"""Edge service metrics (Prometheus). Bounded labels only: directions, reasons, statuses."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from voicebridge.runtime.metrics import LATENCY_BUCKETS
+
+CALLS_ACTIVE = Gauge("edge_calls_active", "Media streams in progress")
+CALL_ENDS = Counter("edge_call_ends", "Media streams ended, by reason", ["reason"])
+STREAMS_REJECTED = Counter("edge_streams_rejected", "Media streams refused before any agent work", ["reason"])
+PROTOCOL_ERRORS = Counter("edge_protocol_errors", "Malformed or out-of-order Twilio messages", ["kind"])
+FRAMES = Counter("edge_frames", "Twilio media messages", ["direction"])
+FRAMES_DROPPED = Counter("edge_frames_dropped", "Caller frames dropped, by reason", ["reason"])
+# Agent audio: received by the agent service from its backend -> sent to Twilio (includes pacing hold).
+OUTBOUND_ADDED_LATENCY = Histogram(
+    "edge_outbound_added_latency_seconds",
+    "Agent audio: arrival in voicebridge to the frame leaving for Twilio",
+    buckets=LATENCY_BUCKETS,
+)
+CALL_STATUS = Counter("edge_call_status_callbacks", "Twilio call status callbacks, by status", ["status"])
+OUTBOUND_CALLS = Counter("edge_outbound_calls", "Outbound calls requested, by result", ["result"])
+HANGUPS = Counter(
+    "edge_hangups", "Hang-ups and transfers carried out through the REST API", ["kind", "result"]
+)

@@ -153,6 +153,7 @@ class AgentScript:
     close_on_early_audio: bool = False
     send_metadata: bool = True  # False: never answer the init (handshake timeouts)
     metadata_delay_s: float = 0.0
+    metadata_gate: asyncio.Event | None = None  # when set, the metadata waits for this event
     conversation_id_prefix: str = "conv_emu_"
 
     def __post_init__(self) -> None:
@@ -547,6 +548,12 @@ class ConvAIEmulator:
             if not script.send_metadata:
                 await reader
                 return
+            if script.metadata_gate is not None:
+                gate = asyncio.create_task(script.metadata_gate.wait())
+                await asyncio.wait([gate, reader], return_when=asyncio.FIRST_COMPLETED)
+                gate.cancel()
+                if reader.done():
+                    return
             if script.metadata_delay_s:
                 await asyncio.sleep(script.metadata_delay_s)
             await session.send_event(

@@ -26,6 +26,7 @@ PROCESSING_BUCKETS = (
 prometheus_client.disable_created_metrics()
 
 BUILD_INFO = Gauge("voicebridge_build_info", "Build of this service (value 1)", ["service", "version"])
+TASKS = Gauge("voicebridge_asyncio_tasks", "asyncio tasks alive in this process (leak watch)")
 LOOP_LAG = Histogram(
     "voicebridge_event_loop_lag_seconds",
     "How late the asyncio event loop ran a timer that was due (a busy or blocked loop)",
@@ -41,14 +42,20 @@ def start_metrics_server(port: int, host: str = "0.0.0.0") -> object | None:  # 
     return server
 
 
-async def watch_loop_lag(interval_s: float = 0.1) -> None:
-    """Observe event-loop lag until cancelled: the loop is the one resource every call shares."""
+async def watch_loop_lag(interval_s: float = 0.1, tasks_every: int = 5) -> None:
+    """Observe event-loop lag until cancelled: the loop is the one resource every call shares.
+
+    Every `tasks_every` ticks it also counts live asyncio tasks, so a leak shows on a dashboard."""
     loop = asyncio.get_running_loop()
+    tick = 0
     with contextlib.suppress(asyncio.CancelledError):
         while True:
             due = loop.time() + interval_s
             await asyncio.sleep(interval_s)
             LOOP_LAG.observe(max(0.0, loop.time() - due))
+            tick += 1
+            if tick % tasks_every == 0:
+                TASKS.set(len(asyncio.all_tasks(loop)))
 
 
 def unix_nanos() -> int:

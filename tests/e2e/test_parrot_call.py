@@ -1,0 +1,34 @@
+"""A call to the default stack (parrot backend): greeting, then the caller's words played back."""
+
+from __future__ import annotations
+
+import numpy as np
+from harness.audio import espeak_ulaw, normalized_xcorr_peak, ulaw_to_float
+from harness.stack import Stack
+
+from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
+
+
+async def test_parrot_greets_then_plays_the_callers_speech_back_after_they_stop(parrot_stack: Stack) -> None:
+    speech = espeak_ulaw("Testing one two three, can you hear me?")
+    async with TwilioCaller(CallerConfig(url=parrot_stack.media_ws_url)) as call:
+        await call.wait_heard(1.0, timeout=10)  # the greeting is playing
+        await call.wait_agent_quiet(0.5, timeout=15)  # ...and has finished
+        greeting_samples = call.samples_heard()
+        spoke_at = len(call.heard_ulaw)
+        await call.speak(speech)
+        stopped_at = len(call.heard_ulaw)
+        await call.wait_heard((greeting_samples + 0.8 * len(speech)) / 8000, timeout=20)
+        await call.wait_agent_quiet(0.5, timeout=15)
+        heard = call.heard_ulaw
+        summary = call.summary()
+
+    assert summary["violations"] == []
+    spans = [(a, b) for a, b in call.heard_spans() if a >= spoke_at]
+    assert spans, "nothing was played back after the caller spoke"
+    # The echo starts only once the caller has stopped talking.
+    assert spans[0][0] >= stopped_at
+    echo = ulaw_to_float(heard[spans[0][0] :])
+    coefficient, _ = normalized_xcorr_peak(ulaw_to_float(speech)[2000:10000], echo)
+    assert coefficient > 0.8, f"the played-back audio does not match what the caller said ({coefficient:.2f})"
+    assert np.isclose(sum(b - a for a, b in spans), len(speech), rtol=0.25)

@@ -1,0 +1,1 @@
+"""Test harness: real service processes on loopback, and audio analysis for assertions."""

@@ -1,0 +1,107 @@
+"""The three services started together on loopback: agent, media, edge (in dependency order)."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .processes import BIN, ServiceProcess, free_port, grpc_ready, http_ready
+
+
+@dataclass
+class Stack:
+    edge: ServiceProcess
+    media: ServiceProcess
+    agent: ServiceProcess
+    edge_port: int
+    metrics_ports: dict[str, int]
+
+    @property
+    def media_ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.edge_port}/twilio/media"
+
+    @property
+    def http_base(self) -> str:
+        return f"http://127.0.0.1:{self.edge_port}"
+
+    def metrics_url(self, service: str) -> str:
+        if service == "edge":
+            return f"{self.http_base}/metrics/"
+        return f"http://127.0.0.1:{self.metrics_ports[service]}/metrics"
+
+    def metric(self, service: str, name: str, labels: str = "") -> float:
+        """Sum of a metric's samples (matching a label fragment) in a service's /metrics."""
+        with urllib.request.urlopen(self.metrics_url(service), timeout=2) as reply:  # noqa: S310
+            text = reply.read().decode()
+        total = 0.0
+        pattern = re.compile(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", re.M)
+        for match in pattern.finditer(text):
+            if labels in (match.group(1) or ""):
+                total += float(match.group(2))
+        return total
+
+    def stop(self) -> dict[str, int | None]:
+        return {p.name: p.stop() for p in (self.edge, self.media, self.agent)}
+
+    def logs(self) -> str:
+        return "\n".join(f"===== {p.name}\n{p.log()}" for p in (self.edge, self.media, self.agent))
+
+
+def start_stack(workdir: Path, agent_env: dict[str, str], edge_env: dict[str, str] | None = None) -> Stack:
+    workdir.mkdir(parents=True, exist_ok=True)
+    agent_port, media_port, edge_port = free_port(), free_port(), free_port()
+    metrics = {"agent": free_port(), "media": free_port()}
+    common = {"LOG_LEVEL": "INFO"}
+    agent = ServiceProcess(
+        "agent",
+        [str(BIN / "voicebridge-agent")],
+        {
+            **common,
+            "AGENT_LISTEN": f"127.0.0.1:{agent_port}",
+            "AGENT_METRICS_PORT": str(metrics["agent"]),
+            **agent_env,
+        },
+        workdir / "agent.log",
+    )
+    media = ServiceProcess(
+        "media",
+        [str(BIN / "voicebridge-media")],
+        {
+            **common,
+            "MEDIA_LISTEN": f"127.0.0.1:{media_port}",
+            "MEDIA_METRICS_PORT": str(metrics["media"]),
+            "AGENT_TARGET": f"127.0.0.1:{agent_port}",
+        },
+        workdir / "media.log",
+    )
+    edge = ServiceProcess(
+        "edge",
+        [str(BIN / "voicebridge-edge")],
+        {
+            **common,
+            "EDGE_HOST": "127.0.0.1",
+            "EDGE_PORT": str(edge_port),
+            "MEDIA_TARGET": f"127.0.0.1:{media_port}",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{edge_port}",
+            "TWILIO_VALIDATE_SIGNATURES": "false",
+            **(edge_env or {}),
+        },
+        workdir / "edge.log",
+    )
+    started: list[ServiceProcess] = []
+    try:
+        for proc, ready in (
+            (agent, grpc_ready(f"127.0.0.1:{agent_port}")),
+            (media, grpc_ready(f"127.0.0.1:{media_port}")),
+            (edge, http_ready(f"http://127.0.0.1:{edge_port}/healthz")),
+        ):
+            proc.start()
+            started.append(proc)
+            proc.wait_until(ready)
+    except BaseException:
+        for proc in reversed(started):
+            proc.stop()
+        raise
+    return Stack(edge, media, agent, edge_port, metrics)

@@ -1,0 +1,224 @@
+"""The `elevenlabs` agent backend: one ElevenLabs Agents conversation per phone call.
+
+Why our own WebSocket client rather than the SDK's AsyncConversation (reference §2.3): the SDK polls
+recv every 0.5 s, runs client tools on a thread of its own unless told otherwise, ignores the
+negotiated audio formats, error events and close codes, and ends the session on one malformed frame.
+Here: `websockets` directly, compression off, one loop, no thread per call; httpx only for the
+signed URL of private agents (fetched per call, since it expires in 15 minutes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import urllib.parse
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+
+from voicebridge.runtime.logs import register_secret
+from voicebridge.v1 import agent_pb2, common_pb2
+
+from ..base import AgentBackend, SessionRefused
+from . import protocol as p
+from .metrics import CONNECT_SECONDS
+from .session import ElevenLabsSession
+from .settings import ElevenLabsSettings
+
+log = logging.getLogger(__name__)
+
+RESERVED_PREFIX = "system__"
+AGENT_OVERRIDE_PARAM = "agent_id"
+MAX_FRAME_BYTES = 16 * 2**20
+_DIRECTIONS = {common_pb2.CALL_DIRECTION_INBOUND: "inbound", common_pb2.CALL_DIRECTION_OUTBOUND: "outbound"}
+
+
+def dynamic_variables(
+    call: common_pb2.CallInfo, extra: dict[str, Any] | None = None
+) -> dict[str, p.DynamicValue]:
+    """What the agent's prompt can use as {{name}}: configured defaults, then every Twilio <Parameter>,
+    then the call's facts (authoritative). The reserved `system__` prefix is never sent (reference §1.4).
+    Every name is always present, empty when unknown: a variable the agent defines but the init lacks
+    closes the conversation with 1008 missing_dynamic_variable.
+    """
+    variables: dict[str, p.DynamicValue] = dict(extra or {})
+    variables.update(call.custom_parameters)
+    variables.update(
+        {
+            "call_sid": call.call_sid,
+            "stream_sid": call.stream_sid,
+            "account_sid": call.account_sid,
+            "caller_number": call.from_number,
+            "called_number": call.to_number,
+            "call_direction": _DIRECTIONS.get(call.direction, "unknown"),
+        }
+    )
+    return {k: v for k, v in variables.items() if not k.startswith(RESERVED_PREFIX)}
+
+
+class ElevenLabsBackend(AgentBackend):
+    name = "elevenlabs"
+
+    def __init__(self, settings: ElevenLabsSettings, http: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        register_secret(settings.api_key)
+        self._http = http
+        self._owns_http = http is None
+
+    def agent_for(self, call: common_pb2.CallInfo) -> str:
+        override = call.custom_parameters.get(AGENT_OVERRIDE_PARAM, "")
+        return override if (override and self.settings.allow_agent_override) else self.settings.agent_id
+
+    def init_frame(self, call: common_pb2.CallInfo) -> str:
+        s = self.settings
+        return p.encode_init(
+            dynamic_variables=dynamic_variables(call, dict(s.extra_dynamic_variables)),
+            conversation_config_override=s.config_override,
+        )
+
+    async def open(self, start: agent_pb2.SessionStart) -> ElevenLabsSession:
+        session = await self.connect(start)
+        await self.handshake(session)
+        return session
+
+    async def connect(self, start: agent_pb2.SessionStart) -> ElevenLabsSession:
+        """Connect and start the conversation's reader; the session is ready only after `handshake()`.
+
+        Split from open() so caller audio can reach the session before the metadata arrives (it is
+        held, bounded, and released after it).
+        """
+        started = time.perf_counter()
+        agent_id = self.agent_for(start.call)
+        ws = await self._connect_ws(agent_id, started)
+        session = ElevenLabsSession(
+            ws, start, agent_id, self.settings.max_buffered_audio_s, self.settings.max_pending_audio_s
+        )
+        session.connect_started = started
+        return session
+
+    async def handshake(self, session: ElevenLabsSession) -> None:
+        """Init → metadata → format check, within what is left of the handshake timeout."""
+        try:
+            async with asyncio.timeout(self._remaining(session.connect_started)):
+                await session.handshake(self.init_frame(session.start.call))
+        except TimeoutError:
+            await session.aclose()
+            raise SessionRefused(
+                common_pb2.END_REASON_AGENT_TIMEOUT,
+                f"ElevenLabs sent no metadata within {self.settings.handshake_timeout_s:g} s",
+                common_pb2.ERROR_CODE_DEADLINE_EXCEEDED,
+            ) from None
+        except ConnectionError:
+            refusal = await session.refused()
+            await session.aclose()
+            raise refusal from None
+        except BaseException:
+            await session.aclose()
+            raise
+        CONNECT_SECONDS.observe(time.perf_counter() - session.connect_started)
+
+    def _remaining(self, started: float) -> float:
+        return max(0.0, self.settings.handshake_timeout_s - (time.perf_counter() - started))
+
+    async def _connect_ws(self, agent_id: str, started: float) -> ClientConnection:
+        url = (
+            await self._signed_url(agent_id)
+            if self.settings.requires_auth
+            else self.settings.conversation_url(agent_id)
+        )
+        try:
+            return await connect(
+                url,
+                compression=None,
+                open_timeout=max(0.1, self._remaining(started)),
+                max_size=MAX_FRAME_BYTES,
+                close_timeout=2,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status == 429:
+                raise SessionRefused(
+                    common_pb2.END_REASON_AGENT_BUSY,
+                    "ElevenLabs refused the conversation: HTTP 429 (concurrency limit)",
+                    common_pb2.ERROR_CODE_RESOURCE_EXHAUSTED,
+                ) from None
+            code = (
+                common_pb2.ERROR_CODE_UNAUTHENTICATED
+                if status in (401, 403)
+                else common_pb2.ERROR_CODE_UNAVAILABLE
+            )
+            raise SessionRefused(
+                common_pb2.END_REASON_UNAVAILABLE, f"ElevenLabs refused the WebSocket: HTTP {status}", code
+            ) from None
+        except TimeoutError:
+            raise SessionRefused(
+                common_pb2.END_REASON_AGENT_TIMEOUT,
+                f"ElevenLabs WebSocket not open within {self.settings.handshake_timeout_s:g} s",
+                common_pb2.ERROR_CODE_DEADLINE_EXCEEDED,
+            ) from None
+        except (OSError, InvalidHandshake) as exc:
+            raise SessionRefused(
+                common_pb2.END_REASON_UNAVAILABLE, f"cannot reach ElevenLabs at {self._host()}: {exc}"
+            ) from None
+
+    def _host(self) -> str:
+        return urllib.parse.urlsplit(self.settings.base_url).netloc
+
+    async def _signed_url(self, agent_id: str) -> str:
+        """GET get-signed-url with xi-api-key; the key goes only in this header, never in a URL or log."""
+        if self._http is None:
+            self._http = httpx.AsyncClient()
+        try:
+            response = await self._http.get(
+                self.settings.signed_url_endpoint(),
+                params={"agent_id": agent_id},
+                headers={"xi-api-key": self.settings.api_key or ""},
+                timeout=self.settings.handshake_timeout_s,
+            )
+        except httpx.TimeoutException:
+            raise SessionRefused(
+                common_pb2.END_REASON_AGENT_TIMEOUT,
+                "ElevenLabs signed URL request timed out",
+                common_pb2.ERROR_CODE_DEADLINE_EXCEEDED,
+            ) from None
+        except httpx.HTTPError as exc:
+            raise SessionRefused(
+                common_pb2.END_REASON_UNAVAILABLE, f"cannot reach ElevenLabs at {self._host()}: {exc}"
+            ) from None
+        if response.status_code == 429:
+            raise SessionRefused(
+                common_pb2.END_REASON_AGENT_BUSY,
+                "ElevenLabs signed URL refused: HTTP 429",
+                common_pb2.ERROR_CODE_RESOURCE_EXHAUSTED,
+            )
+        if response.status_code != 200:
+            code = (
+                common_pb2.ERROR_CODE_UNAUTHENTICATED
+                if response.status_code in (401, 403)
+                else common_pb2.ERROR_CODE_UNAVAILABLE
+            )
+            raise SessionRefused(
+                common_pb2.END_REASON_AGENT_ERROR,
+                f"ElevenLabs signed URL for agent {agent_id} failed: HTTP {response.status_code}",
+                code,
+            )
+        try:
+            signed_url = str(response.json()["signed_url"])
+        except (ValueError, KeyError, TypeError):
+            raise SessionRefused(
+                common_pb2.END_REASON_AGENT_ERROR, "ElevenLabs signed URL response has no signed_url"
+            ) from None
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(signed_url).query))
+        register_secret(query.get("conversation_signature"))
+        register_secret(signed_url)
+        return signed_url
+
+    async def aclose(self) -> None:
+        if self._http is not None and self._owns_http:
+            with contextlib.suppress(Exception):
+                await self._http.aclose()
+            self._http = None

@@ -1,0 +1,35 @@
+"""Prometheus metrics of the ElevenLabs backend. Labels are bounded: close codes map to a fixed set."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+from voicebridge.runtime.metrics import LATENCY_BUCKETS
+
+PING_RTT = Histogram(
+    "agent_elevenlabs_ping_rtt_seconds",
+    "ElevenLabs' own estimate of the WebSocket round trip (ping_ms of its ping events)",
+    buckets=LATENCY_BUCKETS,
+)
+CONNECT_SECONDS = Histogram(
+    "agent_elevenlabs_connect_seconds",
+    "From starting to connect (signed URL included) to conversation_initiation_metadata",
+    buckets=LATENCY_BUCKETS,
+)
+CLOSES = Counter(
+    "agent_elevenlabs_close", "ElevenLabs conversations closed, by WebSocket close code", ["code"]
+)
+LATE_AUDIO_DROPPED = Counter(
+    "agent_elevenlabs_late_audio_dropped", "Agent audio chunks dropped because their response was interrupted"
+)
+SKIPPED_FRAMES = Counter(
+    "agent_elevenlabs_skipped_frames", "Server frames skipped mid-call, by kind", ["kind"]
+)
+
+_KNOWN_CODES = {1000, 1001, 1002, 1006, 1008, 1011}
+
+
+def close_label(code: int | None) -> str:
+    if code is None:
+        return "none"
+    return str(code) if code in _KNOWN_CODES else "other"

@@ -147,6 +147,27 @@ def test_image_dependency_closure_stays_small(service):
     assert not clash, f"the {service} image would install {sorted(clash)}"
 
 
+@pytest.mark.parametrize("service", SERVICES)
+def test_package_data_reaches_the_image(service):
+    """Non-Python files under the service's src (e.g. the agent's prompts) match its package-data globs.
+
+    The images install non-editable, so a data file no glob matches would be missing at run time.
+    """
+    project = ROOT / "services" / service
+    config = tomllib.loads((project / "pyproject.toml").read_text())
+    package_data = config["tool"]["setuptools"].get("package-data", {})
+    globs = [g for patterns in package_data.values() for g in patterns]
+    src = project / "src"
+    skip = {".py", ".pyc", ".typed"}
+    data = [
+        p
+        for p in src.rglob("*")
+        if p.is_file() and p.suffix not in skip and "egg-info" not in str(p) and "__pycache__" not in p.parts
+    ]
+    unmatched = [str(p.relative_to(src)) for p in data if not any(p.match(g) for g in globs)]
+    assert not unmatched, f"add a package-data glob for: {unmatched}"
+
+
 def test_closure_positive_control():
     assert {"numpy", "webrtcvad-wheels"} <= closure("voicebridge-media")
     assert {"uvicorn", "httptools", "fastapi"} <= closure("voicebridge-edge")  # uvicorn[standard]

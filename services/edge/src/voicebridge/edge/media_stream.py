@@ -139,6 +139,8 @@ class MediaStreamSession:
         """The next decoded Twilio message; None when Twilio closed the socket."""
         message = await self._ws.receive()
         if message["type"] == "websocket.disconnect":
+            if message.get("code") == CLOSE_TOO_BIG:  # the server's frame-size limit tripped first
+                raise StreamRejected("too_big", "message exceeds EDGE_MAX_MESSAGE_BYTES", CLOSE_TOO_BIG)
             return None
         text = message.get("text")
         if text is None:

@@ -1,0 +1,49 @@
+"""Hanging up tears everything down: streams, sessions and tasks in every service."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import eventually
+from harness.stack import Stack
+
+from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
+
+SERVICES_AND_GAUGES = (
+    ("edge", "edge_calls_active"),
+    ("media", "media_calls_active"),
+    ("agent", "agent_sessions_active"),
+)
+
+
+def _all_idle(stack: Stack) -> bool:
+    return all(stack.metric(service, gauge) == 0 for service, gauge in SERVICES_AND_GAUGES)
+
+
+@pytest.mark.parametrize("how", ["stop", "socket_closed"])
+async def test_hanging_up_ends_the_call_in_every_service_within_a_second(
+    parrot_stack: Stack, how: str
+) -> None:
+    await eventually(lambda: _all_idle(parrot_stack), 5, "no calls in progress before the test")
+    for service, _ in SERVICES_AND_GAUGES:  # the task gauge is first set half a second after start
+        await eventually(
+            lambda s=service: parrot_stack.metric(s, "voicebridge_asyncio_tasks") > 0, 5, "task gauge"
+        )
+    tasks_before = {s: parrot_stack.metric(s, "voicebridge_asyncio_tasks") for s, _ in SERVICES_AND_GAUGES}
+
+    call = TwilioCaller(CallerConfig(url=parrot_stack.media_ws_url))
+    await call.connect()
+    await call.wait_heard(0.5, timeout=10)
+    assert all(parrot_stack.metric(s, g) == 1 for s, g in SERVICES_AND_GAUGES)
+    if how == "stop":
+        await call.hangup()
+    else:
+        await call.close_abruptly()
+
+    await eventually(lambda: _all_idle(parrot_stack), 1.0, "edge, media and agent to end the call")
+    for service, _ in SERVICES_AND_GAUGES:
+        await eventually(
+            lambda s=service: parrot_stack.metric(s, "voicebridge_asyncio_tasks") <= tasks_before[s],
+            3.0,
+            f"{service}'s asyncio tasks back to {tasks_before[service]}",
+        )
+    assert parrot_stack.metric("agent", "agent_session_ends_total", 'reason="caller_hangup"') >= 1

@@ -197,7 +197,8 @@ class ElevenLabsSession(AgentSession):
 
     async def handshake(self, init_frame: str) -> None:
         """Send the init, wait for the metadata, check the formats. Raises SessionRefused."""
-        await self._ws.send(init_frame)
+        with contextlib.suppress(ConnectionClosed):  # a refusal can close before the init is read
+            await self._ws.send(init_frame)
         metadata = await self._metadata
         self.conversation_id = metadata.conversation_id
         try:

@@ -205,3 +205,15 @@ def test_speech_through_16k_matches_an_offline_resampler(speech_16k: np.ndarray)
     # compare inside 3.4 kHz, where both filters are meant to be transparent
     yb, ib = (resample_poly(resample_poly(s, 17, 20), 20, 17) for s in (aligned, ideal))
     assert 20 * math.log10(rms(ib) / rms(yb - ib)) >= 35
+
+
+@pytest.mark.parametrize(("in_rate", "out_rate"), PAIRS)
+def test_huge_then_tiny_chunks_equal_the_whole_stream(in_rate: int, out_rate: int) -> None:
+    """A chunk larger than the reused buffer (a TTS burst) followed by single samples."""
+    x = np.random.default_rng(3).integers(-32768, 32768, 12_000).astype("<i2")
+    whole = make_resampler(in_rate, out_rate).process(x.tobytes())
+    r = make_resampler(in_rate, out_rate)
+    parts = [r.process(x[:11_000].tobytes())]
+    parts += [r.process(x[i : i + 1].tobytes()) for i in range(11_000, 11_050)]
+    parts.append(r.process(x[11_050:].tobytes()))
+    assert b"".join(parts) == whole

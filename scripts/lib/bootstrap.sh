@@ -129,6 +129,12 @@ vb_bootstrap_venv() {
     return 0
   fi
   vb_log "installing pinned dependencies and local dists into $VB_VENV"
+  # pesq (media [bench]) ships only an sdist: building it needs a C compiler and Python's headers.
+  command -v cc >/dev/null 2>&1 || vb_apt_install gcc libc6-dev || vb_log "no C compiler: pesq may fail to build"
+  if ! "$VB_PY" -c 'import os, sys, sysconfig
+sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)'; then
+    vb_apt_install python3-dev || vb_log "no Python headers: pesq may fail to build"
+  fi
   local dist args=()
   for dist in "${VB_LOCAL_DISTS[@]}"; do
     args+=(-e "$dist")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from harness.stack import Stack, start_stack
+
+from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +28,31 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for: {what}")
         await asyncio.sleep(interval_s)
+
+
+@pytest.fixture(scope="session")
+async def convai_emulator() -> AsyncIterator[ConvAIEmulator]:
+    """The ElevenLabs stand-in, on the tests' event loop (scenarios are plain coroutines)."""
+    emulator = ConvAIEmulator(host="127.0.0.1", port=0)
+    emulator.add_agent("default", AgentScript(input_format="ulaw_8000", output_format="ulaw_8000"))
+    await emulator.start()
+    yield emulator
+    await emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def elevenlabs_stack(
+    tmp_path_factory: pytest.TempPathFactory, convai_emulator: ConvAIEmulator
+) -> Iterator[Stack]:
+    """The stack with the real `elevenlabs` backend, pointed at the emulator; tests pick an agent per
+    call with the `agent_id` stream parameter."""
+    stack = start_stack(
+        tmp_path_factory.mktemp("elevenlabs-stack"),
+        {
+            "AGENT_BACKEND": "elevenlabs",
+            "ELEVENLABS_AGENT_ID": "default",
+            "ELEVENLABS_BASE_URL": convai_emulator.base_url,
+        },
+    )
+    yield stack
+    stack.stop()

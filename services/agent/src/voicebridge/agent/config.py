@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from voicebridge.runtime.config import Env
+from voicebridge.runtime.config import ConfigError, Env
+from voicebridge.runtime.logs import register_secret
+
+from .backends.elevenlabs.settings import DEFAULT_BASE_URL, ElevenLabsSettings
 
 BACKENDS = ("parrot", "elevenlabs")
 
@@ -21,6 +24,7 @@ class AgentSettings:
     # How long in-flight calls get to end cleanly on SIGTERM.
     grace_s: float
     parrot_format: str
+    elevenlabs: ElevenLabsSettings | None
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> AgentSettings:
@@ -28,13 +32,32 @@ class AgentSettings:
         # With ElevenLabs credentials configured, the real backend is the default; otherwise the
         # parrot, so that the stack works out of the box with no key and no network.
         default_backend = "elevenlabs" if env.optional("ELEVENLABS_AGENT_ID") else "parrot"
+        backend = env.choice("AGENT_BACKEND", default_backend, BACKENDS)
         return cls(
             listen=env.str("AGENT_LISTEN", "0.0.0.0:50052"),
             metrics_port=env.int("AGENT_METRICS_PORT", 9103),
-            backend=env.choice("AGENT_BACKEND", default_backend, BACKENDS),
+            backend=backend,
             log_level=env.str("LOG_LEVEL", "INFO"),
             log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
             open_timeout_s=env.float("AGENT_OPEN_TIMEOUT_S", 10.0),
             grace_s=env.float("AGENT_SHUTDOWN_GRACE_S", 5.0),
             parrot_format=env.choice("PARROT_FORMAT", "pcm_16000", ("pcm_16000", "ulaw_8000")),
+            elevenlabs=_elevenlabs(env) if backend == "elevenlabs" else None,
         )
+
+
+def _elevenlabs(env: Env) -> ElevenLabsSettings:
+    api_key = env.optional("ELEVENLABS_API_KEY")
+    register_secret(api_key)
+    try:
+        return ElevenLabsSettings(
+            agent_id=env.str("ELEVENLABS_AGENT_ID"),
+            api_key=api_key,
+            base_url=env.str("ELEVENLABS_BASE_URL", DEFAULT_BASE_URL),
+            # With a key, fetch a signed URL per call (works for public and private agents alike).
+            requires_auth=env.bool("ELEVENLABS_REQUIRES_AUTH", api_key is not None),
+            handshake_timeout_s=env.float("ELEVENLABS_HANDSHAKE_TIMEOUT_S", 8.0),
+            allow_agent_override=env.bool("ELEVENLABS_ALLOW_AGENT_OVERRIDE", True),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -17,16 +17,22 @@ SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
 
 def make_backend(settings: AgentSettings) -> AgentBackend:
     if settings.backend == "elevenlabs":
-        from .backends.elevenlabs import backend_from_env
+        from .backends.elevenlabs import ElevenLabsBackend
 
-        return backend_from_env()
+        assert settings.elevenlabs is not None
+        return ElevenLabsBackend(settings.elevenlabs)
     from .backends.parrot import ParrotBackend
 
     return ParrotBackend(settings.parrot_format)
 
 
 def build(settings: AgentSettings, backend: AgentBackend | None = None) -> GrpcServiceSpec:
-    servicer = ConverseServicer(backend or make_backend(settings), settings.open_timeout_s)
+    backend = backend or make_backend(settings)
+    servicer = ConverseServicer(backend, settings.open_timeout_s)
+
+    async def drain() -> None:
+        await servicer.drain()
+        await backend.aclose()
 
     def register(server: grpc.aio.Server) -> None:
         agent_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)
@@ -38,6 +44,6 @@ def build(settings: AgentSettings, backend: AgentBackend | None = None) -> GrpcS
         metrics_port=settings.metrics_port,
         grpc_services=(SERVICE_NAME,),
         register=register,
-        drain=servicer.drain,
+        drain=drain,
         grace_s=settings.grace_s,
     )

@@ -14,7 +14,6 @@ class PlayoutConfig:
     frame_ms: int = 20  # size of each frame sent to the edge
     lead_ms: int = 60  # how far ahead of real time we keep Twilio's buffer: what a clear has to flush
     mark_interval_ms: int = 100  # a playback mark at least this often while talking
-    max_late_ms: int = 40  # later than this (a stalled loop): re-anchor the clock instead of bursting
     max_queued_s: float = 120.0  # agent audio held for pacing, at most
 
     def __post_init__(self) -> None:
@@ -60,7 +59,6 @@ class MediaSettings:
                 frame_ms=env.int("PLAYOUT_FRAME_MS", 20),
                 lead_ms=env.int("PLAYOUT_LEAD_MS", 60),
                 mark_interval_ms=env.int("PLAYOUT_MARK_INTERVAL_MS", 100),
-                max_late_ms=env.int("PLAYOUT_MAX_LATE_MS", 40),
             ),
             vad_aggressiveness=env.int("VAD_AGGRESSIVENESS", 2),
             vad_onset_ms=env.int("VAD_ONSET_MS", 30),

@@ -7,11 +7,13 @@ of real time:
 
     frame k of a talk spurt is due at   anchor + k * frame_ms - lead_ms
 
-A frame due in the past is sent at once; if the loop stalled longer than `max_late_ms` the schedule is
-re-anchored instead of bursting the backlog (the caller already heard the gap; a burst would only add
-latency). Playback truth comes only from mark echoes: a mark is attached to the first frame of every
-response, to the last frame before a pause, and at least every `mark_interval_ms`. Marks echoed after
-a clear mean "cleared", not "played".
+A frame due in the past is sent at once; if the loop stalled so long that the provider's buffer ran
+dry, the schedule restarts from now with the same lead instead of bursting the backlog (the caller
+already heard the gap; a burst would only add latency).
+
+Playback truth comes only from mark echoes: a mark is attached to the first frame of every response,
+to the last frame before a pause, and at least every `mark_interval_ms`. Marks echoed after a clear
+mean "cleared", not "played".
 """
 
 from __future__ import annotations
@@ -211,25 +213,34 @@ class Playout:
 
     async def run(self) -> None:
         """Send frames until cancelled."""
-        cfg = self._cfg
+        lead_s = self._cfg.lead_ms / 1000.0
+        starved = True  # no audio was waiting: a late schedule then means a pause, not a stall
         while True:
             if not self._segments:
+                starved = True
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             now = self._clock.now()
-            if self._anchor is None or now > self._anchor + (self._sent_ms - self._anchor_pos_ms) / 1000.0:
-                # Start of a talk spurt (or the provider's buffer ran dry): play from now.
+            played_out_at = (
+                None
+                if self._anchor is None
+                else self._anchor + (self._sent_ms - self._anchor_pos_ms) / 1000.0
+            )
+            if played_out_at is None or now > played_out_at:
+                # Start of a talk spurt, or the provider's buffer ran dry: play from now. The lead is
+                # re-sent at once, never more, so a stalled loop cannot cause a burst beyond the lead.
+                if played_out_at is not None and not starved:
+                    self.stats.stalls += 1
+                    PLAYOUT_STALLS.inc()
                 self._anchor, self._anchor_pos_ms = now, self._sent_ms
                 self._last_frame_at = None
-            due = self._anchor + (self._sent_ms - self._anchor_pos_ms - cfg.lead_ms) / 1000.0
+                played_out_at = now
+            starved = False
+            due = played_out_at - lead_s
             if now < due:
                 await self._clock.sleep_until(due)
                 continue
-            if now - due > cfg.max_late_ms / 1000.0:
-                self._anchor += now - due
-                self.stats.stalls += 1
-                PLAYOUT_STALLS.inc()
             await self._send_frame(now, due)
 
     def _take_frame(self) -> tuple[bytes, int, int]:

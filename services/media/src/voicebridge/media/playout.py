@@ -153,14 +153,15 @@ class Playout:
         self._check_drained()
 
     def clear(self) -> ClearResult:
-        """Stop playback now: drop queued audio; the caller must send ClearAudio (see `clear_message`)."""
+        """Stop playback now: drop queued audio. The caller sends ClearAudio to the edge."""
         now = self._clock.now()
         was_playing = self.is_playing
         response_id = self._current_response
         heard = self.heard_ms(response_id, now)
-        dropped_ms = self._queued_bytes / BYTES_PER_MS + max(
-            0.0, self._sent_ms - self.played_position_ms(now)
-        )
+        heard_pos = self.played_position_ms(now)
+        dropped_ms = self._queued_bytes / BYTES_PER_MS + max(0.0, self._sent_ms - heard_pos)
+        for span in self._spans.values():  # what was cleared was never heard
+            span.end_ms = min(span.end_ms or self._sent_ms, max(span.start_ms, heard_pos))
         self._segments.clear()
         self._queued_bytes = 0
         self._cleared.update(m.name for m in self._pending)

@@ -1,0 +1,154 @@
+"""The pacer on a virtual clock: lead, cadence, drift, stalls, marks, clears and "what was heard"."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+
+import pytest
+from harness.virtual_clock import VirtualClock
+
+from voicebridge.media.config import PlayoutConfig
+from voicebridge.media.playout import Playout
+from voicebridge.v1 import media_pb2
+
+FRAME = 160  # 20 ms of mu-law
+
+
+class Sink:
+    """What the edge would receive: (virtual time, payload, mark) per frame, and clears."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self.frames: list[tuple[float, bytes, str]] = []
+
+    async def emit(self, message: media_pb2.CallResponse) -> None:
+        self.frames.append((self.clock.now(), message.audio.payload, message.audio.mark))
+
+    @property
+    def marks(self) -> list[str]:
+        return [m for _, _, m in self.frames if m]
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[tuple[VirtualClock, Sink, Playout]]:
+    clock = VirtualClock()
+    sink = Sink(clock)
+    playout = Playout(clock, sink.emit, PlayoutConfig(frame_ms=20, lead_ms=60, mark_interval_ms=100))
+    task = asyncio.create_task(playout.run())
+    await clock.settle()
+    yield clock, sink, playout
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def audio(ms: int, value: int = 0x10) -> bytes:
+    return bytes([value]) * (8 * ms)
+
+
+async def test_a_talk_spurt_starts_with_the_lead_then_runs_in_real_time(rig) -> None:
+    clock, sink, playout = rig
+    playout.enqueue(audio(1000), response_id=1)
+    await clock.settle()
+    # The frame that starts playing now plus 60 ms of lead leave at once (due at -60, -40, -20, 0 ms).
+    assert len(sink.frames) == 4
+    await clock.advance(0.5)
+    times = [t for t, _, _ in sink.frames]
+    # From then on, frame k leaves at exactly k*20 ms - lead: no drift.
+    assert times == pytest.approx([max(0.0, k * 0.02 - 0.06) for k in range(len(times))], abs=1e-9)
+    assert len(sink.frames) == 29  # every frame due by t=0.5: k*20 ms - 60 ms <= 500 ms
+
+
+async def test_frames_never_leave_more_than_40_ms_apart_while_the_agent_talks(rig) -> None:
+    clock, sink, playout = rig
+    for _ in range(8):  # TTS arrives in bursts of 250 ms, faster than real time
+        playout.enqueue(audio(250), response_id=1)
+        await clock.advance(0.1)
+    await clock.advance(2.5)
+    times = [t for t, _, _ in sink.frames]
+    assert len(times) == 100
+    assert max(b - a for a, b in itertools.pairwise(times)) <= 0.040
+
+
+async def test_a_stalled_loop_restarts_with_the_lead_instead_of_bursting_the_backlog(rig) -> None:
+    clock, sink, playout = rig
+    playout.enqueue(audio(2000), response_id=1)
+    await clock.advance(0.2)
+    sent_before = len(sink.frames)
+    await clock.jump(0.5)  # the event loop was blocked for half a second
+    assert len(sink.frames) - sent_before == 4  # the lead again, not 25 frames of backlog
+    assert playout.stats.stalls == 1
+
+
+async def test_frames_carry_marks_at_each_response_start_every_100_ms_and_before_a_pause(rig) -> None:
+    clock, sink, playout = rig
+    playout.enqueue(audio(300), response_id=1)
+    playout.enqueue(audio(100), response_id=2)
+    await clock.advance(0.6)
+    marked = [i for i, (_, _, m) in enumerate(sink.frames) if m]
+    # response 1: frames 0..14 (first, every 5th frame = 100 ms, last); response 2: frames 15..19
+    assert marked == [0, 5, 10, 14, 15, 19]
+    assert all(len(p) == FRAME for _, p, _ in sink.frames)
+
+
+async def test_a_frame_never_spans_two_responses(rig) -> None:
+    clock, sink, playout = rig
+    playout.enqueue(audio(30, 0x11), response_id=1)
+    playout.enqueue(audio(30, 0x22), response_id=2)
+    await clock.advance(0.2)
+    payloads = [p for _, p, _ in sink.frames]
+    assert payloads == [audio(20, 0x11), audio(10, 0x11), audio(20, 0x22), audio(10, 0x22)]
+
+
+async def test_heard_time_follows_mark_echoes_not_what_was_sent(rig) -> None:
+    clock, sink, playout = rig
+    playout.enqueue(audio(1000), response_id=7)
+    await clock.advance(0.3)  # 360 ms sent (lead), nothing echoed yet
+    assert playout.heard_ms(7) == 0
+    playout.on_mark(sink.marks[1])  # the mark after 120 ms of audio came back
+    assert playout.heard_ms(7) == 120
+    await clock.advance(0.05)  # between echoes, playback advances in real time
+    assert playout.heard_ms(7) == 170
+
+
+async def test_clear_drops_queued_audio_and_cleared_marks_do_not_count_as_played(rig) -> None:
+    clock, sink, playout = rig
+    playout.enqueue(audio(1000), response_id=3)
+    await clock.advance(0.2)
+    playout.on_mark(sink.marks[0])
+    result = playout.clear()
+    assert result.response_id == 3
+    assert result.was_playing
+    assert result.heard_ms == 20  # the first frame's mark came back just now; nothing more is known
+    assert not playout.is_playing
+    frames = len(sink.frames)
+    for name in sink.marks[1:]:  # Twilio echoes every pending mark after a clear
+        playout.on_mark(name)
+    assert playout.stats.marks_cleared == len(sink.marks) - 1
+    assert playout.heard_ms(3) == result.heard_ms
+    await clock.advance(0.2)
+    assert len(sink.frames) == frames  # nothing of the cleared response is sent afterwards
+
+
+async def test_drained_waits_for_the_last_mark_to_come_back(rig) -> None:
+    clock, sink, playout = rig
+    playout.enqueue(audio(100), response_id=1)
+    waiter = asyncio.create_task(playout.drained())
+    await clock.advance(0.2)
+    assert not waiter.done()  # everything sent, but the caller may not have heard it yet
+    for name in sink.marks:
+        playout.on_mark(name)
+    await clock.settle()
+    assert waiter.done()
+
+
+async def test_unknown_and_stale_marks_are_ignored(rig) -> None:
+    clock, sink, playout = rig
+    playout.enqueue(audio(200), response_id=1)
+    await clock.advance(0.2)
+    playout.on_mark("not-ours")
+    assert playout.stats.marks_played == 0
+    playout.on_mark(sink.marks[1])
+    playout.on_mark(sink.marks[0])  # arrives late, after a later mark: already accounted
+    assert playout.stats.marks_played == 2

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
-from fastapi import FastAPI, WebSocket
+from fastapi import APIRouter, FastAPI, WebSocket
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 
@@ -22,6 +22,7 @@ from voicebridge.v1 import media_pb2_grpc
 from .config import MEDIA_STREAM_PATH, EdgeSettings
 from .media_stream import MediaStreamSession, StreamGate
 from .metrics import STREAMS_REJECTED
+from .twilio import media_streams as ms
 from .twilio_actions import CallControl, TwilioActions
 
 log = logging.getLogger(__name__)
@@ -32,14 +33,17 @@ def create_app(
     settings: EdgeSettings,
     rest: CallControl | None = None,
     verify_upgrade: Callable[[WebSocket], bool] | None = None,
-    verify_token: Callable[[str, str], bool] | None = None,
+    verify_start: Callable[[ms.Start], str | None] | None = None,
+    routers: Sequence[APIRouter] = (),
+    on_shutdown: Sequence[Callable[[], None]] = (),
 ) -> FastAPI:
-    """`verify_upgrade`/`verify_token` default to accepting everything only when signature
-    validation is explicitly off (local development)."""
-    if settings.validate_signatures and (verify_upgrade is None or verify_token is None):
-        raise ValueError("signature validation is on: pass verify_upgrade and verify_token")
+    """`verify_upgrade`/`verify_start` default to accepting everything only when signature
+    validation is explicitly off (local development). `verify_start` returns why a `start` is refused.
+    `routers` add the webhooks and the calls API (wiring.py); `on_shutdown` closes what they hold."""
+    if settings.validate_signatures and (verify_upgrade is None or verify_start is None):
+        raise ValueError("signature validation is on: pass verify_upgrade and verify_start")
     upgrade_ok = verify_upgrade or (lambda _ws: True)
-    token_ok = verify_token or (lambda _token, _call_sid: True)
+    start_ok = verify_start or (lambda _start: None)
     state: dict[str, object] = {}
 
     @contextlib.asynccontextmanager
@@ -52,9 +56,13 @@ def create_app(
             log.warning(
                 "Twilio signature validation is OFF (TWILIO_VALIDATE_SIGNATURES=false): local development"
             )
+        if not settings.public_base_url.startswith("https://"):
+            log.warning("PUBLIC_BASE_URL is not https: Twilio dials only wss:// streams (local use only)")
         try:
             yield
         finally:
+            for close in on_shutdown:
+                close()
             lag.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await lag
@@ -62,7 +70,7 @@ def create_app(
 
     app = FastAPI(title="voicebridge edge", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
     gate = StreamGate(settings.max_pending_streams)
-    actions = TwilioActions(rest)
+    actions = TwilioActions(rest, settings.transfer_destinations)
     app.state.settings = settings
 
     @app.get("/healthz")
@@ -77,8 +85,11 @@ def create_app(
             await ws.close(code=1008)  # before accept: the client gets HTTP 403, no stream exists
             return
         await ws.accept()
-        session = MediaStreamSession(ws, settings, state["media"], actions, token_ok)
+        session = MediaStreamSession(ws, settings, state["media"], actions, start_ok)
         await session.run(gate)
+
+    for extra in routers:
+        app.include_router(extra)
 
     metrics_app = make_asgi_app()
     app.mount("/metrics", metrics_app)

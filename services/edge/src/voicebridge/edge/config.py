@@ -2,14 +2,63 @@
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from voicebridge.runtime.config import ConfigError, Env
 from voicebridge.runtime.logs import register_secret
 
+from . import call_params
+
 MEDIA_STREAM_PATH = "/twilio/media"
+VOICE_WEBHOOK_PATH = "/twilio/voice"
+STREAM_STATUS_PATH = "/twilio/stream-status"
+CALL_STATUS_PATH = "/twilio/call-status"
+CALLS_API_PATH = "/calls"
+MIN_SECRET_CHARS = 16
+# Custom <Parameter> names: short and plain; the vb_ prefix is voicebridge's own.
+VARIABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+
+
+def variable_problem(name: object, value: object) -> str | None:
+    """Why a custom stream parameter (agent variable) is unusable, or None."""
+    if not isinstance(name, str) or not VARIABLE_NAME.fullmatch(name):
+        return f"variable name {str(name)[:40]!r} must match {VARIABLE_NAME.pattern}"
+    if name in call_params.RESERVED or name.startswith("vb_"):
+        return f"variable name {name!r} is reserved (vb_ prefix)"
+    if not isinstance(value, str):
+        return f"variable {name!r} must be a string"
+    if len(name) + len(value) >= 500:  # Twilio: name + value under 500 characters
+        return f"variable {name!r}: name + value must be under 500 characters"
+    return None
+
+
+def _agent_variables(raw: str | None) -> dict[str, str]:
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise ConfigError("EDGE_AGENT_VARIABLES must be a JSON object of strings") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError("EDGE_AGENT_VARIABLES must be a JSON object of strings")
+    for name, value in parsed.items():
+        problem = variable_problem(name, value)
+        if problem:
+            raise ConfigError(f"EDGE_AGENT_VARIABLES: {problem}")
+    return parsed
+
+
+def _transfer_destinations(raw: str | None) -> frozenset[str]:
+    items = frozenset(item.strip() for item in (raw or "").split(",") if item.strip())
+    for item in items:
+        if item != "*" and not E164.fullmatch(item) and not item.startswith(("sip:", "sips:")):
+            raise ConfigError(f"EDGE_TRANSFER_DESTINATIONS: {item!r} is not E.164, a sip: URI or *")
+    return items
 
 
 @dataclass(frozen=True)
@@ -34,6 +83,15 @@ class EdgeSettings:
     media_queue_ms: int
     log_level: str
     log_format: str
+    # Extra <Parameter>s on every stream (agent dynamic variables), from EDGE_AGENT_VARIABLES (JSON).
+    agent_variables: dict[str, str] = field(default_factory=dict)
+    # Where the agent may transfer calls: E.164 numbers or sip: URIs, "*" for anywhere; empty: nowhere.
+    transfer_destinations: frozenset[str] = frozenset()
+    max_webhook_bytes: int = 64 * 1024
+
+    @property
+    def rest_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
 
     @property
     def media_stream_url(self) -> str:
@@ -60,6 +118,12 @@ class EdgeSettings:
             raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) URL, got {public!r}")
         stream_secret = env.optional("EDGE_STREAM_TOKEN_SECRET") or secrets.token_urlsafe(32)
         api_token = env.optional("EDGE_API_TOKEN")
+        for name, value in (("EDGE_STREAM_TOKEN_SECRET", stream_secret), ("EDGE_API_TOKEN", api_token)):
+            if value is not None and len(value) < MIN_SECRET_CHARS:
+                raise ConfigError(f"{name} must be at least {MIN_SECRET_CHARS} characters")
+        from_number = env.optional("TWILIO_FROM_NUMBER")
+        if from_number is not None and not E164.fullmatch(from_number):
+            raise ConfigError(f"TWILIO_FROM_NUMBER must be E.164 (+15551234567), got {from_number!r}")
         for secret in (token, stream_secret, api_token):
             register_secret(secret)
         return cls(
@@ -70,7 +134,7 @@ class EdgeSettings:
             twilio_account_sid=env.optional("TWILIO_ACCOUNT_SID"),
             twilio_auth_token=token,
             twilio_api_base_url=env.optional("TWILIO_API_BASE_URL"),
-            twilio_from_number=env.optional("TWILIO_FROM_NUMBER"),
+            twilio_from_number=from_number,
             validate_signatures=validate,
             api_token=api_token,
             stream_token_secret=stream_secret,
@@ -81,4 +145,7 @@ class EdgeSettings:
             media_queue_ms=env.int("EDGE_MEDIA_QUEUE_MS", 1000),
             log_level=env.str("LOG_LEVEL", "INFO"),
             log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
+            agent_variables=_agent_variables(env.optional("EDGE_AGENT_VARIABLES")),
+            transfer_destinations=_transfer_destinations(env.optional("EDGE_TRANSFER_DESTINATIONS")),
+            max_webhook_bytes=env.int("EDGE_MAX_WEBHOOK_BYTES", 64 * 1024),
         )

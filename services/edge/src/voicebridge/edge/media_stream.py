@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -94,13 +95,13 @@ class MediaStreamSession:
         settings: EdgeSettings,
         media: media_pb2_grpc.MediaServiceStub,
         actions: TwilioActions,
-        verify_token: callable,
+        verify_start: Callable[[ms.Start], str | None],
     ) -> None:
         self._ws = ws
         self._settings = settings
         self._media = media
         self._actions = actions
-        self._verify_token = verify_token
+        self._verify_start = verify_start
         self._stream_sid = ""
         self._call_sid = ""
         self._writer: PriorityStreamWriter | None = None
@@ -162,10 +163,11 @@ class MediaStreamSession:
             if isinstance(message, ms.Connected):
                 continue
             if isinstance(message, ms.Start):
-                if not self._verify_token(
-                    message.custom_parameters.get(call_params.TOKEN, ""), message.call_sid
-                ):
-                    raise StreamRejected("bad_token", f"invalid stream token for call {message.call_sid}")
+                problem = self._verify_start(message)
+                if problem is not None:
+                    raise StreamRejected(
+                        "bad_token", f"stream token {problem} for call {message.call_sid[:40]}"
+                    )
                 return message
             raise StreamRejected(
                 "before_start", f"{type(message).__name__.lower()} before start", CLOSE_PROTOCOL

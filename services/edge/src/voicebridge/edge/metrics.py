@@ -23,3 +23,11 @@ OUTBOUND_CALLS = Counter("edge_outbound_calls", "Outbound calls requested, by re
 HANGUPS = Counter(
     "edge_hangups", "Hang-ups and transfers carried out through the REST API", ["kind", "result"]
 )
+WEBHOOKS_REJECTED = Counter(
+    "edge_webhooks_rejected", "Twilio webhooks refused, by endpoint and reason", ["endpoint", "reason"]
+)
+STREAM_STATUS = Counter("edge_stream_status_callbacks", "Twilio stream status callbacks, by event", ["event"])
+CALL_STATUS_IGNORED = Counter(
+    "edge_call_status_callbacks_ignored", "Call status callbacks stale, duplicated or after the end"
+)
+API_REQUESTS_REJECTED = Counter("edge_api_rejected", "Calls API requests refused, by reason", ["reason"])

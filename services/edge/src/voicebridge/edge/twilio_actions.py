@@ -1,5 +1,11 @@
 """Call control the agent asks for (hang up, transfer), carried out on the Twilio REST API.
 
+Media sends HangUp/TransferCall only once the agent's last words have played (their mark came back),
+so acting at once is right. A hang-up is `Status=completed`; 404/20404 means the call had already
+ended, which is what we wanted. A transfer replaces the call's TwiML with `<Dial>`, which also ends the
+stream. Transfers go only to configured destinations (EDGE_TRANSFER_DESTINATIONS): an agent talked
+into dialling a premium number is toll fraud.
+
 Without REST credentials (local development) a hang-up is just the WebSocket closing, which our
 TwiML turns into <Hangup/>; a transfer cannot happen and is logged as such.
 """
@@ -9,40 +15,80 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from .config import E164
 from .metrics import HANGUPS
+from .twilio import twiml
+from .twilio.rest import CallNotFound, TwilioRest
 
 log = logging.getLogger(__name__)
 
 
 class CallControl(Protocol):
-    async def hang_up(self, call_sid: str) -> bool: ...
+    async def hang_up(self, call_sid: str) -> bool:
+        """True if the call was ended now, False if it had already ended."""
+        ...
 
     async def transfer(self, call_sid: str, destination: str) -> bool: ...
 
 
-class TwilioActions:
-    def __init__(self, rest: CallControl | None) -> None:
+class RestCallControl:
+    """CallControl on TwilioRest: hang-up by status, transfer by replacing the TwiML with <Dial>."""
+
+    def __init__(self, rest: TwilioRest, caller_id: str | None = None) -> None:
         self._rest = rest
+        self._caller_id = caller_id
+
+    async def hang_up(self, call_sid: str) -> bool:
+        return await self._rest.hangup(call_sid)
+
+    async def transfer(self, call_sid: str, destination: str) -> bool:
+        await self._rest.transfer(call_sid, twiml.dial(destination, caller_id=self._caller_id))
+        return True
+
+
+def transfer_allowed(destination: str, allowed: frozenset[str]) -> bool:
+    """A well-formed E.164 number or sip: URI that is listed (or "*" is)."""
+    well_formed = bool(E164.fullmatch(destination)) or destination.startswith(("sip:", "sips:"))
+    return well_formed and ("*" in allowed or destination in allowed)
+
+
+class TwilioActions:
+    def __init__(self, rest: CallControl | None, transfer_destinations: frozenset[str] = frozenset()) -> None:
+        self._rest = rest
+        self._allowed = transfer_destinations
 
     async def hang_up(self, call_sid: str) -> None:
         if self._rest is None:
             HANGUPS.labels("hangup", "websocket_only").inc()
             return
         try:
-            await self._rest.hang_up(call_sid)
-            HANGUPS.labels("hangup", "ok").inc()
+            ended_now = await self._rest.hang_up(call_sid)
         except Exception:
             HANGUPS.labels("hangup", "error").inc()
             log.exception("REST hang-up failed; closing the stream instead")
+            return
+        HANGUPS.labels("hangup", "ok" if ended_now else "already_ended").inc()
+        log.info("hung up through the REST API" if ended_now else "call had already ended (20404)")
 
     async def transfer(self, call_sid: str, destination: str) -> None:
         if self._rest is None:
             HANGUPS.labels("transfer", "unavailable").inc()
-            log.error("cannot transfer to %s: no Twilio REST credentials configured", destination)
+            log.error("cannot transfer to %s: no Twilio REST credentials configured", destination[:60])
+            return
+        if not transfer_allowed(destination, self._allowed):
+            HANGUPS.labels("transfer", "refused").inc()
+            log.error(
+                "transfer to %r refused (not in EDGE_TRANSFER_DESTINATIONS); hanging up", destination[:60]
+            )
+            await self.hang_up(call_sid)
             return
         try:
             await self._rest.transfer(call_sid, destination)
             HANGUPS.labels("transfer", "ok").inc()
+            log.info("transferred to %s", destination)
+        except CallNotFound:
+            HANGUPS.labels("transfer", "already_ended").inc()
+            log.info("cannot transfer: the call had already ended (20404)")
         except Exception:
             HANGUPS.labels("transfer", "error").inc()
             log.exception("REST transfer failed")

@@ -1,0 +1,118 @@
+"""Twilio's webhooks: the voice webhook (answers TwiML), stream status and call status callbacks.
+
+Every one of them is signature-checked (security.EdgeSecurity.signed_request) before anything else.
+The voice webhook answers `<Connect><Stream>` to our Media Streams socket with the per-call token and
+the caller's numbers as <Parameter>s (Twilio's `start` carries no numbers), then `<Hangup/>`: when the
+stream ends the call ends, never dead air (reference twilio.md §2.1).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from fastapi import APIRouter, HTTPException, Request, Response
+
+from voicebridge.runtime.logs import call_context
+
+from . import call_params
+from .call_status import BoundedCallStatus
+from .config import CALL_STATUS_PATH, STREAM_STATUS_PATH, VOICE_WEBHOOK_PATH, EdgeSettings
+from .metrics import CALL_STATUS, CALL_STATUS_IGNORED, STREAM_STATUS
+from .security import EdgeSecurity
+from .twilio import twiml
+from .twilio.status_callbacks import parse_status_callback
+
+log = logging.getLogger(__name__)
+
+TWIML_TYPE = "text/xml"
+STREAM_EVENTS = frozenset({"stream-started", "stream-stopped", "stream-error"})
+
+
+def stream_twiml(
+    settings: EdgeSettings,
+    *,
+    token: str,
+    from_number: str,
+    to_number: str,
+    direction: str,
+    variables: Mapping[str, str] | None = None,
+) -> str:
+    """The `<Connect><Stream>` TwiML of a call, inbound (webhook answer) or outbound (inline)."""
+    parameters = {
+        **settings.agent_variables,
+        **(variables or {}),
+        call_params.TOKEN: token,
+        call_params.FROM: from_number,
+        call_params.TO: to_number,
+        call_params.DIRECTION: direction,
+    }
+    return twiml.connect_stream(
+        settings.media_stream_url,
+        parameters,
+        status_callback=settings.public_url(STREAM_STATUS_PATH),
+        hangup_after=True,
+        allow_insecure=settings.media_stream_url.startswith("ws://"),  # local development only
+    )
+
+
+def router(settings: EdgeSettings, security: EdgeSecurity, statuses: BoundedCallStatus) -> APIRouter:
+    routes = APIRouter()
+
+    @routes.post(VOICE_WEBHOOK_PATH)
+    async def voice(request: Request) -> Response:
+        signed = await security.signed_request(request, "voice")
+        call_sid = signed.field("CallSid")
+        if not call_sid:
+            raise HTTPException(400, "CallSid is required")
+        with call_context(call_sid):
+            direction = "outbound" if signed.field("Direction").startswith("outbound") else "inbound"
+            body = stream_twiml(
+                settings,
+                token=security.mint_inbound(call_sid),
+                from_number=signed.field("From"),
+                to_number=signed.field("To"),
+                direction=direction,
+            )
+            log.info("answering %s call from %s", direction, signed.field("From") or "?")
+        return Response(body, media_type=TWIML_TYPE)
+
+    @routes.post(STREAM_STATUS_PATH)
+    async def stream_status(request: Request) -> Response:
+        signed = await security.signed_request(request, "stream_status")
+        event = signed.field("StreamEvent")
+        STREAM_STATUS.labels(event if event in STREAM_EVENTS else "other").inc()
+        with call_context(signed.field("CallSid")):
+            if event == "stream-error":
+                log.warning("Twilio stream error: %s", signed.field("StreamError")[:300] or "(no detail)")
+            else:
+                log.info("Twilio stream %s: %s", signed.field("StreamSid") or "?", event[:40] or "?")
+        return Response(status_code=204)
+
+    @routes.post(CALL_STATUS_PATH)
+    async def call_status(request: Request) -> Response:
+        signed = await security.signed_request(request, "call_status")
+        try:
+            event = parse_status_callback(signed.as_dict())
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        with call_context(event.call_sid):
+            applied = statuses.apply(event)
+            if applied is None:
+                CALL_STATUS_IGNORED.inc()
+                current = statuses.status(event.call_sid)
+                log.info(
+                    "call status %s (#%d) ignored: already %s (#%d)",
+                    event.status,
+                    event.sequence_number,
+                    current.status if current else "?",
+                    current.sequence_number if current else -1,
+                )
+            else:
+                CALL_STATUS.labels(event.status).inc()
+                extra = f", {event.duration_s}s" if event.duration_s is not None else ""
+                extra += f", answered by {event.answered_by}" if event.answered_by else ""
+                log.info("call status: %s (#%d%s)", event.status, event.sequence_number, extra)
+        return Response(status_code=204)
+
+    return routes

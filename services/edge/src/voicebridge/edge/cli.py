@@ -33,7 +33,7 @@ def _variables(items: list[str]) -> dict[str, str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="voicebridge-call", description=__doc__.split("\n\n")[0])
     parser.add_argument("--to", required=True, help="the number to call, E.164 (+15551234567)")
-    parser.add_argument("--from", dest="from_", help="caller id, E.164 (default: the edge's TWILIO_FROM_NUMBER)")
+    parser.add_argument("--from", dest="from_", help="caller id, E.164 (default: TWILIO_FROM_NUMBER)")
     parser.add_argument("--var", action="append", default=[], metavar="NAME=VALUE", help="agent variable")
     parser.add_argument(
         "--edge-url",

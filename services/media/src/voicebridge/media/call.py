@@ -34,7 +34,15 @@ from .audio.vad.base import VadEvent
 from .audio.vad.webrtc import VadConfig, WebRtcVad
 from .clock import Clock, LoopClock
 from .config import MediaSettings
-from .metrics import BARGE_INS, FRAMES, FRAMES_DROPPED, PROCESSING, VAD_EVENTS
+from .metrics import (
+    BARGE_IN_LATENCY,
+    BARGE_INS,
+    FRAMES,
+    FRAMES_DROPPED,
+    HEARD_TURN_LATENCY,
+    PROCESSING,
+    VAD_EVENTS,
+)
 from .playout import Playout
 
 log = logging.getLogger(__name__)
@@ -85,7 +93,11 @@ class CallSession:
                 offset_ms=settings.vad_offset_ms,
             )
         )
-        self._playout = Playout(self._clock, emit, settings.playout)
+        self._playout = Playout(self._clock, emit, settings.playout, on_first_played=self._on_first_played)
+        # Maps the call's media timeline (Twilio ms) to this clock: clock time = offset + ms / 1000.
+        self._timeline_offset: float | None = None
+        self._speech_started_at: float | None = None  # clock time of the current utterance's onset
+        self._speech_ended_at: float | None = None  # clock time the caller last stopped talking
         self._pre_ready: list[media_pb2.CallerAudio] = []
         self._pre_ready_ms = 0
         self._min_response_id = 0  # agent audio of responses below this was interrupted: drop it
@@ -194,6 +206,7 @@ class CallSession:
     async def _on_caller_audio(self, audio: media_pb2.CallerAudio) -> None:
         FRAMES.labels("caller_in").inc()
         begin = time.perf_counter()
+        self._timeline_offset = self._clock.now() - (audio.timestamp_ms + len(audio.payload) / 8) / 1000.0
         pcm = ulaw_decode(audio.payload)
         for event in self._vad.feed(pcm, audio.timestamp_ms):
             await self._on_vad(event)
@@ -232,8 +245,23 @@ class CallSession:
         )
         FRAMES.labels("agent_out").inc()
 
+    def _timeline_to_clock(self, timestamp_ms: int) -> float:
+        offset = self._timeline_offset if self._timeline_offset is not None else self._clock.now()
+        return offset + timestamp_ms / 1000.0
+
+    def _on_first_played(self, response_id: int, now: float) -> None:
+        """The first audio of a response has been heard: that closes a turn, if the caller spoke."""
+        if self._speech_ended_at is not None and response_id >= self._min_response_id:
+            HEARD_TURN_LATENCY.observe(max(0.0, now - self._speech_ended_at))
+            self._speech_ended_at = None
+
     async def _on_vad(self, event: VadEvent) -> None:
         VAD_EVENTS.labels(event.kind).inc()
+        if event.kind == "start":
+            self._speech_started_at = self._timeline_to_clock(event.timestamp_ms)
+            self._speech_ended_at = None
+        else:
+            self._speech_ended_at = self._timeline_to_clock(event.timestamp_ms)
         kind = (
             agent_pb2.VoiceActivity.KIND_SPEECH_STARTED
             if event.kind == "start"
@@ -255,6 +283,8 @@ class CallSession:
             self._out_conv.reset()
         self._min_response_id = max(self._min_response_id, result.response_id + 1)
         BARGE_INS.labels(source).inc()
+        if self._speech_started_at is not None:
+            BARGE_IN_LATENCY.labels(source).observe(max(0.0, self._clock.now() - self._speech_started_at))
         log.info("barge-in (%s): response %d heard for %d ms", source, result.response_id, result.heard_ms)
         await self._emit(media_pb2.CallResponse(clear=media_pb2.ClearAudio()))
         self._send_control(

@@ -31,3 +31,14 @@ MARK_ACK_LAG = Histogram(
 )
 BARGE_INS = Counter("media_barge_ins", "Agent playback stopped because the caller spoke", ["source"])
 VAD_EVENTS = Counter("media_vad_events", "Voice activity events", ["kind"])
+HEARD_TURN_LATENCY = Histogram(
+    "media_heard_turn_latency_seconds",
+    "Caller's end of speech -> the provider's mark echo for the first agent audio of the reply",
+    buckets=LATENCY_BUCKETS,
+)
+BARGE_IN_LATENCY = Histogram(
+    "media_barge_in_latency_seconds",
+    "Caller's speech onset -> clear sent to the edge",
+    ["source"],
+    buckets=LATENCY_BUCKETS,
+)

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from voicebridge.media.audio import g711
-from voicebridge.media.audio.g711 import ULAW_SILENCE, ulaw_decode, ulaw_encode
+from voicebridge.media.audio.g711 import ULAW_SILENCE, ulaw_decode, ulaw_encode, ulaw_encode_array
 
 
 def g191_compress(x: int) -> int:
@@ -100,3 +100,8 @@ def test_encode_rejects_a_torn_sample() -> None:
 def test_encode_accepts_any_bytes_like_buffer() -> None:
     pcm = np.array([0, 1000, -1000], dtype="<i2").tobytes()
     assert ulaw_encode(bytearray(pcm)) == ulaw_encode(memoryview(pcm)) == ulaw_encode(pcm)
+
+
+def test_encode_array_equals_encode_bytes() -> None:
+    x = np.arange(-32768, 32768, 7, dtype="<i2")
+    assert ulaw_encode_array(x) == ulaw_encode(x.tobytes())

@@ -14,8 +14,8 @@ from voicebridge.media.audio.formats import (
     Format,
     UnsupportedFormatError,
 )
-from voicebridge.media.audio.g711 import ulaw_decode, ulaw_encode
-from voicebridge.media.audio.resample import make_resampler
+from voicebridge.media.audio.g711 import ulaw_decode, ulaw_encode, ulaw_encode_array
+from voicebridge.media.audio.resample import PolyphaseResampler, make_resampler
 
 __all__ = [
     "PCM_16000",
@@ -116,6 +116,8 @@ class AgentAudioConverter:
             data = data[:-1]
         if not data:
             return b""
+        if isinstance(self._resampler, PolyphaseResampler):
+            return ulaw_encode_array(self._resampler.process_array(data))
         return ulaw_encode(self._resampler.process(data))
 
     def reset(self) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["ULAW_SILENCE", "ulaw_decode", "ulaw_encode"]
+__all__ = ["ULAW_SILENCE", "ulaw_decode", "ulaw_encode", "ulaw_encode_array"]
 
 #: The μ-law code for digital silence ("+0"); fill value for padding the caller's stream.
 ULAW_SILENCE = 0xFF
@@ -88,3 +88,8 @@ def ulaw_encode(pcm: bytes) -> bytes:
     if len(pcm) & 1:
         raise ValueError(f"PCM must hold whole int16 samples, got {len(pcm)} bytes")
     return _ENCODE[np.frombuffer(pcm, dtype="<u2")].tobytes()
+
+
+def ulaw_encode_array(samples: np.ndarray) -> bytes:
+    """int16 samples (an ndarray, e.g. from a resampler) → μ-law bytes, skipping a bytes round trip."""
+    return _ENCODE[samples.astype("<i2", copy=False).view(np.uint16)].tobytes()

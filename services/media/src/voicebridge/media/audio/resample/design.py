@@ -4,9 +4,9 @@ Why these numbers: one side is always telephone audio, so the filter keeps 0.85 
 (3.4 kHz for 8 kHz) flat and stops from 1.15 × (4.6 kHz); whatever lies between 4.0 and 4.6 kHz folds into
 3.4–4.0 kHz, which the telephone band does not use. The length is the Kaiser estimate for `atten_db`,
 capped so the linear-phase delay stays within `max_delay_s`; the Kaiser β then matches the length actually
-used. Taps are rounded to integers scaled by 2**SCALE_BITS: with int16 samples every product and partial
-sum is an exact integer in float64, so the result does not depend on BLAS summation order, and any
-chunking of a stream gives bit-identical output.
+used. Taps are rounded to multiples of 2**-SCALE_BITS: with int16 samples every product and partial sum
+is then an exact multiple of 2**-SCALE_BITS well inside float64's 53 bits, so the result does not depend
+on summation order (BLAS kernels, SIMD), and any chunking of a stream gives bit-identical output.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = ["SCALE_BITS", "FilterDesign", "design_filter"]
 
-#: Taps are integers in units of 2**-SCALE_BITS. 2**24 × 2**15 × (Σ|taps| ≲ 4) stays far below 2**53.
+#: Taps are integers in units of 2**-SCALE_BITS; |Σ x·h| < 2**15 × Σ|h| ≲ 2**17 needs 17 + 24 bits < 53.
 SCALE_BITS = 24
 
 
@@ -33,8 +33,8 @@ class FilterDesign:
     down: int
     num_taps: int
     atten_db: float
-    #: (up, taps_per_phase) integer-valued float64; row p, column j multiplies the j-th oldest sample
-    #: of the window that ends at the newest input sample for output phase p.
+    #: (up, taps_per_phase) float64, multiples of 2**-SCALE_BITS; row p, column j multiplies the j-th
+    #: oldest sample of the window that ends at the newest input sample for output phase p.
     bank: np.ndarray
     #: Group delay of the prototype filter, in seconds.
     delay_s: float
@@ -92,7 +92,7 @@ def design_filter(in_rate: int, out_rate: int) -> FilterDesign:
     padded[:n] = h
     # phase p uses h[p], h[p+up], … on x[i], x[i-1], …; store each row oldest-first for windowed dot products
     bank = padded.reshape(k, up).T[:, ::-1]
-    bank = np.ascontiguousarray(np.rint(bank * 2.0**SCALE_BITS))
+    bank = np.ascontiguousarray(np.rint(bank * 2.0**SCALE_BITS) * 2.0**-SCALE_BITS)
     bank.setflags(write=False)
     return FilterDesign(
         in_rate=in_rate,

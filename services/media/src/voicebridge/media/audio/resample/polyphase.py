@@ -4,11 +4,12 @@ Output k is the filtered, zero-stuffed input at high-rate instant k·down; it ne
 i = ⌊k·down/up⌋ and uses filter phase k·down mod up. After n inputs exactly ⌈n·up/down⌉ outputs exist, so
 a stream never drifts, and each output depends only on earlier input, so chunking cannot change it.
 
-Per-chunk cost is mostly numpy call overhead, so each ratio takes one product over a strided view of a
-reused float64 buffer (no gathers, no large temporaries): decimation by M is one row-wise dot,
-interpolation by L one small matrix product, and other ratios one product per cycle of `up` outputs with
-a dense (span × up) matrix that holds every phase at its offset. Rows of a cycle that are not computable
-yet read stale-but-finite buffer samples against zero taps and are discarded.
+Why it is shaped like this: per-chunk cost is numpy call overhead plus the multiply-adds, and only BLAS
+does the latter fast. So every ratio is one product of a contiguous copy of overlapping input rows with
+a small banded matrix: decimation rows yield BLOCK outputs, interpolation rows BLOCK·up outputs, and
+other ratios one cycle (up outputs per down inputs) per row. Outputs past the newest input are computed
+from stale-but-finite buffer samples and discarded. Products stay below OpenBLAS's threading threshold,
+so no worker threads wake (they would spin and burn CPU).
 """
 
 from __future__ import annotations
@@ -17,48 +18,59 @@ from functools import lru_cache
 
 import numpy as np
 
-from voicebridge.media.audio.resample.design import SCALE_BITS, design_filter
+from voicebridge.media.audio.resample.design import design_filter
 
 __all__ = ["PolyphaseResampler"]
 
 _ITEM = 8  # float64 bytes
-_UNSCALE = 2.0**-SCALE_BITS
+_BLOCK = 16
+_MAX_MACS = 200_000  # per product; OpenBLAS goes multi-threaded above 65 536 × 4
+_EMPTY = np.zeros(0, dtype="<i2")
+_EMPTY.setflags(write=False)
 # the clip ufunc itself: np.clip's Python wrapper costs ~1.5 µs per call, more than the work
 _clip = getattr(getattr(getattr(np, "_core", None), "umath", None), "clip", None) or np.clip
 
 
 @lru_cache(maxsize=64)
-def _cycle_matrix(in_rate: int, out_rate: int) -> np.ndarray:
-    """(span, up): column r holds phase (r·down mod up) at input offset ⌊r·down/up⌋ within one cycle."""
-    design = design_filter(in_rate, out_rate)
-    up, down, bank = design.up, design.down, design.bank
+def _row_matrix(in_rate: int, out_rate: int) -> tuple[np.ndarray, int, int]:
+    """(matrix (width, outputs per row), input stride between rows, outputs per row) for one rate pair.
+
+    Column c holds the taps of output c of a row at the input offset where that output's window starts.
+    """
+    d = design_filter(in_rate, out_rate)
+    up, down, bank = d.up, d.down, d.bank
     k = bank.shape[1]
-    r = np.arange(up)
-    newest, phase = np.divmod(r * down, up)
-    span = int(newest[-1]) + k
-    m = np.zeros((up, span))
-    for row, (off, ph) in enumerate(zip(newest.tolist(), phase.tolist(), strict=True)):
-        m[row, off : off + k] = bank[ph]
-    mt = np.ascontiguousarray(m.T)
-    mt.setflags(write=False)
-    return mt
+    if up == 1:  # decimation: BLOCK outputs, each `down` inputs after the previous
+        offsets, phases, stride = np.arange(_BLOCK) * down, np.zeros(_BLOCK, dtype=int), _BLOCK * down
+    elif down == 1:  # interpolation: BLOCK inputs, `up` outputs each
+        offsets, phases, stride = np.repeat(np.arange(_BLOCK), up), np.tile(np.arange(up), _BLOCK), _BLOCK
+    else:  # one cycle: up outputs over down inputs
+        offsets, phases = np.divmod(np.arange(up) * down, up)
+        stride = down
+    m = np.zeros((int(offsets[-1]) + k, len(offsets)))
+    for col, (off, ph) in enumerate(zip(offsets.tolist(), phases.tolist(), strict=True)):
+        m[off : off + k, col] = bank[ph]
+    m.setflags(write=False)
+    return m, stride, len(offsets)
 
 
 class PolyphaseResampler:
     """int16 LE mono `in_rate` → `out_rate`; see the Resampler protocol."""
 
     __slots__ = (
-        "_bank_t",
         "_buf",
-        "_cycle_t",
         "_down",
         "_hist",
         "_k",
+        "_matrix",
+        "_max_rows",
         "_n_in",
         "_n_out",
-        "_span",
-        "_tap0",
+        "_per_row",
+        "_slack",
+        "_stride",
         "_up",
+        "_width",
         "delay_s",
         "design",
     )
@@ -67,20 +79,15 @@ class PolyphaseResampler:
         self.design = design_filter(in_rate, out_rate)
         self._up = up = self.design.up
         self._down = down = self.design.down
-        bank = self.design.bank
-        self._k = k = bank.shape[1]
-        self._tap0 = bank[0]
-        self._bank_t = np.ascontiguousarray(bank.T)
-        if up > 1 and down > 1:
-            self._cycle_t = _cycle_matrix(in_rate, out_rate)
-            self._span = self._cycle_t.shape[0]
-            self._hist = k - 1 + down  # a cycle may start up to `down` inputs before the new chunk
-        else:
-            self._cycle_t = self._bank_t
-            self._span = k
-            self._hist = k - 1
+        self._k = k = self.design.bank.shape[1]
+        self._matrix, self._stride, self._per_row = _row_matrix(in_rate, out_rate)
+        self._width = self._matrix.shape[0]
+        self._max_rows = max(1, _MAX_MACS // self._matrix.size)
+        # history: a row (a cycle, for rational ratios) may start up to `down` inputs before the chunk
+        self._hist = k - 1 + (down if up > 1 and down > 1 else 0)
+        self._slack = self._width + self._stride * 2
         self.delay_s = self.design.delay_s
-        self._buf = np.zeros(self._hist + 2048 + self._span)
+        self._buf = np.zeros(self._hist + 2048 + self._slack)
         self.reset()
 
     def reset(self) -> None:
@@ -91,17 +98,21 @@ class PolyphaseResampler:
         self._n_out = 0
 
     def process(self, pcm: bytes) -> bytes:
+        return self.process_array(pcm).tobytes()
+
+    def process_array(self, pcm: bytes) -> np.ndarray:
+        """Like `process`, returning the int16 samples as an array (saves a copy when encoding next)."""
         size = len(pcm)
         if size & 1:
             raise ValueError(f"PCM must hold whole int16 samples, got {size} bytes")
         if size == 0:
-            return b""
+            return _EMPTY
         n = size >> 1
-        up, down, k, h = self._up, self._down, self._k, self._hist
+        up, down, h = self._up, self._down, self._hist
         used = h + n
         buf = self._buf
-        if used + self._span > len(buf):
-            grown = np.zeros(used + self._span + 2048)
+        if used + self._slack > len(buf):
+            grown = np.zeros(used + self._slack + 2048)
             grown[:h] = buf[:h]
             self._buf = buf = grown
         buf[h:used] = np.frombuffer(pcm, dtype="<i2")
@@ -112,26 +123,30 @@ class PolyphaseResampler:
         count = total_out - n_out
         y = None
         if count > 0:
-            # buf index of the first sample of output 0's window: input -(k-1), with buf[h] = input n_in
-            base = h - (k - 1) - n_in
+            # buf index where output 0's window starts (input -(k-1)); buf[h] is input n_in
+            base = h - (self._k - 1) - n_in
             if up == 1:
-                start = (base + n_out * down) * _ITEM
-                windows = np.ndarray((count, k), np.float64, buf, start, (down * _ITEM, _ITEM))
-                y = np.vecdot(windows, self._tap0)
+                first, skip = base + n_out * down, 0
             elif down == 1:
-                windows = np.ndarray((n, k), np.float64, buf, base * _ITEM, (_ITEM, _ITEM))
-                y = (windows @ self._bank_t).ravel()
+                first, skip = base, 0
             else:
-                cycles = -(-total_out // up)
-                x = np.ndarray((cycles, self._span), np.float64, buf, base * _ITEM, (down * _ITEM, _ITEM))
-                y = (x @ self._cycle_t).ravel()[n_out:total_out]
+                first, skip = base, n_out
+            rows = -(-(count + skip) // self._per_row)
+            x = np.ndarray((rows, self._width), np.float64, buf, first * _ITEM, (self._stride * _ITEM, _ITEM))
+            if rows <= self._max_rows:
+                y = (x.copy() @ self._matrix).ravel()
+            else:
+                y = np.empty((rows, self._per_row))
+                for r in range(0, rows, self._max_rows):
+                    np.matmul(x[r : r + self._max_rows].copy(), self._matrix, out=y[r : r + self._max_rows])
+                y = y.ravel()
+            y = y[skip : skip + count]
         buf[:h] = buf[n:used]
         done = total_out // up
         self._n_out = total_out - done * up
         self._n_in = total_in - done * down
         if y is None:
-            return b""
-        np.multiply(y, _UNSCALE, out=y)
-        np.rint(y, out=y)
+            return _EMPTY
         _clip(y, -32768.0, 32767.0, out=y)
-        return y.astype("<i2").tobytes()
+        np.rint(y, out=y)
+        return y.astype("<i2")

@@ -14,7 +14,7 @@ from .processes import BIN, ServiceProcess, free_port, grpc_ready, http_ready
 class Stack:
     edge: ServiceProcess
     media: ServiceProcess
-    agent: ServiceProcess
+    agent: ServiceProcess | None  # None when the stack uses an agent server of the test's own
     edge_port: int
     metrics_ports: dict[str, int]
 
@@ -43,13 +43,24 @@ class Stack:
         return total
 
     def stop(self) -> dict[str, int | None]:
-        return {p.name: p.stop() for p in (self.edge, self.media, self.agent)}
+        return {p.name: p.stop() for p in self._processes()}
 
     def logs(self) -> str:
-        return "\n".join(f"===== {p.name}\n{p.log()}" for p in (self.edge, self.media, self.agent))
+        return "\n".join(f"===== {p.name}\n{p.log()}" for p in self._processes())
+
+    def _processes(self) -> list[ServiceProcess]:
+        return [p for p in (self.edge, self.media, self.agent) if p is not None]
 
 
-def start_stack(workdir: Path, agent_env: dict[str, str], edge_env: dict[str, str] | None = None) -> Stack:
+def start_stack(
+    workdir: Path,
+    agent_env: dict[str, str],
+    edge_env: dict[str, str] | None = None,
+    *,
+    agent_target: str | None = None,
+) -> Stack:
+    """Start agent, media and edge; with `agent_target` (host:port of the test's own agent server)
+    no agent process is started and media talks to that server instead."""
     workdir.mkdir(parents=True, exist_ok=True)
     agent_port, media_port, edge_port = free_port(), free_port(), free_port()
     metrics = {"agent": free_port(), "media": free_port()}
@@ -72,7 +83,7 @@ def start_stack(workdir: Path, agent_env: dict[str, str], edge_env: dict[str, st
             **common,
             "MEDIA_LISTEN": f"127.0.0.1:{media_port}",
             "MEDIA_METRICS_PORT": str(metrics["media"]),
-            "AGENT_TARGET": f"127.0.0.1:{agent_port}",
+            "AGENT_TARGET": agent_target or f"127.0.0.1:{agent_port}",
         },
         workdir / "media.log",
     )
@@ -92,11 +103,12 @@ def start_stack(workdir: Path, agent_env: dict[str, str], edge_env: dict[str, st
     )
     started: list[ServiceProcess] = []
     try:
-        for proc, ready in (
+        steps = [
             (agent, grpc_ready(f"127.0.0.1:{agent_port}")),
             (media, grpc_ready(f"127.0.0.1:{media_port}")),
             (edge, http_ready(f"http://127.0.0.1:{edge_port}/healthz")),
-        ):
+        ]
+        for proc, ready in steps[1:] if agent_target else steps:
             proc.start()
             started.append(proc)
             proc.wait_until(ready)
@@ -104,4 +116,4 @@ def start_stack(workdir: Path, agent_env: dict[str, str], edge_env: dict[str, st
         for proc in reversed(started):
             proc.stop()
         raise
-    return Stack(edge, media, agent, edge_port, metrics)
+    return Stack(edge, media, None if agent_target else agent, edge_port, metrics)

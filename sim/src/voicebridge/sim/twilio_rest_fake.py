@@ -9,6 +9,9 @@ request and answers like Twilio (https://www.twilio.com/docs/voice/api/call-reso
   or 404 code 20404 for an unknown or already ended call; a ``Status`` other than completed/canceled → 400.
 - ``GET`` of the same call → 200 with its current status, or 404/20404.
 - HTTP Basic auth with the account's SID and Auth Token, else 401 code 20003.
+
+Like Twilio, it can POST a call's status callbacks (:meth:`TwilioRestFake.send_status_callbacks`), signed
+with the account's Auth Token over the StatusCallback URL, in whatever order a test chooses.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ import asyncio
 import base64
 import binascii
 import secrets
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -38,6 +44,7 @@ class RecordedRequest:
     path: str
     form: list[tuple[str, str]]
     auth: tuple[str, str] | None
+    at: float = field(default_factory=time.monotonic)  # when it arrived (time.monotonic())
 
     def field(self, name: str) -> str | None:
         return next((v for k, v in self.form if k == name), None)
@@ -135,6 +142,55 @@ class TwilioRestFake:
 
     def answer_call(self, call_sid: str) -> None:
         self.calls[call_sid].status = "in-progress"
+
+    async def send_status_callbacks(
+        self,
+        call_sid: str,
+        statuses: Sequence[tuple[int, str]],
+        *,
+        deliver_to: str | None = None,
+        duration_s: int = 7,
+    ) -> list[int]:
+        """POST ``(SequenceNumber, CallStatus)`` callbacks to the call's StatusCallback, in the order given.
+
+        Signed like Twilio (X-Twilio-Signature over the StatusCallback URL and every form field).
+        ``deliver_to`` (``http://127.0.0.1:PORT``) replaces the URL's scheme and host on the wire only,
+        as a reverse proxy would. Returns the HTTP status of each POST.
+        """
+        from twilio.request_validator import RequestValidator
+
+        call = self.calls[call_sid]
+        if not call.status_callback:
+            raise ValueError(f"call {call_sid} has no StatusCallback")
+        signer = RequestValidator(self.accounts[call.account_sid])
+        url = call.status_callback
+        target = url
+        if deliver_to:
+            parts, base = urlsplit(url), urlsplit(deliver_to)
+            target = urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+        codes = []
+        async with httpx.AsyncClient(timeout=5) as client:
+            for seq, status in statuses:
+                form = {
+                    "AccountSid": call.account_sid,
+                    "ApiVersion": "2010-04-01",
+                    "CallSid": call.sid,
+                    "CallStatus": status,
+                    "Called": call.to,
+                    "Caller": call.from_,
+                    "CallbackSource": "call-progress-events",
+                    "Direction": "outbound-api",
+                    "From": call.from_,
+                    "SequenceNumber": str(seq),
+                    "Timestamp": formatdate(usegmt=True),
+                    "To": call.to,
+                }
+                if status == "completed":
+                    form["CallDuration"] = str(duration_s)
+                headers = {"X-Twilio-Signature": signer.compute_signature(url, form)}
+                reply = await client.post(target, data=form, headers=headers)
+                codes.append(reply.status_code)
+        return codes
 
     def _build_app(self) -> FastAPI:
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from voicebridge.runtime.metrics import LATENCY_BUCKETS
+from voicebridge.runtime.metrics import LATENCY_BUCKETS, PROCESSING_BUCKETS
 
 SESSIONS_ACTIVE = Gauge("agent_sessions_active", "Agent sessions (calls) in progress")
 SESSION_ENDS = Counter("agent_session_ends", "Agent sessions ended, by reason", ["reason"])
@@ -18,4 +18,11 @@ INBOUND_ADDED_LATENCY = Histogram(
     "agent_inbound_added_latency_seconds",
     "Caller audio: edge arrival to hand-off to the agent backend",
     buckets=LATENCY_BUCKETS,
+)
+PROCESSING = Histogram(
+    "agent_frame_processing_seconds",
+    "Backend work per audio chunk: inbound, encoded and written to the backend's socket; outbound, "
+    "turned into an AudioChunk for media",
+    ["direction"],
+    buckets=PROCESSING_BUCKETS,
 )

@@ -22,6 +22,18 @@ CLOSES = Counter(
 LATE_AUDIO_DROPPED = Counter(
     "agent_elevenlabs_late_audio_dropped", "Agent audio chunks dropped because their response was interrupted"
 )
+# The bridge's inbound delay as ElevenLabs sees it: caller frame at the edge -> user_audio_chunk written.
+# Audio held while the conversation connects is not observed (connect time is its own histogram).
+INBOUND_ADDED_LATENCY = Histogram(
+    "agent_elevenlabs_inbound_added_latency_seconds",
+    "Caller audio: arrival at the edge to its user_audio_chunk leaving for ElevenLabs",
+    buckets=LATENCY_BUCKETS,
+)
+AUDIO_CHUNKS = Counter(
+    "agent_elevenlabs_audio_chunks",
+    "Audio chunks on the ElevenLabs socket: user_audio_chunk sent, audio events received",
+    ["direction"],
+)
 SKIPPED_FRAMES = Counter(
     "agent_elevenlabs_skipped_frames", "Server frames skipped mid-call, by kind", ["kind"]
 )

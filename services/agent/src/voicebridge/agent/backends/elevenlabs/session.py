@@ -43,11 +43,24 @@ from voicebridge.agent.prompts import load_prompt
 from voicebridge.runtime.logs import call_context
 from voicebridge.v1 import agent_pb2, common_pb2
 
+from ...metrics import PROCESSING
 from ..base import AgentSession, Outbox, SessionEndInfo, SessionRefused
 from . import protocol as p
-from .metrics import CLOSES, LATE_AUDIO_DROPPED, PING_RTT, SKIPPED_FRAMES, close_label
+from .metrics import (
+    AUDIO_CHUNKS,
+    CLOSES,
+    INBOUND_ADDED_LATENCY,
+    LATE_AUDIO_DROPPED,
+    PING_RTT,
+    SKIPPED_FRAMES,
+    close_label,
+)
 
 log = logging.getLogger(__name__)
+_AUDIO_SENT = AUDIO_CHUNKS.labels("sent")
+_AUDIO_RECEIVED = AUDIO_CHUNKS.labels("received")
+_PROCESSING_IN = PROCESSING.labels("inbound")
+_PROCESSING_OUT = PROCESSING.labels("outbound")
 
 END_CALL_TOOLS = {"end_call"}
 TRANSFER_TOOLS = {"transfer_call", "transfer_to_number"}
@@ -349,6 +362,8 @@ class ElevenLabsSession(AgentSession):
             PING_RTT.observe(ping.ping_ms / 1000)
 
     def _on_audio(self, event: p.Audio) -> None:
+        _AUDIO_RECEIVED.inc()
+        begin = time.perf_counter()
         if event.event_id <= self._last_interrupt_id:
             LATE_AUDIO_DROPPED.inc()
             return
@@ -367,6 +382,7 @@ class ElevenLabsSession(AgentSession):
                 )
             )
         )
+        _PROCESSING_OUT.observe(time.perf_counter() - begin)
 
     def _interrupt(self, event_id: int) -> None:
         self._last_interrupt_id = max(self._last_interrupt_id, event_id)
@@ -468,7 +484,7 @@ class ElevenLabsSession(AgentSession):
         kind = request.WhichOneof("event")
         try:
             if kind == "audio":
-                await self._send_audio(request.audio.data)
+                await self._send_audio(request.audio.data, request.audio.received_unix_nanos)
             elif kind == "interrupted":
                 await self._on_caller_interrupted(request.interrupted)
             elif kind == "dtmf":
@@ -483,7 +499,7 @@ class ElevenLabsSession(AgentSession):
         except ConnectionClosed:
             pass  # the reader reports how the conversation ended
 
-    async def _send_audio(self, data: bytes) -> None:
+    async def _send_audio(self, data: bytes, received_unix_nanos: int = 0) -> None:
         if not self._is_ready:
             self._held.append(data)
             self._held_bytes += len(data)
@@ -491,7 +507,12 @@ class ElevenLabsSession(AgentSession):
                 self._held_bytes -= len(self._held.popleft())
             return
         async with self._audio_lock:
+            begin = time.perf_counter()
             await self._ws.send(p.encode_user_audio(data))
+            _PROCESSING_IN.observe(time.perf_counter() - begin)
+        _AUDIO_SENT.inc()
+        if received_unix_nanos:
+            INBOUND_ADDED_LATENCY.observe(max(0.0, (time.time_ns() - received_unix_nanos) / 1e9))
 
     async def _release_held_audio(self) -> None:
         async with self._audio_lock:
@@ -501,6 +522,7 @@ class ElevenLabsSession(AgentSession):
                 self._held_bytes -= len(chunk)
                 with contextlib.suppress(ConnectionClosed):
                     await self._ws.send(p.encode_user_audio(chunk))
+                    _AUDIO_SENT.inc()
 
     async def _on_caller_interrupted(self, interrupted: agent_pb2.CallerInterrupted) -> None:
         self._last_interrupt_id = max(self._last_interrupt_id, interrupted.response_id)

@@ -33,6 +33,7 @@ from .metrics import (
     FRAMES,
     FRAMES_DROPPED,
     OUTBOUND_ADDED_LATENCY,
+    PROCESSING,
     PROTOCOL_ERRORS,
     STREAMS_REJECTED,
 )
@@ -77,6 +78,8 @@ class StreamGate:
 
 
 _CLIENT_METRICS: ClientStreamMetrics | None = None
+_PROCESSING_IN = PROCESSING.labels("inbound")
+_PROCESSING_OUT = PROCESSING.labels("outbound")
 
 
 def _client_metrics() -> ClientStreamMetrics:
@@ -263,6 +266,7 @@ class MediaStreamSession:
             return common_pb2.CallEnd(reason=common_pb2.END_REASON_PROTOCOL_ERROR, detail=self._close_reason)
         if isinstance(message, ms.Media):
             FRAMES.labels("in").inc()
+            begin = time.perf_counter()
             self._writer.audio(
                 media_pb2.CallRequest(
                     audio=media_pb2.CallerAudio(
@@ -272,6 +276,7 @@ class MediaStreamSession:
                     )
                 )
             )
+            _PROCESSING_IN.observe(time.perf_counter() - begin)
         elif isinstance(message, ms.Mark):
             self._writer.control(media_pb2.CallRequest(mark=media_pb2.MarkEcho(name=message.name)))
         elif isinstance(message, ms.Dtmf):
@@ -311,10 +316,12 @@ class MediaStreamSession:
             metrics.received.inc()
             kind = response.WhichOneof("event")
             if kind == "audio":
+                begin = time.perf_counter()
                 await self._send(ms.encode_media(self._stream_sid, response.audio.payload))
                 if response.audio.mark:
                     await self._send(ms.encode_mark(self._stream_sid, response.audio.mark))
                 FRAMES.labels("out").inc()
+                _PROCESSING_OUT.observe(time.perf_counter() - begin)
                 if response.audio.source_unix_nanos:
                     OUTBOUND_ADDED_LATENCY.observe(
                         max(0.0, (time.time_ns() - response.audio.source_unix_nanos) / 1e9)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from voicebridge.runtime.metrics import LATENCY_BUCKETS
+from voicebridge.runtime.metrics import LATENCY_BUCKETS, PROCESSING_BUCKETS
 
 CALLS_ACTIVE = Gauge("edge_calls_active", "Media streams in progress")
 CALL_ENDS = Counter("edge_call_ends", "Media streams ended, by reason", ["reason"])
@@ -17,6 +17,13 @@ OUTBOUND_ADDED_LATENCY = Histogram(
     "edge_outbound_added_latency_seconds",
     "Agent audio: arrival in voicebridge to the frame leaving for Twilio",
     buckets=LATENCY_BUCKETS,
+)
+PROCESSING = Histogram(
+    "edge_frame_processing_seconds",
+    "Edge work per audio frame: inbound, CallerAudio built and queued for media; outbound, Twilio media "
+    "(and mark) encoded and written to the WebSocket",
+    ["direction"],
+    buckets=PROCESSING_BUCKETS,
 )
 CALL_STATUS = Counter("edge_call_status_callbacks", "Twilio call status callbacks, by status", ["status"])
 OUTBOUND_CALLS = Counter("edge_outbound_calls", "Outbound calls requested, by result", ["result"])

@@ -65,18 +65,30 @@ class SessionReady(_message.Message):
     def __init__(self, input_format: _Optional[_Union[_common_pb2.AudioFormat, _Mapping]] = ..., output_format: _Optional[_Union[_common_pb2.AudioFormat, _Mapping]] = ..., conversation_id: _Optional[str] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
-    __slots__ = ("data", "format", "response_id", "timestamp_ms", "received_unix_nanos")
+    __slots__ = ("data", "format", "response_id", "timestamp_ms", "received_unix_nanos", "alignment")
     DATA_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_UNIX_NANOS_FIELD_NUMBER: _ClassVar[int]
+    ALIGNMENT_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     format: _common_pb2.AudioFormat
     response_id: int
     timestamp_ms: int
     received_unix_nanos: int
-    def __init__(self, data: _Optional[bytes] = ..., format: _Optional[_Union[_common_pb2.AudioFormat, _Mapping]] = ..., response_id: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., received_unix_nanos: _Optional[int] = ...) -> None: ...
+    alignment: TextAlignment
+    def __init__(self, data: _Optional[bytes] = ..., format: _Optional[_Union[_common_pb2.AudioFormat, _Mapping]] = ..., response_id: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., received_unix_nanos: _Optional[int] = ..., alignment: _Optional[_Union[TextAlignment, _Mapping]] = ...) -> None: ...
+
+class TextAlignment(_message.Message):
+    __slots__ = ("chars", "char_start_ms", "char_duration_ms")
+    CHARS_FIELD_NUMBER: _ClassVar[int]
+    CHAR_START_MS_FIELD_NUMBER: _ClassVar[int]
+    CHAR_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    chars: _containers.RepeatedScalarFieldContainer[str]
+    char_start_ms: _containers.RepeatedScalarFieldContainer[int]
+    char_duration_ms: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, chars: _Optional[_Iterable[str]] = ..., char_start_ms: _Optional[_Iterable[int]] = ..., char_duration_ms: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class VoiceActivity(_message.Message):
     __slots__ = ("kind", "timestamp_ms")

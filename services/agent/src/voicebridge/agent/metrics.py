@@ -26,3 +26,11 @@ PROCESSING = Histogram(
     ["direction"],
     buckets=PROCESSING_BUCKETS,
 )
+
+# Known label values start at 0, so dashboards and alerts see a series before the first event.
+for _direction in ("in", "out"):
+    FRAMES.labels(_direction)
+for _direction in ("inbound", "outbound"):
+    PROCESSING.labels(_direction)
+for _reason in ("caller_hangup", "agent_ended", "agent_busy", "agent_error", "agent_timeout", "unavailable"):
+    SESSION_ENDS.labels(_reason)

@@ -38,3 +38,17 @@ CALL_STATUS_IGNORED = Counter(
     "edge_call_status_callbacks_ignored", "Call status callbacks stale, duplicated or after the end"
 )
 API_REQUESTS_REJECTED = Counter("edge_api_rejected", "Calls API requests refused, by reason", ["reason"])
+
+# Known label values start at 0, so dashboards and alerts see a series before the first event.
+for _reason in ("media_backpressure",):
+    FRAMES_DROPPED.labels(_reason)
+for _direction in ("in", "out"):
+    FRAMES.labels(_direction)
+for _direction in ("inbound", "outbound"):
+    PROCESSING.labels(_direction)
+for _reason in ("too_many_pending", "start_timeout", "closed_before_start", "bad_token", "bad_signature"):
+    STREAMS_REJECTED.labels(_reason)
+for _kind in ("malformed", "too_big", "binary_frame", "wrong_stream_sid", "out_of_order"):
+    PROTOCOL_ERRORS.labels(_kind)
+for _reason in ("caller_hangup", "agent_ended", "transferred", "protocol_error", "unavailable"):
+    CALL_ENDS.labels(_reason)

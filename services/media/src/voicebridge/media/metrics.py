@@ -42,3 +42,17 @@ BARGE_IN_LATENCY = Histogram(
     ["source"],
     buckets=LATENCY_BUCKETS,
 )
+
+# Known label values start at 0, so dashboards and alerts see a series before the first event.
+for _reason in ("agent_not_ready", "agent_backpressure", "interrupted", "playout_full"):
+    FRAMES_DROPPED.labels(_reason)
+for _direction in ("caller_in", "agent_out", "agent_in"):
+    FRAMES.labels(_direction)
+for _source in ("local", "agent"):
+    BARGE_INS.labels(_source)
+for _direction in ("inbound", "outbound"):
+    PROCESSING.labels(_direction)
+for _kind in ("start", "end"):
+    VAD_EVENTS.labels(_kind)
+for _reason in ("caller_hangup", "agent_ended", "agent_error", "protocol_error", "unavailable"):
+    CALL_ENDS.labels(_reason)

@@ -38,6 +38,12 @@ SKIPPED_FRAMES = Counter(
     "agent_elevenlabs_skipped_frames", "Server frames skipped mid-call, by kind", ["kind"]
 )
 
+# Known label values start at 0, so dashboards and alerts see a series before the first event.
+for _kind in ("malformed", "unknown", "audio_backlog"):
+    SKIPPED_FRAMES.labels(_kind)
+for _direction in ("sent", "received"):
+    AUDIO_CHUNKS.labels(_direction)
+
 _KNOWN_CODES = {1000, 1001, 1002, 1006, 1008, 1011}
 
 

@@ -10,6 +10,18 @@ from pathlib import Path
 from .processes import BIN, ServiceProcess, free_port, grpc_ready, http_ready
 
 
+def scrape_metric(url: str, name: str, labels: str = "") -> float:
+    """Sum of a metric's samples (matching a label fragment) in the /metrics page at `url`."""
+    with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 - loopback
+        text = reply.read().decode()
+    total = 0.0
+    pattern = re.compile(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", re.M)
+    for match in pattern.finditer(text):
+        if labels in (match.group(1) or ""):
+            total += float(match.group(2))
+    return total
+
+
 @dataclass
 class Stack:
     edge: ServiceProcess
@@ -33,14 +45,7 @@ class Stack:
 
     def metric(self, service: str, name: str, labels: str = "") -> float:
         """Sum of a metric's samples (matching a label fragment) in a service's /metrics."""
-        with urllib.request.urlopen(self.metrics_url(service), timeout=2) as reply:  # noqa: S310
-            text = reply.read().decode()
-        total = 0.0
-        pattern = re.compile(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", re.M)
-        for match in pattern.finditer(text):
-            if labels in (match.group(1) or ""):
-                total += float(match.group(2))
-        return total
+        return scrape_metric(self.metrics_url(service), name, labels)
 
     def stop(self) -> dict[str, int | None]:
         return {p.name: p.stop() for p in self._processes()}

@@ -402,6 +402,12 @@ class ConvAIEmulator:
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}"
 
+    @property
+    def open_connections(self) -> int:
+        """WebSockets still being served (accepted conversations and refusals alike): 0 once every client
+        has closed its socket, which is how leak tests see that nothing is left open."""
+        return len(self._handlers)
+
     async def start(self) -> None:
         self._server = await serve(
             self._handle,

@@ -152,3 +152,48 @@ async def test_unknown_and_stale_marks_are_ignored(rig) -> None:
     playout.on_mark(sink.marks[1])
     playout.on_mark(sink.marks[0])  # arrives late, after a later mark: already accounted
     assert playout.stats.marks_played == 2
+
+
+def ramp(ms: int) -> bytes:
+    """Audio whose every byte says where it is, to check what is replayed."""
+    return bytes(i % 251 for i in range(8 * ms))
+
+
+async def test_hold_then_resume_replays_from_exactly_where_the_caller_stopped_hearing(rig) -> None:
+    clock, sink, playout = rig
+    speech = ramp(1000)
+    playout.enqueue(speech, response_id=4)
+    await clock.advance(0.2)
+    playout.on_mark(sink.marks[1])  # the caller has heard the first 120 ms (the second mark)...
+    await clock.advance(0.03)  # ...and 30 ms more since that echo
+    held = playout.hold()
+    assert held.heard_ms == 150
+    assert not playout.is_playing
+    sent_before = len(sink.frames)
+    playout.enqueue(ramp(100), response_id=4)  # the agent keeps talking during the pause
+    await clock.advance(0.3)
+    assert len(sink.frames) == sent_before  # nothing plays while held
+    playout.resume()
+    await clock.advance(2.0)
+    replay = b"".join(p for _, p, _ in sink.frames[sent_before:])
+    assert replay == speech[150 * 8 :] + ramp(100)
+    assert playout.stats.resumes == 1
+
+
+async def test_hold_then_clear_drops_everything_held(rig) -> None:
+    clock, sink, playout = rig
+    playout.enqueue(audio(1000), response_id=5)
+    await clock.advance(0.1)
+    playout.hold()
+    playout.enqueue(audio(200), response_id=5)
+    result = playout.clear()
+    assert result.response_id == 5
+    sent = len(sink.frames)
+    playout.resume()  # nothing left to resume
+    await clock.advance(0.5)
+    assert len(sink.frames) == sent
+    waiter = asyncio.create_task(playout.drained())
+    for name in sink.marks:
+        playout.on_mark(name)
+    await clock.settle()
+    assert waiter.done()

@@ -32,11 +32,10 @@ from .audio.convert import (
 from .audio.g711 import ulaw_decode
 from .audio.vad.base import VadEvent
 from .audio.vad.webrtc import VadConfig, WebRtcVad
+from .bargein import BargeInController, BargeInDetector
 from .clock import Clock, LoopClock
 from .config import MediaSettings
 from .metrics import (
-    BARGE_IN_LATENCY,
-    BARGE_INS,
     FRAMES,
     FRAMES_DROPPED,
     HEARD_TURN_LATENCY,
@@ -93,14 +92,29 @@ class CallSession:
                 offset_ms=settings.vad_offset_ms,
             )
         )
-        self._playout = Playout(self._clock, emit, settings.playout, on_first_played=self._on_first_played)
+        self._playout = Playout(
+            self._clock,
+            emit,
+            settings.playout,
+            on_first_played=self._on_first_played,
+            on_frame_sent=self._on_frame_sent,
+        )
+        self._bargein = BargeInController(
+            BargeInDetector(settings.barge_in),
+            self._playout,
+            self._clock,
+            send_clear=lambda: emit(media_pb2.CallResponse(clear=media_pb2.ClearAudio())),
+            tell_agent=lambda interrupted: self._send_control(
+                agent_pb2.ConverseRequest(interrupted=interrupted)
+            ),
+            reset_audio=self._reset_agent_audio,
+        )
+        self._out_format: Format | None = None
         # Maps the call's media timeline (Twilio ms) to this clock: clock time = offset + ms / 1000.
         self._timeline_offset: float | None = None
-        self._speech_started_at: float | None = None  # clock time of the current utterance's onset
         self._speech_ended_at: float | None = None  # clock time the caller last stopped talking
         self._pre_ready: list[media_pb2.CallerAudio] = []
         self._pre_ready_ms = 0
-        self._min_response_id = 0  # agent audio of responses below this was interrupted: drop it
         self._stop_requested = asyncio.Event()
         self._stop_reason = (common_pb2.END_REASON_SHUTDOWN, "")
         self.call_sid = ""
@@ -210,6 +224,9 @@ class CallSession:
         pcm = ulaw_decode(audio.payload)
         for event in self._vad.feed(pcm, audio.timestamp_ms):
             await self._on_vad(event)
+        if self._phase is _Phase.TALKING:
+            start = self._timeline_to_clock(audio.timestamp_ms)
+            await self._bargein.caller_audio(pcm, start)
         if self._phase is _Phase.CONNECTING:
             self._hold(audio)
         else:
@@ -251,14 +268,13 @@ class CallSession:
 
     def _on_first_played(self, response_id: int, now: float) -> None:
         """The first audio of a response has been heard: that closes a turn, if the caller spoke."""
-        if self._speech_ended_at is not None and response_id >= self._min_response_id:
+        if self._speech_ended_at is not None and self._bargein.accepts(response_id):
             HEARD_TURN_LATENCY.observe(max(0.0, now - self._speech_ended_at))
             self._speech_ended_at = None
 
     async def _on_vad(self, event: VadEvent) -> None:
         VAD_EVENTS.labels(event.kind).inc()
         if event.kind == "start":
-            self._speech_started_at = self._timeline_to_clock(event.timestamp_ms)
             self._speech_ended_at = None
         else:
             self._speech_ended_at = self._timeline_to_clock(event.timestamp_ms)
@@ -272,28 +288,16 @@ class CallSession:
                 activity=agent_pb2.VoiceActivity(kind=kind, timestamp_ms=event.timestamp_ms)
             )
         )
-        playing = self._phase is _Phase.TALKING and self._playout.is_playing
-        if event.kind == "start" and self._settings.barge_in and playing:
-            await self._barge_in("local")
 
-    async def _barge_in(self, source: str) -> None:
-        """The caller spoke over the agent: stop playback now and tell the agent what was heard."""
-        result = self._playout.clear()
+    def _on_frame_sent(self, ulaw: bytes, plays_at: float) -> None:
+        """The pacer sent agent audio: the barge-in echo gate needs to know what plays when."""
+        if self._settings.barge_in.enabled:
+            self._bargein.detector.played(ulaw_decode(ulaw), plays_at)
+
+    def _reset_agent_audio(self) -> None:
+        """After a clear: forget resampler history so nothing of the cut-off reply leaks out."""
         if self._out_conv is not None:
             self._out_conv.reset()
-        self._min_response_id = max(self._min_response_id, result.response_id + 1)
-        BARGE_INS.labels(source).inc()
-        if self._speech_started_at is not None:
-            BARGE_IN_LATENCY.labels(source).observe(max(0.0, self._clock.now() - self._speech_started_at))
-        log.info("barge-in (%s): response %d heard for %d ms", source, result.response_id, result.heard_ms)
-        await self._emit(media_pb2.CallResponse(clear=media_pb2.ClearAudio()))
-        self._send_control(
-            agent_pb2.ConverseRequest(
-                interrupted=agent_pb2.CallerInterrupted(
-                    response_id=result.response_id, heard_ms=result.heard_ms
-                )
-            )
-        )
 
     # -- agent -> edge ------------------------------------------------------------------------
 
@@ -311,19 +315,7 @@ class CallSession:
             elif kind == "ready":
                 self._on_ready(message.ready)
             elif kind == "interruption":
-                if message.interruption.response_id >= self._min_response_id:
-                    self._min_response_id = message.interruption.response_id + 1
-                    if self._playout.is_playing:
-                        result = self._playout.clear()
-                        if self._out_conv is not None:
-                            self._out_conv.reset()
-                        BARGE_INS.labels("agent").inc()
-                        log.info(
-                            "agent interruption: response %d heard for %d ms",
-                            result.response_id,
-                            result.heard_ms,
-                        )
-                        await self._emit(media_pb2.CallResponse(clear=media_pb2.ClearAudio()))
+                await self._bargein.agent_interrupted(message.interruption.response_id)
             elif kind == "transcript":
                 await self._emit(media_pb2.CallResponse(transcript=message.transcript))
             elif kind == "hangup":
@@ -348,7 +340,7 @@ class CallSession:
     def _on_ready(self, ready: agent_pb2.SessionReady) -> None:
         try:
             self._in_format = Format.from_proto(ready.input_format)
-            out_format = Format.from_proto(ready.output_format)
+            out_format = self._out_format = Format.from_proto(ready.output_format)
             self._in_conv = CallerAudioConverter(self._in_format)
             self._out_conv = AgentAudioConverter(out_format)
         except (UnsupportedFormatError, ValueError) as exc:
@@ -365,9 +357,11 @@ class CallSession:
         FRAMES.labels("agent_in").inc()
         if self._out_conv is None:
             raise CallEnded(common_pb2.END_REASON_PROTOCOL_ERROR, "agent sent audio before SessionReady")
-        if chunk.response_id < self._min_response_id:
+        if not self._bargein.accepts(chunk.response_id):
             FRAMES_DROPPED.labels("interrupted").inc()
             return
+        assert self._out_format is not None
+        self._bargein.words.note(chunk, len(chunk.data) * 1000.0 / self._out_format.bytes_per_second)
         begin = time.perf_counter()
         ulaw = self._out_conv.convert(chunk.data)
         PROCESSING.labels("outbound").observe(time.perf_counter() - begin)

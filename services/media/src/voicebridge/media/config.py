@@ -26,6 +26,38 @@ class PlayoutConfig:
 
 
 @dataclass(frozen=True)
+class BargeInConfig:
+    """When the caller's voice stops the agent (see bargein.py for the why of each knob)."""
+
+    enabled: bool = True
+    # webrtcvad mode while the agent talks: 3 rejects most non-speech (audio-perf.md §3).
+    aggressiveness: int = 3
+    # Gated speech in this many ms of the last `onset_window_ms` -> pause the agent.
+    onset_ms: int = 50
+    onset_window_ms: int = 80
+    # Speech totalling this long since the onset -> confirm the interruption (tell the agent).
+    confirm_ms: int = 300
+    # No speech for this long while paused -> it was a backchannel or noise: resume playback.
+    release_ms: int = 200
+    # Caller audio must be louder than the loudest recent agent audio minus this to count as the caller.
+    echo_margin_db: float = 6.0
+    # How long after being played agent audio can come back as echo.
+    echo_window_ms: int = 400
+    # Quieter than this is line noise, whatever the VAD says.
+    min_level_dbfs: float = -50.0
+
+    def __post_init__(self) -> None:
+        if self.aggressiveness not in (0, 1, 2, 3):
+            raise ValueError("BARGE_IN_VAD_AGGRESSIVENESS must be 0..3")
+        if not 0 < self.onset_ms <= self.onset_window_ms:
+            raise ValueError("BARGE_IN_ONSET_MS must be positive and at most the onset window")
+        if self.confirm_ms < self.onset_ms:
+            raise ValueError("BARGE_IN_CONFIRM_MS must be at least BARGE_IN_ONSET_MS")
+        if self.release_ms <= 0 or self.echo_window_ms < 0:
+            raise ValueError("BARGE_IN_RELEASE_MS must be positive and the echo window non-negative")
+
+
+@dataclass(frozen=True)
 class MediaSettings:
     listen: str
     metrics_port: int
@@ -37,7 +69,7 @@ class MediaSettings:
     vad_aggressiveness: int
     vad_onset_ms: int
     vad_offset_ms: int
-    barge_in: bool
+    barge_in: BargeInConfig
     # Caller audio kept while the agent is still connecting (beyond it, the oldest is dropped).
     pre_ready_buffer_ms: int
     # Caller audio queued for a slow agent link before the oldest is dropped (never block the edge).
@@ -63,8 +95,26 @@ class MediaSettings:
             vad_aggressiveness=env.int("VAD_AGGRESSIVENESS", 2),
             vad_onset_ms=env.int("VAD_ONSET_MS", 30),
             vad_offset_ms=env.int("VAD_OFFSET_MS", 400),
-            barge_in=env.bool("BARGE_IN", True),
+            barge_in=_barge_in(env),
             pre_ready_buffer_ms=env.int("PRE_READY_BUFFER_MS", 2000),
             agent_queue_ms=env.int("AGENT_QUEUE_MS", 1000),
             drain_timeout_s=env.float("DRAIN_TIMEOUT_S", 30.0),
         )
+
+
+def _barge_in(env: Env) -> BargeInConfig:
+    defaults = BargeInConfig()
+    try:
+        return BargeInConfig(
+            enabled=env.bool("BARGE_IN", defaults.enabled),
+            aggressiveness=env.int("BARGE_IN_VAD_AGGRESSIVENESS", defaults.aggressiveness),
+            onset_ms=env.int("BARGE_IN_ONSET_MS", defaults.onset_ms),
+            onset_window_ms=env.int("BARGE_IN_ONSET_WINDOW_MS", defaults.onset_window_ms),
+            confirm_ms=env.int("BARGE_IN_CONFIRM_MS", defaults.confirm_ms),
+            release_ms=env.int("BARGE_IN_RELEASE_MS", defaults.release_ms),
+            echo_margin_db=env.float("BARGE_IN_ECHO_MARGIN_DB", defaults.echo_margin_db),
+            echo_window_ms=env.int("BARGE_IN_ECHO_WINDOW_MS", defaults.echo_window_ms),
+            min_level_dbfs=env.float("BARGE_IN_MIN_LEVEL_DBFS", defaults.min_level_dbfs),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -56,3 +56,6 @@ for _kind in ("start", "end"):
     VAD_EVENTS.labels(_kind)
 for _reason in ("caller_hangup", "agent_ended", "agent_error", "protocol_error", "unavailable"):
     CALL_ENDS.labels(_reason)
+BARGE_IN_RESUMES = Counter(
+    "media_barge_in_resumes", "Agent playback paused for caller sound that proved not to be an interruption"
+)

@@ -41,7 +41,23 @@ class _Segment:
     data: bytes
     response_id: int
     source_unix_nanos: int
-    offset: int = 0
+    response_offset_ms: float  # where data[0] sits in its response
+    offset: int = 0  # bytes of data already taken
+
+
+@dataclass(frozen=True)
+class _SentFrame:
+    """A frame the provider may still be playing: kept until a mark proves it was heard."""
+
+    payload: bytes
+    stream_start_ms: float
+    response_id: int
+    response_offset_ms: float
+    source_unix_nanos: int
+
+    @property
+    def stream_end_ms(self) -> float:
+        return self.stream_start_ms + len(self.payload) / BYTES_PER_MS
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,7 @@ class _Mark:
     name: str
     position_ms: float  # stream position (ms of audio sent) at the end of the audio before the mark
     response_id: int
+    first_of_response: bool
     sent_at: float
 
 
@@ -63,13 +80,6 @@ class ClearResult:
 
 
 @dataclass
-class _ResponseSpan:
-    start_ms: float
-    first_mark: str = ""
-    end_ms: float = 0.0
-
-
-@dataclass
 class PlayoutStats:
     frames_sent: int = 0
     marks_sent: int = 0
@@ -77,11 +87,17 @@ class PlayoutStats:
     marks_cleared: int = 0
     stalls: int = 0
     clears: int = 0
+    holds: int = 0
+    resumes: int = 0
     responses_started: list[int] = field(default_factory=list)
 
 
 class Playout:
-    """Paces one call's agent audio (already mu-law 8 kHz) to the edge and accounts for playback."""
+    """Paces one call's agent audio (already mu-law 8 kHz) to the edge and accounts for playback.
+
+    Positions are kept two ways: the stream position (ms of audio sent on this call, what marks
+    measure) and, per response, the offset within that response (what "heard" means to the agent).
+    """
 
     def __init__(
         self,
@@ -89,6 +105,7 @@ class Playout:
         emit: Callable[[media_pb2.CallResponse], Awaitable[None]],
         config: PlayoutConfig | None = None,
         on_first_played: Callable[[int, float], None] | None = None,
+        on_frame_sent: Callable[[bytes, float], None] | None = None,
     ) -> None:
         self._clock = clock
         self._emit = emit
@@ -96,22 +113,27 @@ class Playout:
         self._frame_bytes = self._cfg.frame_ms * BYTES_PER_MS
         self._segments: collections.deque[_Segment] = collections.deque()
         self._queued_bytes = 0
+        self._response_length_ms: dict[int, float] = {}  # audio enqueued so far, per response
         self._wake = asyncio.Event()
         self._anchor: float | None = None  # clock time at which stream position `_anchor_pos_ms` plays
         self._anchor_pos_ms = 0.0
         self._sent_ms = 0.0  # stream position: ms of audio sent since the call started
         self._last_mark_pos = -1e9
         self._last_frame_at: float | None = None
+        self._in_flight: collections.deque[_SentFrame] = collections.deque()
         self._pending: collections.deque[_Mark] = collections.deque()
         self._cleared: set[str] = set()
         self._played_pos_ms = 0.0
         self._played_at: float | None = None
-        self._spans: dict[int, _ResponseSpan] = {}
+        self._heard: dict[int, float] = {}  # response -> ms of it known heard
         self._current_response = 0
+        self._started: set[int] = set()
+        self._held: list[_Segment] | None = None
         self._mark_seq = 0
         self._drained = asyncio.Event()
         self._drained.set()
         self._on_first_played = on_first_played
+        self._on_frame_sent = on_frame_sent
         self.stats = PlayoutStats()
 
     # -- input ----------------------------------------------------------------------------------
@@ -122,7 +144,9 @@ class Playout:
             return True
         if self._queued_bytes + len(ulaw) > self._cfg.max_queued_s * 8000:
             return False
-        self._segments.append(_Segment(ulaw, response_id, source_unix_nanos))
+        offset = self._response_length_ms.get(response_id, 0.0)
+        self._response_length_ms[response_id] = offset + len(ulaw) / BYTES_PER_MS
+        self._segments.append(_Segment(ulaw, response_id, source_unix_nanos, offset))
         self._queued_bytes += len(ulaw)
         self._drained.clear()
         self._wake.set()
@@ -145,42 +169,99 @@ class Playout:
             self._played_pos_ms = mark.position_ms
             self._played_at = now
             self.stats.marks_played += 1
-            span = self._spans.get(mark.response_id)
-            if span is not None and span.first_mark == mark.name and self._on_first_played:
+            if mark.first_of_response and self._on_first_played:
                 self._on_first_played(mark.response_id, now)
             if mark.name == name:
                 break
+        self._account_heard(self._played_pos_ms, forget=True)
         self._check_drained()
 
-    def clear(self) -> ClearResult:
-        """Stop playback now: drop queued audio. The caller sends ClearAudio to the edge."""
+    def _account_heard(self, position_ms: float, forget: bool) -> None:
+        """Credit in-flight frames up to a stream position as heard; optionally forget them."""
+        for frame in self._in_flight:
+            if frame.stream_start_ms >= position_ms:
+                break
+            heard = frame.response_offset_ms + min(frame.stream_end_ms, position_ms) - frame.stream_start_ms
+            if heard > self._heard.get(frame.response_id, 0.0):
+                self._heard[frame.response_id] = heard
+        if forget:
+            while self._in_flight and self._in_flight[0].stream_end_ms <= position_ms:
+                self._in_flight.popleft()
+
+    def _stop(self, keep: bool) -> ClearResult:
         now = self._clock.now()
         was_playing = self.is_playing
         response_id = self._current_response
-        heard = self.heard_ms(response_id, now)
         heard_pos = self.played_position_ms(now)
-        dropped_ms = self._queued_bytes / BYTES_PER_MS + max(0.0, self._sent_ms - heard_pos)
-        for span in self._spans.values():  # what was cleared was never heard
-            span.end_ms = min(span.end_ms or self._sent_ms, max(span.start_ms, heard_pos))
+        self._account_heard(heard_pos, forget=False)
+        held: list[_Segment] = []
+        if keep:  # what the caller has not heard yet, in order: the unheard part of in-flight frames
+            for frame in self._in_flight:
+                cut = max(0, round((heard_pos - frame.stream_start_ms) * BYTES_PER_MS))
+                if cut < len(frame.payload):
+                    held.append(
+                        _Segment(
+                            frame.payload[cut:],
+                            frame.response_id,
+                            frame.source_unix_nanos,
+                            frame.response_offset_ms + cut / BYTES_PER_MS,
+                        )
+                    )
+        unheard_ms = max(0.0, self._sent_ms - heard_pos)
+        dropped_ms = 0.0 if keep else self._queued_bytes / BYTES_PER_MS + unheard_ms
+        held.extend(self._segments)
         self._segments.clear()
         self._queued_bytes = 0
+        self._in_flight.clear()
         self._cleared.update(m.name for m in self._pending)
         self._pending.clear()
-        # Everything sent is now accounted as finished; a new talk spurt starts a fresh schedule.
+        # Everything sent is now accounted for; the next talk spurt starts a fresh schedule.
         self._played_pos_ms = self._sent_ms
         self._played_at = now
         self._anchor = None
         self._last_frame_at = None
-        self.stats.clears += 1
+        if keep:
+            self._held = (self._held or []) + held
+        else:
+            self._held = None
         self._check_drained()
-        return ClearResult(response_id, heard, int(dropped_ms), was_playing)
+        return ClearResult(response_id, int(self._heard.get(response_id, 0.0)), int(dropped_ms), was_playing)
+
+    def clear(self) -> ClearResult:
+        """Stop playback now and drop the agent's audio. The caller sends ClearAudio to the edge."""
+        self.stats.clears += 1
+        return self._stop(keep=False)
+
+    def hold(self) -> ClearResult:
+        """Stop playback now but keep what the caller has not heard, for `resume()`."""
+        self.stats.holds += 1
+        return self._stop(keep=True)
+
+    def resume(self) -> None:
+        """Play held audio again from where the caller stopped hearing it (a false barge-in)."""
+        if self._held is None:
+            return
+        held, self._held = self._held, None
+        self.stats.resumes += 1
+        arrived = list(self._segments)
+        self._segments.clear()
+        self._segments.extend(held + arrived)
+        self._queued_bytes = sum(len(seg.data) - seg.offset for seg in self._segments)
+        if self._segments:
+            self._drained.clear()
+            self._wake.set()
+        self._check_drained()
 
     # -- state ----------------------------------------------------------------------------------
 
     @property
     def is_playing(self) -> bool:
         """True while agent audio is queued here or sits unplayed in the provider's buffer."""
-        return bool(self._segments) or bool(self._pending)
+        return self._held is None and (bool(self._segments) or bool(self._pending))
+
+    @property
+    def is_held(self) -> bool:
+        return self._held is not None
 
     @property
     def current_response(self) -> int:
@@ -195,19 +276,23 @@ class Playout:
         return min(estimate, self._pending[-1].position_ms, self._sent_ms)
 
     def heard_ms(self, response_id: int, now: float | None = None) -> int:
-        span = self._spans.get(response_id)
-        if span is None:
-            return 0
-        pos = self.played_position_ms(now)
-        end = span.end_ms if span.end_ms else self._sent_ms
-        return int(max(0.0, min(pos, end) - span.start_ms))
+        """How much of a response the caller has heard: mark echoes, plus real time since the last one."""
+        heard = self._heard.get(response_id, 0.0)
+        position = self.played_position_ms(now)
+        for frame in self._in_flight:
+            if frame.stream_start_ms >= position:
+                break
+            if frame.response_id == response_id:
+                part = min(frame.stream_end_ms, position) - frame.stream_start_ms
+                heard = max(heard, frame.response_offset_ms + part)
+        return int(heard)
 
     async def drained(self) -> None:
         """Wait until everything queued has been sent and every mark has come back."""
         await self._drained.wait()
 
     def _check_drained(self) -> None:
-        if not self._segments and not self._pending:
+        if not self._segments and not self._pending and self._held is None:
             self._drained.set()
 
     # -- pacing ---------------------------------------------------------------------------------
@@ -217,7 +302,7 @@ class Playout:
         lead_s = self._cfg.lead_ms / 1000.0
         starved = True  # no audio was waiting: a late schedule then means a pause, not a stall
         while True:
-            if not self._segments:
+            if not self._segments or self._held is not None:
                 starved = True
                 self._wake.clear()
                 await self._wake.wait()
@@ -242,60 +327,68 @@ class Playout:
             if now < due:
                 await self._clock.sleep_until(due)
                 continue
-            await self._send_frame(now, due)
+            await self._send_frame(now, due, played_out_at)
 
-    def _take_frame(self) -> tuple[bytes, int, int]:
-        """Up to one frame of audio, never spanning two responses."""
+    def _take_frame(self) -> tuple[bytes, _Segment]:
+        """Up to one frame of audio, never spanning two responses; returns it and its first segment."""
         first = self._segments[0]
-        response_id, source = first.response_id, first.source_unix_nanos
+        head = _Segment(
+            b"",
+            first.response_id,
+            first.source_unix_nanos,
+            first.response_offset_ms + first.offset / BYTES_PER_MS,
+        )
         parts: list[bytes] = []
         need = self._frame_bytes
-        while need and self._segments and self._segments[0].response_id == response_id:
+        while need and self._segments and self._segments[0].response_id == head.response_id:
             seg = self._segments[0]
             piece = seg.data[seg.offset : seg.offset + need]
             parts.append(piece)
             seg.offset += len(piece)
             need -= len(piece)
-            source = max(source, seg.source_unix_nanos)
+            head.source_unix_nanos = max(head.source_unix_nanos, seg.source_unix_nanos)
             if seg.offset >= len(seg.data):
                 self._segments.popleft()
         frame = b"".join(parts)
         self._queued_bytes -= len(frame)
-        return frame, response_id, source
+        return frame, head
 
-    async def _send_frame(self, now: float, due: float) -> None:
-        frame, response_id, source = self._take_frame()
+    async def _send_frame(self, now: float, due: float, plays_at: float) -> None:
+        frame, head = self._take_frame()
+        response_id, source = head.response_id, head.source_unix_nanos
         # The bridge's added latency is counted from when the audio was both received and due to be
         # sent: holding TTS bursts back to real time is pacing, not delay.
         if source:
             source = max(source, time.time_ns() - int(max(0.0, now - due) * 1e9))
-        new_response = response_id != self._current_response and response_id not in self._spans
-        if new_response:
-            if self._current_response in self._spans:
-                self._spans[self._current_response].end_ms = self._sent_ms
+        first_of_response = response_id not in self._started
+        if first_of_response:
+            self._started.add(response_id)
             self._current_response = response_id
-            self._spans[response_id] = _ResponseSpan(start_ms=self._sent_ms)
             self.stats.responses_started.append(response_id)
-            # Forget old responses; only recent ones can still be asked about.
-            for old in [r for r in self._spans if r < response_id - 8]:
-                del self._spans[old]
+            for old in [r for r in self._started if r < response_id - 8]:  # only recent ones matter
+                self._started.discard(old)
+                self._heard.pop(old, None)
+                self._response_length_ms.pop(old, None)
+        self._in_flight.append(_SentFrame(frame, self._sent_ms, response_id, head.response_offset_ms, source))
         self._sent_ms += len(frame) / BYTES_PER_MS
         next_is_other = not self._segments or self._segments[0].response_id != response_id
         mark = ""
-        if new_response or next_is_other or self._sent_ms - self._last_mark_pos >= self._cfg.mark_interval_ms:
+        if (
+            first_of_response
+            or next_is_other
+            or self._sent_ms - self._last_mark_pos >= self._cfg.mark_interval_ms
+        ):
             self._mark_seq += 1
             mark = f"m{self._mark_seq}"
-            self._pending.append(_Mark(mark, self._sent_ms, response_id, now))
+            self._pending.append(_Mark(mark, self._sent_ms, response_id, first_of_response, now))
             self._last_mark_pos = self._sent_ms
             self.stats.marks_sent += 1
-            if new_response:
-                self._spans[response_id].first_mark = mark
-        if next_is_other:
-            self._spans[response_id].end_ms = self._sent_ms
         if self._last_frame_at is not None:
             PLAYOUT_GAP.observe(now - self._last_frame_at)
         self._last_frame_at = now
         self.stats.frames_sent += 1
+        if self._on_frame_sent:
+            self._on_frame_sent(frame, plays_at)
         await self._emit(
             media_pb2.CallResponse(
                 audio=media_pb2.PlayAudio(payload=frame, mark=mark, source_unix_nanos=source)

@@ -1,0 +1,310 @@
+"""Barge-in: deciding, while the agent is talking, that the caller is really talking over it.
+
+webrtcvad alone would stop the agent for its own voice echoed back from a speakerphone, for a cough,
+for "mhm". Two things make this detector better than a VAD onset:
+
+* **An echo gate.** Media knows exactly what the caller is hearing and when (it paced every frame), so
+  each 10 ms of caller audio is compared with the loudest agent audio played in the window an echo
+  could come from. Caller audio only counts as speech when it is louder than that reference minus
+  `echo_margin_db` — an echo is always quieter than what produced it (a speakerphone returns it
+  10 dB or more down), a caller talking over the agent is not.
+* **Pause, then confirm.** After `onset_ms` of gated speech the agent's audio is paused at once
+  (Twilio `clear`: the caller stops hearing it within ~100 ms). Only when the speech lasts
+  `confirm_ms` is the interruption confirmed and the agent told. If it stops sooner — a backchannel,
+  a cough, a click — playback resumes where the caller stopped hearing it, and the agent never knew.
+
+The detector is pure logic on a caller-side timeline (the media service's clock): it returns
+decisions and the call session carries them out. That keeps it testable on a virtual clock and lets
+the barge-in evaluation drive exactly this code.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+import webrtcvad
+
+from voicebridge.v1 import agent_pb2
+
+from .clock import Clock
+from .config import BargeInConfig
+from .metrics import BARGE_IN_LATENCY, BARGE_IN_RESUMES, BARGE_INS
+from .playout import ClearResult, Playout
+
+log = logging.getLogger(__name__)
+
+FRAME_MS = 10
+_FRAME_SAMPLES = 80  # 10 ms at 8 kHz
+_FRAME_BYTES = _FRAME_SAMPLES * 2
+
+
+class Decision(enum.Enum):
+    PAUSE = "pause"  # stop agent playback now (clear), keep its audio
+    CONFIRM = "confirm"  # the caller is really talking: drop the agent's audio, tell the agent
+    RESUME = "resume"  # false alarm: play the agent's audio again from where the caller stopped hearing it
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    at: float  # clock time of the decision
+    onset: float  # clock time the caller's speech began
+
+
+class _State(enum.Enum):
+    LISTENING = "listening"
+    PAUSED = "paused"
+
+
+class EchoReference:
+    """Level of the agent audio the caller heard, per 10 ms slot of the clock it was played on.
+
+    A ring of slots indexed by absolute time (slot = t / 10 ms), so the loudest level over an echo
+    window is one numpy max over a slice, not a scan.
+    """
+
+    SLOTS = 512  # 5.12 s of history
+
+    def __init__(self) -> None:
+        self._level = np.zeros(self.SLOTS)
+        self._slot = np.full(self.SLOTS, -1, dtype=np.int64)
+
+    def add(self, pcm8k: bytes, start: float) -> None:
+        samples = np.frombuffer(pcm8k[: len(pcm8k) // _FRAME_BYTES * _FRAME_BYTES], dtype="<i2")
+        if not len(samples):
+            return
+        frames = samples.reshape(-1, _FRAME_SAMPLES).astype(np.float64)
+        levels = np.sqrt(np.mean(frames * frames, axis=1))
+        first = round(start * 100)
+        slots = np.arange(first, first + len(levels))
+        index = slots % self.SLOTS
+        self._level[index] = levels
+        self._slot[index] = slots
+
+    def loudest(self, begin: float, end: float) -> float:
+        lo, hi = round(begin * 100), round(end * 100)
+        if hi < lo:
+            return 0.0
+        slots = np.arange(lo, hi + 1)
+        index = slots % self.SLOTS
+        valid = self._slot[index] == slots
+        return float(self._level[index][valid].max()) if valid.any() else 0.0
+
+    def clear(self) -> None:
+        self._slot[:] = -1
+
+
+class BargeInDetector:
+    def __init__(self, config: BargeInConfig | None = None) -> None:
+        self.config = cfg = config or BargeInConfig()
+        self._vad = webrtcvad.Vad(cfg.aggressiveness)
+        self._reference = EchoReference()
+        self._margin = 10 ** (-cfg.echo_margin_db / 20.0)
+        self._floor = 32768.0 * 10 ** (cfg.min_level_dbfs / 20.0)
+        self._window = max(1, cfg.onset_window_ms // FRAME_MS)
+        self._onset_frames = max(1, math.ceil(cfg.onset_ms / FRAME_MS))
+        self._confirm_frames = max(1, math.ceil(cfg.confirm_ms / FRAME_MS))
+        self._release_frames = max(1, math.ceil(cfg.release_ms / FRAME_MS))
+        self._recent: collections.deque[tuple[bool, float]] = collections.deque(maxlen=self._window)
+        self._partial = b""
+        self._state = _State.LISTENING
+        self._onset = 0.0
+        self._speech_frames = 0
+        self._quiet_frames = 0
+        self.frames_gated = 0  # speech-like frames rejected as echo (for metrics and tests)
+
+    @property
+    def paused(self) -> bool:
+        return self._state is _State.PAUSED
+
+    def played(self, pcm8k: bytes, start: float) -> None:
+        """Agent audio the caller hears from clock time `start` (16-bit 8 kHz PCM)."""
+        self._reference.add(pcm8k, start)
+
+    def reset(self) -> None:
+        """Forget the current utterance (after a confirm, a resume, or the agent going quiet)."""
+        self._state = _State.LISTENING
+        self._recent.clear()
+        self._speech_frames = self._quiet_frames = 0
+
+    def feed(self, pcm8k: bytes, start: float, agent_playing: bool) -> list[Verdict]:
+        """Caller audio beginning at clock time `start`. Runs only while the agent plays or is paused."""
+        if not self.config.enabled or not (agent_playing or self.paused):
+            self._partial = b""
+            if self._state is _State.LISTENING:
+                self._recent.clear()
+            return []
+        data = self._partial + pcm8k
+        start -= len(self._partial) / 16000.0
+        usable = len(data) - len(data) % _FRAME_BYTES
+        verdicts: list[Verdict] = []
+        if usable:
+            frames = np.frombuffer(data[:usable], dtype="<i2").reshape(-1, _FRAME_SAMPLES).astype(np.float64)
+            levels = np.sqrt(np.mean(frames * frames, axis=1))
+            for i, level in enumerate(levels.tolist()):
+                offset = i * _FRAME_BYTES
+                verdict = self._step(
+                    data[offset : offset + _FRAME_BYTES], start + i * FRAME_MS / 1000.0, level
+                )
+                if verdict is not None:
+                    verdicts.append(verdict)
+        self._partial = data[usable:]
+        return verdicts
+
+    def _is_caller_speech(self, frame: bytes, t: float, level: float) -> bool:
+        if level < self._floor:
+            return False
+        echo_source = self._reference.loudest(t - self.config.echo_window_ms / 1000.0, t + FRAME_MS / 1000.0)
+        if level <= echo_source * self._margin:
+            if self._vad.is_speech(frame, 8000):
+                self.frames_gated += 1
+            return False
+        return self._vad.is_speech(frame, 8000)
+
+    def _step(self, frame: bytes, t: float, level: float) -> Verdict | None:
+        speech = self._is_caller_speech(frame, t, level)
+        end = t + FRAME_MS / 1000.0
+        if self._state is _State.LISTENING:
+            self._recent.append((speech, t))
+            hits = [start for is_speech, start in self._recent if is_speech]
+            if len(hits) >= self._onset_frames:
+                self._state = _State.PAUSED
+                self._onset = hits[0]
+                self._speech_frames = len(hits)
+                self._quiet_frames = 0
+                self._recent.clear()
+                return Verdict(Decision.PAUSE, end, self._onset)
+            return None
+        # Paused: wait for the speech to prove itself, or to stop.
+        if speech:
+            self._speech_frames += 1
+            self._quiet_frames = 0
+            if self._speech_frames >= self._confirm_frames:
+                onset = self._onset
+                self.reset()
+                return Verdict(Decision.CONFIRM, end, onset)
+        else:
+            self._quiet_frames += 1
+            if self._quiet_frames >= self._release_frames:
+                onset = self._onset
+                self.reset()
+                return Verdict(Decision.RESUME, end, onset)
+        return None
+
+
+class ResponseWords:
+    """When each character of each agent response is spoken, from the agent's TextAlignment."""
+
+    def __init__(self, keep: int = 8) -> None:
+        self._ms: dict[int, float] = {}
+        self._chars: dict[int, list[tuple[float, str]]] = {}
+        self._keep = keep
+
+    def note(self, chunk: agent_pb2.AudioChunk, duration_ms: float) -> None:
+        rid = chunk.response_id
+        offset = self._ms.get(rid, 0.0)
+        self._ms[rid] = offset + duration_ms
+        if chunk.HasField("alignment"):
+            self._chars.setdefault(rid, []).extend(
+                (offset + start, char)
+                for char, start in zip(chunk.alignment.chars, chunk.alignment.char_start_ms, strict=False)
+            )
+        for old in [r for r in self._ms if r < rid - self._keep]:
+            self._ms.pop(old, None)
+            self._chars.pop(old, None)
+
+    def heard(self, response_id: int, heard_ms: int) -> str:
+        return "".join(c for start, c in self._chars.get(response_id, []) if start < heard_ms).strip()
+
+
+class BargeInController:
+    """Carries out barge-in on one call: local decisions and the agent's own interruptions.
+
+    Whichever comes first wins and the other becomes a no-op: a local pause already cleared the
+    provider's buffer, so a racing agent interruption only drops what was held; an agent interruption
+    for a response media already stopped changes nothing. Audio of interrupted responses is refused
+    from then on (`accepts`), so nothing of a cut-off reply leaks after the clear.
+    """
+
+    def __init__(
+        self,
+        detector: BargeInDetector,
+        playout: Playout,
+        clock: Clock,
+        send_clear: Callable[[], Awaitable[None]],
+        tell_agent: Callable[[agent_pb2.CallerInterrupted], None],
+        reset_audio: Callable[[], None],
+    ) -> None:
+        self.detector = detector
+        self.words = ResponseWords()
+        self._playout = playout
+        self._clock = clock
+        self._send_clear = send_clear
+        self._tell_agent = tell_agent
+        self._reset_audio = reset_audio
+        self._paused: ClearResult | None = None
+        self._min_response_id = 0
+
+    def accepts(self, response_id: int) -> bool:
+        """False for audio of a response the caller interrupted."""
+        return response_id >= self._min_response_id
+
+    @property
+    def paused(self) -> bool:
+        return self._paused is not None
+
+    async def caller_audio(self, pcm8k: bytes, start: float) -> None:
+        for verdict in self.detector.feed(pcm8k, start, self._playout.is_playing):
+            await self._apply(verdict)
+
+    async def _apply(self, verdict: Verdict) -> None:
+        if verdict.decision is Decision.PAUSE:
+            self._paused = self._playout.hold()
+            await self._send_clear()
+            BARGE_IN_LATENCY.labels("local").observe(max(0.0, self._clock.now() - verdict.onset))
+        elif verdict.decision is Decision.RESUME and self._paused is not None:
+            self._paused = None
+            self._playout.resume()
+            BARGE_IN_RESUMES.inc()
+            log.info("caller sound was not an interruption: the agent resumes")
+        elif verdict.decision is Decision.CONFIRM and self._paused is not None:
+            paused, self._paused = self._paused, None
+            self._playout.clear()
+            self._reset_audio()
+            self._min_response_id = max(self._min_response_id, paused.response_id + 1)
+            heard_text = self.words.heard(paused.response_id, paused.heard_ms)
+            BARGE_INS.labels("local").inc()
+            log.info(
+                "barge-in: the caller cut in on response %d after %d ms%s",
+                paused.response_id,
+                paused.heard_ms,
+                f' ("{heard_text}")' if heard_text else "",
+            )
+            self._tell_agent(
+                agent_pb2.CallerInterrupted(
+                    response_id=paused.response_id, heard_ms=paused.heard_ms, heard_text=heard_text
+                )
+            )
+
+    async def agent_interrupted(self, response_id: int) -> None:
+        """The agent heard the caller cut in on `response_id` (and everything before it)."""
+        if response_id < self._min_response_id:
+            return  # local barge-in already stopped this response
+        self._min_response_id = response_id + 1
+        held = self._paused is not None
+        if not (held or self._playout.is_playing):
+            return
+        self._paused = None
+        self.detector.reset()
+        result = self._playout.clear()
+        self._reset_audio()
+        BARGE_INS.labels("agent").inc()
+        log.info("agent interruption: response %d heard for %d ms", result.response_id, result.heard_ms)
+        if not held:  # a local pause already cleared the provider's buffer
+            await self._send_clear()

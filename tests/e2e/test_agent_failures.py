@@ -1,0 +1,116 @@
+"""When ElevenLabs fails, the caller hears why and the call ends cleanly (edge + media + agent, emulator).
+
+The behaviour chosen (elevenlabs backend docstring, docs/agent-backend.md): a conversation dropped
+mid-call is not silently reopened (a new conversation would have lost the context); the caller hears
+the bundled apology, then the call ends with reason agent_error. A refusal at connect (the workspace
+concurrency limit) plays the bundled busy prompt and ends with agent_busy. The agent speaks μ-law
+8 kHz here, so both prompts reach the caller byte for byte, and their length can be checked exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from importlib import resources
+
+import pytest
+from conftest import eventually
+from harness.audio import active_region, tone_ulaw, ulaw_to_float
+from harness.stack import Stack
+
+from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, EmulatedSession
+from voicebridge.sim.twilio_caller import RATE, CallerConfig, TwilioCaller
+
+_ids = itertools.count()
+GREETING = tone_ulaw(440.0, 0.5)
+# How the emulator refuses: an error event then close 1002, or HTTP 429 at the upgrade.
+REFUSALS = {"error_event": (1002, "http_exception"), "http_429": (429, "busy")}
+
+
+def prompt(name: str) -> bytes:
+    return (resources.files("voicebridge.agent.prompts") / f"{name}.ulaw").read_bytes()
+
+
+def voiced_seconds(ulaw: bytes) -> float:
+    """Length of the non-silent part (first to last loud sample)."""
+    a, b = active_region(ulaw_to_float(ulaw), RATE, threshold=0.02)
+    return (b - a) / RATE
+
+
+def ends(stack: Stack, agent_reason: str) -> tuple[float, ...]:
+    """Calls ended so far, per service: the agent's and media's own reason, and the edge's view (media
+    relays every agent-side end as a hang-up, which the edge counts as agent_ended)."""
+    return (
+        stack.metric("agent", "agent_session_ends_total", f'reason="{agent_reason}"'),
+        stack.metric("media", "media_call_ends_total", f'reason="{agent_reason}"'),
+        stack.metric("edge", "edge_call_ends_total", 'reason="agent_ended"'),
+    )
+
+
+async def one_more_end(stack: Stack, agent_reason: str, before: tuple[float, ...]) -> None:
+    expected = tuple(n + 1 for n in before)
+    await eventually(
+        lambda: ends(stack, agent_reason) == expected, 5, f"one more {agent_reason} end everywhere"
+    )
+
+
+async def test_a_conversation_dropped_mid_call_plays_the_apology_then_ends_the_call(
+    elevenlabs_stack: Stack, convai_emulator: ConvAIEmulator
+) -> None:
+    agent_id = f"drop-{next(_ids)}"
+    sessions: asyncio.Queue[EmulatedSession] = asyncio.Queue()
+    drop = asyncio.Event()
+
+    async def greet_then_crash(session: EmulatedSession) -> None:
+        sessions.put_nowait(session)
+        await session.send_audio(GREETING)
+        await drop.wait()
+        await session.fail(1011, "unknown_websocket_crash", "Internal server error")
+
+    convai_emulator.add_agent(
+        agent_id, AgentScript(input_format="ulaw_8000", output_format="ulaw_8000", scenario=greet_then_crash)
+    )
+    apology = prompt("apology")
+    agent_errors = ends(elevenlabs_stack, "agent_error")
+    config = CallerConfig(url=elevenlabs_stack.media_ws_url, custom_parameters={"agent_id": agent_id})
+    async with TwilioCaller(config) as call:
+        session = await asyncio.wait_for(sessions.get(), 10)
+        await call.wait_heard(len(GREETING) / RATE, timeout=10)
+        await call.wait_agent_quiet(0.2, timeout=5)
+        dropped_at = len(call.heard_ulaw)  # the caller's timeline, in samples, when the agent drops
+        drop.set()
+        # The server ends the call once the apology has been played.
+        await call.wait_closed(timeout=len(apology) / RATE + 10)
+        heard = call.heard_ulaw
+        assert call.closed_by == "server"
+        assert call.violations == []
+
+    assert await session.wait_closed() == (1011, "Internal server error")
+    after_drop = heard[dropped_at:]
+    assert apology in after_drop  # pass-through: the very prompt, whole
+    assert abs(voiced_seconds(after_drop) - voiced_seconds(apology)) < 0.05
+    await one_more_end(elevenlabs_stack, "agent_error", agent_errors)
+
+
+@pytest.mark.parametrize("busy", ["error_event", "http_429"])
+async def test_a_busy_agent_plays_the_busy_prompt_then_ends_the_call(
+    elevenlabs_stack: Stack, convai_emulator: ConvAIEmulator, busy: str
+) -> None:
+    agent_id = f"busy-{busy}-{next(_ids)}"
+    convai_emulator.add_agent(
+        agent_id, AgentScript(input_format="ulaw_8000", output_format="ulaw_8000", busy=busy)
+    )
+    busy_prompt = prompt("busy")
+    refusals = len(convai_emulator.rejected)
+    agent_busy = ends(elevenlabs_stack, "agent_busy")
+    config = CallerConfig(url=elevenlabs_stack.media_ws_url, custom_parameters={"agent_id": agent_id})
+    async with TwilioCaller(config) as call:
+        await call.wait_closed(timeout=len(busy_prompt) / RATE + 10)
+        heard = call.heard_ulaw
+        assert call.closed_by == "server"
+        assert call.violations == []
+
+    assert convai_emulator.rejected[refusals:] == [(agent_id, *REFUSALS[busy])]
+    assert busy_prompt in heard
+    assert abs(voiced_seconds(heard) - voiced_seconds(busy_prompt)) < 0.05
+    await one_more_end(elevenlabs_stack, "agent_busy", agent_busy)

@@ -50,6 +50,7 @@ for _direction in ("caller_in", "agent_out", "agent_in"):
     FRAMES.labels(_direction)
 for _source in ("local", "agent"):
     BARGE_INS.labels(_source)
+    BARGE_IN_LATENCY.labels(_source)
 for _direction in ("inbound", "outbound"):
     PROCESSING.labels(_direction)
 for _kind in ("start", "end"):

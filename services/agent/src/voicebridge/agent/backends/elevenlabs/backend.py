@@ -5,6 +5,14 @@ recv every 0.5 s, runs client tools on a thread of its own unless told otherwise
 negotiated audio formats, error events and close codes, and ends the session on one malformed frame.
 Here: `websockets` directly, compression off, one loop, no thread per call; httpx only for the
 signed URL of private agents (fetched per call, since it expires in 15 minutes).
+
+Failures, chosen and tested end to end (tests/e2e/test_agent_failures.py, docs/agent-backend.md):
+* Refused at connect (HTTP 429, or an error event naming a concurrency limit) → SessionRefused(AGENT_BUSY);
+  the servicer plays the spoken "busy" prompt, then ends the call.
+* Dropped mid-call (any close but 1000, an error event and 1011 included, or the TCP connection lost) →
+  the caller hears the bundled apology, then the session ends with AGENT_ERROR and media hangs up. No
+  reconnect: a new conversation would start with none of the context (reference §7.10), which is worse
+  than a clear apology.
 """
 
 from __future__ import annotations

@@ -44,6 +44,29 @@ for _kind in ("malformed", "unknown", "audio_backlog"):
 for _direction in ("sent", "received"):
     AUDIO_CHUNKS.labels(_direction)
 
+FIRST_AUDIO_SECONDS = Histogram(
+    "agent_elevenlabs_first_audio_seconds",
+    "From conversation_initiation_metadata to the agent's first audio (the greeting's latency)",
+    buckets=LATENCY_BUCKETS,
+)
+TURN_SECONDS = Histogram(
+    "agent_elevenlabs_turn_seconds",
+    "From the caller's final user_transcript to the first audio of the agent's next response",
+    buckets=LATENCY_BUCKETS,
+)
+INTERRUPTIONS = Counter(
+    "agent_elevenlabs_interruptions",
+    "Interruption events from ElevenLabs (the agent heard the caller cut in)",
+)
+AUDIO_SECONDS = Counter(
+    "agent_elevenlabs_audio_seconds",
+    "Seconds of audio on the ElevenLabs socket, user audio sent and agent audio received, at the negotiated"
+    " rates (against wall time, audio at a wrong rate shows)",
+    ["direction"],
+)
+for _direction in ("sent", "received"):
+    AUDIO_SECONDS.labels(_direction)
+
 _KNOWN_CODES = {1000, 1001, 1002, 1006, 1008, 1011}
 
 

@@ -48,11 +48,15 @@ from ..base import AgentSession, Outbox, SessionEndInfo, SessionRefused
 from . import protocol as p
 from .metrics import (
     AUDIO_CHUNKS,
+    AUDIO_SECONDS,
     CLOSES,
+    FIRST_AUDIO_SECONDS,
     INBOUND_ADDED_LATENCY,
+    INTERRUPTIONS,
     LATE_AUDIO_DROPPED,
     PING_RTT,
     SKIPPED_FRAMES,
+    TURN_SECONDS,
     close_label,
 )
 
@@ -204,6 +208,11 @@ class ElevenLabsSession(AgentSession):
         self._audio_lock = asyncio.Lock()
         self._closing: common_pb2.CallEnd | None = None
         self._ended = False
+        # Latency watch (reference §7.12): when the conversation started (until its first audio), and
+        # the caller's last final transcript with the response id current at that moment.
+        self._started_at: float | None = None
+        self._turn_began: tuple[float, int] | None = None
+        self._in_rate = 0
         self._reader: asyncio.Task[None] = asyncio.create_task(self._read_in_context())
 
     # --- handshake ---------------------------------------------------------------------------------
@@ -213,6 +222,7 @@ class ElevenLabsSession(AgentSession):
         with contextlib.suppress(ConnectionClosed):  # a refusal can close before the init is read
             await self._ws.send(init_frame)
         metadata = await self._metadata
+        self._started_at = time.perf_counter()
         self.conversation_id = metadata.conversation_id
         try:
             input_format = format_from_name(metadata.user_input_audio_format)
@@ -327,6 +337,7 @@ class ElevenLabsSession(AgentSession):
             case p.Interruption():
                 self._interrupt(event.event_id)
             case p.UserTranscript():
+                self._turn_began = (time.perf_counter(), self._last_response_id)
                 self._pending.push(_transcript(common_pb2.Transcript.ROLE_CALLER, event.text))
             case p.TentativeUserTranscript():
                 self._pending.push(_transcript(common_pb2.Transcript.ROLE_CALLER, event.text, final=False))
@@ -371,6 +382,7 @@ class ElevenLabsSession(AgentSession):
             SKIPPED_FRAMES.labels("audio_backlog").inc()
             log.warning("media is not taking agent audio; dropping a chunk of response %d", event.event_id)
             return
+        self._observe_agent_audio(event)
         self._last_response_id = max(self._last_response_id, event.event_id)
         self._pending.push(
             agent_pb2.ConverseResponse(
@@ -384,7 +396,24 @@ class ElevenLabsSession(AgentSession):
         )
         _PROCESSING_OUT.observe(time.perf_counter() - begin)
 
+    def _observe_agent_audio(self, event: p.Audio) -> None:
+        now = time.perf_counter()
+        if self._started_at is not None:
+            FIRST_AUDIO_SECONDS.observe(now - self._started_at)
+            self._started_at = None
+        if self._turn_began is not None and event.event_id > self._turn_began[1]:
+            TURN_SECONDS.observe(now - self._turn_began[0])
+            self._turn_began = None
+        if rate := _bytes_per_s(self._output_format):
+            AUDIO_SECONDS.labels("received").inc(len(event.audio) / rate)
+
+    def _sent_audio(self, data: bytes) -> None:
+        _AUDIO_SENT.inc()
+        if self._in_rate:
+            AUDIO_SECONDS.labels("sent").inc(len(data) / self._in_rate)
+
     def _interrupt(self, event_id: int) -> None:
+        INTERRUPTIONS.inc()
         self._last_interrupt_id = max(self._last_interrupt_id, event_id)
         dropped = self._pending.drop_audio_up_to(event_id)
         message = agent_pb2.ConverseResponse(interruption=agent_pb2.Interruption(response_id=event_id))
@@ -449,7 +478,12 @@ class ElevenLabsSession(AgentSession):
     async def run(self, outbox: Outbox) -> SessionEndInfo:
         self._outbox = outbox
         while True:
-            await self._pending.wake.wait()
+            if not self._pending.items:
+                # Re-check after waking: an interruption read right after the audio that woke us may
+                # have emptied the list again before this task ran.
+                self._pending.wake.clear()
+                await self._pending.wake.wait()
+                continue
             item = self._pending.pop()
             if isinstance(item, _End):
                 if item.apologize:
@@ -510,11 +544,12 @@ class ElevenLabsSession(AgentSession):
             begin = time.perf_counter()
             await self._ws.send(p.encode_user_audio(data))
             _PROCESSING_IN.observe(time.perf_counter() - begin)
-        _AUDIO_SENT.inc()
+        self._sent_audio(data)
         if received_unix_nanos:
             INBOUND_ADDED_LATENCY.observe(max(0.0, (time.time_ns() - received_unix_nanos) / 1e9))
 
     async def _release_held_audio(self) -> None:
+        self._in_rate = _bytes_per_s(self.ready.input_format)
         async with self._audio_lock:
             self._is_ready = True
             while self._held:
@@ -522,7 +557,7 @@ class ElevenLabsSession(AgentSession):
                 self._held_bytes -= len(chunk)
                 with contextlib.suppress(ConnectionClosed):
                     await self._ws.send(p.encode_user_audio(chunk))
-                    _AUDIO_SENT.inc()
+                    self._sent_audio(chunk)
 
     async def _on_caller_interrupted(self, interrupted: agent_pb2.CallerInterrupted) -> None:
         self._last_interrupt_id = max(self._last_interrupt_id, interrupted.response_id)

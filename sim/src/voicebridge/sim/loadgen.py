@@ -1,0 +1,694 @@
+"""Load generator: N simulated Twilio callers against the real services, with pass/fail SLOs.
+
+    voicebridge-load --calls 50 --duration 30 --json \\
+        --slo-cpu-ms-per-call-s 10 --slo-p99-added-ms 5 --slo-gaps 0 --slo-lost 0
+    voicebridge-load --sequential 1000 --json          # RSS growth over back-to-back calls
+
+It starts the ConvAI emulator (a child process; its agent greets, then echoes each caller utterance, so
+turns happen) and the three services (agent with the `elevenlabs` backend pointed at the emulator),
+or attaches to a running stack (`--attach`). The callers run in this process, paced like Twilio
+(20 ms frames on an absolute clock, real-time playout, marks echoed when played), so the services'
+processes carry only the services' work. Each caller talks, waits for the reply to finish, and talks
+again until the duration is up, then waits for quiet and hangs up.
+
+Where each figure comes from:
+- added latency each way: the services' own histograms, as /metrics deltas over the run
+  (inbound `agent_elevenlabs_inbound_added_latency_seconds`: caller frame at the edge → its
+  user_audio_chunk written to ElevenLabs; outbound `edge_outbound_added_latency_seconds`: agent audio
+  received, or due if paced → written to Twilio). Quantiles interpolate inside buckets like
+  Prometheus's histogram_quantile; `share_within_5ms` is exact (5 ms is a bucket bound).
+- heard turn latency: media's `media_heard_turn_latency_seconds` (deltas), and end to end at the
+  callers (end of speech sent → first reply audio played), which includes the emulator's 700 ms
+  end-of-speech wait.
+- playback gaps: outbound media messages more than 40 ms apart within one utterance, from the callers'
+  receive timestamps (an utterance ends at a silence over 0.5 s; the scenario's turns are >1 s apart).
+- lost frames: caller audio sent vs user_audio_chunk bytes the emulator received; agent audio the
+  emulator sent vs media payload bytes the callers received (20 ms = 160 bytes of μ-law).
+- CPU: user+system seconds of the three service processes (psutil) while all N calls are up,
+  divided by N × the window: ms of CPU per call-second. Peak RSS: VmHWM of each process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
+
+RATE = 8000
+FRAME_BYTES = 160
+GAP_S = 0.040
+UTTERANCE_BREAK_S = 0.5
+SERVICES = ("edge", "media", "agent")
+INBOUND = "agent_elevenlabs_inbound_added_latency_seconds"
+OUTBOUND = "edge_outbound_added_latency_seconds"
+HEARD = "media_heard_turn_latency_seconds"
+
+
+# --- the caller's voice -----------------------------------------------------------------------------
+
+
+def speech_like(seconds: float = 1.2, f0: float = 120.0) -> bytes:
+    """Voiced, syllable-modulated audio (harmonics of f0 under two formant bumps) as 8 kHz μ-law.
+
+    Deterministic and dependency-free; webrtcvad and the emulator's level detector both take it as
+    speech, which is all the load needs (intelligibility does not matter)."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    wave = np.zeros_like(t)
+    for k in range(1, int(3400 / f0)):
+        f = k * f0
+        gain = math.exp(-(((f - 700) / 300) ** 2)) + 0.6 * math.exp(-(((f - 1200) / 400) ** 2)) + 0.05
+        wave += gain * np.sin(2 * np.pi * f * t + k)
+    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)  # ~4 syllables a second
+    pcm = (wave / np.max(np.abs(wave)) * envelope * 0.5 * 32767).astype(np.int16)
+    return _ulaw_encode(pcm)
+
+
+def _ulaw_encode(pcm: np.ndarray) -> bytes:
+    x = pcm.astype(np.int32)
+    sign = np.where(x < 0, 0x80, 0)
+    mag = np.minimum(np.abs(x), 32635) + 0x84
+    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
+    mantissa = (mag >> (exponent + 3)) & 0x0F
+    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+
+
+# --- the emulator, in its own process -------------------------------------------------------------
+
+
+def _emulator_main(port_out: Any, stop: Any, totals_out: Any) -> None:
+    """Child process: the ConvAI emulator with byte counters, until `stop` is set."""
+    from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, default_scenario
+
+    totals = {"sessions": 0, "received_bytes": 0, "sent_bytes": 0}
+
+    async def counted(session: Any) -> None:
+        send_audio = session.send_audio
+
+        async def send_and_count(raw: bytes, *args: Any, **kwargs: Any) -> int:
+            totals["sent_bytes"] += len(raw)
+            return await send_audio(raw, *args, **kwargs)
+
+        session.send_audio = send_and_count
+        totals["sessions"] += 1
+        try:
+            await default_scenario(session)
+        finally:
+            with contextlib.suppress(Exception):
+                await session.wait_closed(timeout=30)
+            totals["received_bytes"] += len(session.received_audio) + len(session.early_audio)
+
+    async def run() -> None:
+        emulator = ConvAIEmulator(host="127.0.0.1", port=0)
+        emulator.add_agent(
+            "load", AgentScript(input_format="ulaw_8000", output_format="ulaw_8000", scenario=counted)
+        )
+        await emulator.start()
+        port_out.put(emulator.base_url)
+        await asyncio.to_thread(stop.wait)
+        await asyncio.sleep(1.0)  # let the last sessions' finally blocks count
+        await emulator.stop()
+        totals_out.put(totals)
+
+    asyncio.run(run())
+
+
+class EmulatorProcess:
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._urls, self._totals, self._stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+        self.proc = ctx.Process(
+            target=_emulator_main, args=(self._urls, self._stop, self._totals), daemon=True
+        )
+        self.base_url = ""
+
+    def start(self) -> str:
+        self.proc.start()
+        self.base_url = self._urls.get(timeout=30)
+        return self.base_url
+
+    def stop(self) -> dict[str, int] | None:
+        self._stop.set()
+        try:
+            return self._totals.get(timeout=60)
+        except Exception:
+            return None
+        finally:
+            self.proc.join(10)
+            if self.proc.is_alive():
+                self.proc.kill()
+
+
+# --- the services -----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as reply:  # noqa: S310 - loopback
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+@dataclass
+class StackInfo:
+    ws_url: str
+    metrics: dict[str, str]
+    pids: dict[str, int]
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    logs: list[Any] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for proc in self.procs:  # edge first: calls drain towards the agent
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        for log in self.logs:
+            log.close()
+
+
+def start_services(workdir: Path, emulator_url: str) -> StackInfo:
+    """agent, media, edge from their console scripts, each ready before the next starts."""
+    bin_dir = Path(sys.executable).parent
+    agent_port, media_port, edge_port = _free_port(), _free_port(), _free_port()
+    metrics_ports = {"agent": _free_port(), "media": _free_port()}
+    base = {**os.environ, "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
+    base.pop("VOICEBRIDGE_ENV_FILE", None)
+    specs = [
+        (
+            "agent",
+            {
+                "AGENT_LISTEN": f"127.0.0.1:{agent_port}",
+                "AGENT_METRICS_PORT": str(metrics_ports["agent"]),
+                "AGENT_BACKEND": "elevenlabs",
+                "ELEVENLABS_AGENT_ID": "load",
+                "ELEVENLABS_BASE_URL": emulator_url,
+            },
+            f"http://127.0.0.1:{metrics_ports['agent']}/metrics",
+        ),
+        (
+            "media",
+            {
+                "MEDIA_LISTEN": f"127.0.0.1:{media_port}",
+                "MEDIA_METRICS_PORT": str(metrics_ports["media"]),
+                "AGENT_TARGET": f"127.0.0.1:{agent_port}",
+            },
+            f"http://127.0.0.1:{metrics_ports['media']}/metrics",
+        ),
+        (
+            "edge",
+            {
+                "EDGE_HOST": "127.0.0.1",
+                "EDGE_PORT": str(edge_port),
+                "MEDIA_TARGET": f"127.0.0.1:{media_port}",
+                "PUBLIC_BASE_URL": f"http://127.0.0.1:{edge_port}",
+                "TWILIO_VALIDATE_SIGNATURES": "false",
+            },
+            f"http://127.0.0.1:{edge_port}/healthz",
+        ),
+    ]
+    info = StackInfo(
+        ws_url=f"ws://127.0.0.1:{edge_port}/twilio/media",
+        metrics={
+            "edge": f"http://127.0.0.1:{edge_port}/metrics/",
+            "media": f"http://127.0.0.1:{metrics_ports['media']}/metrics",
+            "agent": f"http://127.0.0.1:{metrics_ports['agent']}/metrics",
+        },
+        pids={},
+    )
+    try:
+        for name, env, ready_url in specs:
+            log = (workdir / f"{name}.log").open("ab")
+            info.logs.append(log)
+            proc = subprocess.Popen(  # noqa: S603 - our own console scripts
+                [str(bin_dir / f"voicebridge-{name}")],
+                env={**base, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            info.procs.insert(0, proc)
+            info.pids[name] = proc.pid
+            deadline = time.monotonic() + 30
+            while not _http_ok(ready_url):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not start; see {workdir / (name + '.log')}")
+                time.sleep(0.05)
+    except BaseException:
+        info.stop()
+        raise
+    return info
+
+
+# --- metrics ----------------------------------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)$", re.M)
+_LE = re.compile(r'le="([^"]+)"')
+
+
+def scrape(url: str) -> dict[str, dict[str, float]]:
+    """name → {label string → value}; exposition text from one service."""
+    with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - loopback
+        text = reply.read().decode()
+    out: dict[str, dict[str, float]] = {}
+    for name, labels, value in _SAMPLE.findall(text):
+        out.setdefault(name, {})[labels or ""] = float(value)
+    return out
+
+
+def histogram_delta(before: dict, after: dict, name: str) -> list[tuple[float, float]]:
+    """Cumulative (upper bound, count) pairs of the observations made between two scrapes."""
+    buckets: dict[float, float] = {}
+    for labels, value in after.get(f"{name}_bucket", {}).items():
+        le = _LE.search(labels)
+        if le is None:
+            continue
+        bound = float(le.group(1))
+        prior = before.get(f"{name}_bucket", {}).get(labels, 0.0)
+        buckets[bound] = buckets.get(bound, 0.0) + value - prior
+    return sorted(buckets.items())
+
+
+def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """histogram_quantile's linear interpolation inside the bucket holding rank q·n."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    total = buckets[-1][1]
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def latency_summary(buckets: list[tuple[float, float]], within_s: float = 0.005) -> dict[str, Any]:
+    total = buckets[-1][1] if buckets else 0.0
+    within = next((c for b, c in buckets if abs(b - within_s) < 1e-12), None)
+    return {
+        "count": int(total),
+        "p50_ms": _ms(quantile(0.5, buckets)),
+        "p99_ms": _ms(quantile(0.99, buckets)),
+        "share_within_5ms": round(within / total, 5) if within is not None and total else None,
+    }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+# --- processes --------------------------------------------------------------------------------------
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    import psutil
+
+    out = {}
+    for name, pid in pids.items():
+        t = psutil.Process(pid).cpu_times()
+        out[name] = t.user + t.system
+    return out
+
+
+def rss_bytes(pids: dict[str, int]) -> dict[str, int]:
+    import psutil
+
+    return {name: psutil.Process(pid).memory_info().rss for name, pid in pids.items()}
+
+
+def peak_rss_bytes(pids: dict[str, int]) -> dict[str, int | None]:
+    out: dict[str, int | None] = {}
+    for name, pid in pids.items():
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            out[name] = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024  # type: ignore[union-attr]
+        except (OSError, AttributeError):
+            out[name] = None
+    return out
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        found = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
+        model = found.group(1) if found else ""
+    mem = None
+    with contextlib.suppress(OSError, AttributeError):
+        mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024  # type: ignore[union-attr]
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_mib": mem,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# --- one caller ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class CallResult:
+    summary: dict[str, Any]
+    arrivals: list[float]
+    bytes_received: int
+    voice_bytes_sent: int
+    error: str | None = None
+
+
+async def run_call(
+    url: str, speech: bytes, seconds: float, start_delay: float, all_up: asyncio.Event | None
+) -> CallResult:
+    """Talk, wait for the reply to finish, talk again... for `seconds`; then wait for quiet, hang up."""
+    await asyncio.sleep(start_delay)
+    caller = TwilioCaller(CallerConfig(url=url, call_sid=f"CAload{os.getpid()}{time.monotonic_ns()}"))
+    error = None
+    try:
+        await caller.connect()
+        if all_up is not None:
+            all_up.set()
+        end = time.monotonic() + seconds
+        await caller.wait_agent_quiet(0.3, timeout=15)  # the greeting
+        while time.monotonic() < end and not caller.closed:
+            heard = caller.samples_heard()
+            await caller.speak(speech)
+            await caller.wait_heard(heard / RATE + 0.1, timeout=15)  # the reply started
+            await caller.wait_agent_quiet(0.4, timeout=30)  # ...and finished
+        await caller.wait_agent_quiet(0.4, timeout=30)
+    except Exception as exc:  # a failed call is a result, not a crash of the whole run
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        with contextlib.suppress(Exception):
+            await caller.hangup()
+    arrivals, received = [], 0
+    for at, msg in caller.received:
+        if isinstance(msg, dict) and msg.get("event") == "media":
+            arrivals.append(at)
+            received += len(msg["media"]["payload"]) * 3 // 4 - msg["media"]["payload"][-2:].count("=")
+    voice = caller.media_frames_sent * FRAME_BYTES
+    return CallResult(caller.summary(), arrivals, received, voice, error)
+
+
+def gaps(arrivals: list[float]) -> tuple[int, float]:
+    """(gaps over 40 ms inside an utterance, the largest in-utterance spacing in seconds)."""
+    count, worst = 0, 0.0
+    for a, b in itertools.pairwise(arrivals):
+        d = b - a
+        if d >= UTTERANCE_BREAK_S:
+            continue
+        worst = max(worst, d)
+        if d > GAP_S:
+            count += 1
+    return count, worst
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+
+async def _concurrent(stack: StackInfo, args: argparse.Namespace, speech: bytes) -> dict[str, Any]:
+    ramp = min(2.0, 0.02 * args.calls)
+    before = {s: scrape(u) for s, u in stack.metrics.items()}
+    tasks = [
+        asyncio.create_task(
+            run_call(stack.ws_url, speech, args.duration, i * ramp / max(args.calls, 1), None)
+        )
+        for i in range(args.calls)
+    ]
+    # CPU window: from the last call's start (plus a settling second) to the end of the talking time.
+    await asyncio.sleep(ramp + 1.0)
+    cpu0, t0 = (cpu_seconds(stack.pids) if stack.pids else {}), time.monotonic()
+    rss_peak: dict[str, int] = {}
+    window_end = t0 + max(1.0, args.duration - 1.0)
+    while time.monotonic() < window_end:
+        if stack.pids:
+            for name, rss in rss_bytes(stack.pids).items():
+                rss_peak[name] = max(rss_peak.get(name, 0), rss)
+        await asyncio.sleep(0.5)
+    cpu1, t1 = (cpu_seconds(stack.pids) if stack.pids else {}), time.monotonic()
+    results = await asyncio.gather(*tasks)
+    after = {s: scrape(u) for s, u in stack.metrics.items()}
+    window = t1 - t0
+    cpu = {n: cpu1[n] - cpu0[n] for n in cpu1}
+    call_seconds = args.calls * window
+    return {
+        "results": results,
+        "before": before,
+        "after": after,
+        "cpu": cpu,
+        "window_s": window,
+        "call_seconds": call_seconds,
+        "rss_sampled_peak": rss_peak,
+    }
+
+
+async def _sequential(stack: StackInfo, args: argparse.Namespace, speech: bytes) -> dict[str, Any]:
+    before = {s: scrape(u) for s, u in stack.metrics.items()}
+    rss_trend: list[dict[str, Any]] = []
+    results = []
+    every = max(1, args.sequential // 20)
+    cpu0, t0 = (cpu_seconds(stack.pids) if stack.pids else {}), time.monotonic()
+    for i in range(args.sequential):
+        results.append(await run_call(stack.ws_url, speech, args.call_seconds, 0.0, None))
+        if stack.pids and ((i + 1) % every == 0 or i == 0):
+            rss_trend.append({"calls": i + 1, **rss_bytes(stack.pids)})
+    cpu1, t1 = (cpu_seconds(stack.pids) if stack.pids else {}), time.monotonic()
+    after = {s: scrape(u) for s, u in stack.metrics.items()}
+    return {
+        "results": results,
+        "before": before,
+        "after": after,
+        "cpu": {n: cpu1[n] - cpu0[n] for n in cpu1},
+        "window_s": t1 - t0,
+        "call_seconds": t1 - t0,
+        "rss_trend": rss_trend,
+    }
+
+
+def report(
+    run: dict[str, Any], args: argparse.Namespace, stack: StackInfo, emu: dict[str, int] | None
+) -> dict[str, Any]:
+    results: list[CallResult] = run["results"]
+    before, after = run["before"], run["after"]
+    inbound = latency_summary(histogram_delta(before["agent"], after["agent"], INBOUND))
+    outbound = latency_summary(histogram_delta(before["edge"], after["edge"], OUTBOUND))
+    heard = latency_summary(histogram_delta(before["media"], after["media"], HEARD))
+    e2e = sorted(x for r in results for x in r.summary.get("response_latencies_s", []))
+    gap_counts = [gaps(r.arrivals) for r in results]
+    caller_sent = sum(r.voice_bytes_sent for r in results)
+    agent_heard = sum(r.bytes_received for r in results)
+    cpu = run["cpu"]
+    call_s = run["call_seconds"]
+    per_service = {n: round(c * 1000 / call_s, 3) for n, c in cpu.items()} if cpu and call_s else {}
+    lost_in = (caller_sent - emu["received_bytes"]) / FRAME_BYTES if emu else None
+    lost_out = (emu["sent_bytes"] - agent_heard) / FRAME_BYTES if emu else None
+    out: dict[str, Any] = {
+        "mode": "sequential" if args.sequential else "concurrent",
+        "calls": len(results),
+        "failed_calls": sum(1 for r in results if r.error),
+        "errors": sorted({r.error for r in results if r.error})[:5],
+        "duration_s": args.call_seconds if args.sequential else args.duration,
+        "cpu_window_s": round(run["window_s"], 2),
+        "added_latency": {"inbound_caller_to_elevenlabs": inbound, "outbound_elevenlabs_to_caller": outbound},
+        "heard_turn_latency": {
+            "media_histogram": heard,
+            "caller_end_to_end": {
+                "count": len(e2e),
+                "p50_ms": _ms(_pct(e2e, 0.5)),
+                "p99_ms": _ms(_pct(e2e, 0.99)),
+                "note": "end of speech sent -> reply heard; includes the emulator's 700 ms wait",
+            },
+        },
+        "playback_gaps": {
+            "over_40ms": sum(c for c, _ in gap_counts),
+            "worst_in_utterance_ms": _ms(max((w for _, w in gap_counts), default=0.0)),
+            "calls_with_gaps": sum(1 for c, _ in gap_counts if c),
+        },
+        "lost_frames": {
+            "caller_to_elevenlabs": None if lost_in is None else round(lost_in, 1),
+            "elevenlabs_to_caller": None if lost_out is None else round(lost_out, 1),
+            "caller_frames_sent": caller_sent // FRAME_BYTES,
+            "emulator_frames_received": None if emu is None else emu["received_bytes"] // FRAME_BYTES,
+            "emulator_frames_sent": None if emu is None else emu["sent_bytes"] // FRAME_BYTES,
+            "caller_frames_heard": agent_heard // FRAME_BYTES,
+        },
+        "cpu_ms_per_call_second": {
+            "total": round(sum(per_service.values()), 3) if per_service else None,
+            **per_service,
+        },
+        "peak_rss_mib": {n: _mib(v) for n, v in peak_rss_bytes(stack.pids).items()} if stack.pids else {},
+        "machine": machine(),
+    }
+    if "rss_trend" in run:
+        trend = run["rss_trend"]
+        out["rss_trend_mib"] = [
+            {k: (v if k == "calls" else _mib(v)) for k, v in row.items()} for row in trend
+        ]
+        if len(trend) >= 3:
+            warm = trend[max(1, len(trend) // 10)]
+            out["rss_growth_after_warmup_mib"] = {
+                n: _mib(trend[-1][n] - warm[n]) for n in SERVICES if n in warm
+            }
+    out["slo"] = _slo(out, args)
+    return out
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
+
+
+def _mib(v: int | None) -> float | None:
+    return None if v is None else round(v / 2**20, 1)
+
+
+def _slo(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Each SLO given on the command line: the measured value and whether it was met."""
+    checks: dict[str, Any] = {}
+    if args.slo_cpu_ms_per_call_s is not None:
+        value = out["cpu_ms_per_call_second"]["total"]
+        checks["cpu_ms_per_call_s"] = (value, value is not None and value <= args.slo_cpu_ms_per_call_s)
+    if args.slo_p99_added_ms is not None:
+        lat = out["added_latency"]
+        worst = [lat[k]["p99_ms"] for k in lat]
+        value = None if None in worst else max(worst)
+        checks["p99_added_ms"] = (value, value is not None and value <= args.slo_p99_added_ms)
+    if args.slo_gaps is not None:
+        value = out["playback_gaps"]["over_40ms"]
+        checks["gaps"] = (value, value <= args.slo_gaps)
+    if args.slo_lost is not None:
+        lost = out["lost_frames"]
+        values = [lost["caller_to_elevenlabs"], lost["elevenlabs_to_caller"]]
+        value = None if None in values else max(abs(v) for v in values)
+        checks["lost_frames"] = (value, value is not None and value <= args.slo_lost)
+    if out["failed_calls"]:
+        checks["failed_calls"] = (out["failed_calls"], False)
+    return {
+        "met": all(ok for _, ok in checks.values()),
+        "checks": {k: {"value": v, "met": ok} for k, (v, ok) in checks.items()},
+    }
+
+
+def _parse_kv(items: list[str]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in items)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="voicebridge-load", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--calls", type=int, default=10, help="concurrent calls (default 10)")
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds each concurrent call talks")
+    ap.add_argument(
+        "--sequential", type=int, default=0, metavar="M", help="M calls one after another instead"
+    )
+    ap.add_argument("--call-seconds", type=float, default=0.5, help="talking time of each sequential call")
+    ap.add_argument("--attach", metavar="WS_URL", help="use a running stack's edge (Media Streams URL)")
+    ap.add_argument("--metrics", action="append", default=[], metavar="SERVICE=URL", help="with --attach")
+    ap.add_argument(
+        "--pid", action="append", default=[], metavar="SERVICE=PID", help="with --attach: CPU/RSS"
+    )
+    ap.add_argument("--workdir", help="where service logs go (default: a temporary directory)")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("--slo-cpu-ms-per-call-s", type=float, help="max CPU ms per call-second, 3 services")
+    ap.add_argument("--slo-p99-added-ms", type=float, help="max p99 added latency, each way")
+    ap.add_argument("--slo-gaps", type=int, help="max playback gaps over 40 ms")
+    ap.add_argument("--slo-lost", type=float, help="max lost frames each way")
+    return ap.parse_args(argv)
+
+
+async def _main(args: argparse.Namespace) -> dict[str, Any]:
+    speech = speech_like()
+    emulator: EmulatorProcess | None = None
+    stack: StackInfo
+    if args.attach:
+        metrics = _parse_kv(args.metrics)
+        stack = StackInfo(args.attach, metrics, {k: int(v) for k, v in _parse_kv(args.pid).items()})
+    else:
+        workdir = Path(args.workdir or tempfile.mkdtemp(prefix="voicebridge-load-"))
+        await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+        emulator = EmulatorProcess()
+        await asyncio.to_thread(emulator.start)
+        stack = await asyncio.to_thread(start_services, workdir, emulator.base_url)
+    totals = None
+    try:
+        run = await (
+            _sequential(stack, args, speech) if args.sequential else _concurrent(stack, args, speech)
+        )
+    finally:
+        if not args.attach:
+            # Measure peak RSS before stopping anything.
+            peak = peak_rss_bytes(stack.pids)
+            await asyncio.to_thread(stack.stop)
+            assert emulator is not None
+            totals = await asyncio.to_thread(emulator.stop)
+    out = report(run, args, stack, totals)
+    if not args.attach:
+        out["peak_rss_mib"] = {n: _mib(v) for n, v in peak.items()}
+    return out
+
+
+def _text(out: dict[str, Any]) -> str:
+    lat, lost = out["added_latency"], out["lost_frames"]
+    lines = [
+        f"{out['calls']} {out['mode']} calls ({out['failed_calls']} failed) on {out['machine']['cpus']} CPUs "
+        f"({out['machine']['cpu_model']})",
+        f"added latency inbound  p50 {lat['inbound_caller_to_elevenlabs']['p50_ms']} ms "
+        f"p99 {lat['inbound_caller_to_elevenlabs']['p99_ms']} ms",
+        f"added latency outbound p50 {lat['outbound_elevenlabs_to_caller']['p50_ms']} ms "
+        f"p99 {lat['outbound_elevenlabs_to_caller']['p99_ms']} ms",
+        f"heard turn latency (media) p50 {out['heard_turn_latency']['media_histogram']['p50_ms']} ms "
+        f"p99 {out['heard_turn_latency']['media_histogram']['p99_ms']} ms",
+        f"playback gaps >40 ms: {out['playback_gaps']['over_40ms']}; "
+        f"lost frames in/out: {lost['caller_to_elevenlabs']}/{lost['elevenlabs_to_caller']}",
+        f"CPU ms per call-second: {out['cpu_ms_per_call_second']}",
+        f"peak RSS MiB: {out['peak_rss_mib']}",
+        f"SLOs met: {out['slo']['met']} {out['slo']['checks']}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.attach and shutil.which("voicebridge-edge", path=str(Path(sys.executable).parent)) is None:
+        print("voicebridge-edge is not installed next to this Python; use --attach", file=sys.stderr)
+        return 2
+    out = asyncio.run(_main(args))
+    print(json.dumps(out, indent=2) if args.json else _text(out))
+    return 0 if out["slo"]["met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The load generator: a 2-call smoke run against the real stack (JSON shape, not numbers), and the
+histogram maths it reads the services' latencies with."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from voicebridge.sim import loadgen
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_two_call_smoke_run_reports_every_figure_as_json(tmp_path):
+    result = subprocess.run(
+        [
+            str(BIN / "voicebridge-load"),
+            "--calls",
+            "2",
+            "--duration",
+            "3",
+            "--json",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    out = json.loads(result.stdout)
+    assert out["mode"] == "concurrent"
+    assert out["calls"] == 2
+    for way in ("inbound_caller_to_elevenlabs", "outbound_elevenlabs_to_caller"):
+        assert set(out["added_latency"][way]) == {"count", "p50_ms", "p99_ms", "share_within_5ms"}
+        assert out["added_latency"][way]["count"] > 0
+    assert set(out["heard_turn_latency"]) == {"media_histogram", "caller_end_to_end"}
+    assert set(out["playback_gaps"]) == {"over_40ms", "worst_in_utterance_ms", "calls_with_gaps"}
+    assert {"caller_to_elevenlabs", "elevenlabs_to_caller"} <= set(out["lost_frames"])
+    assert out["lost_frames"]["emulator_frames_received"] is not None
+    assert set(out["cpu_ms_per_call_second"]) == {"total", "edge", "media", "agent"}
+    assert set(out["peak_rss_mib"]) == {"edge", "media", "agent"}
+    assert {"cpus", "cpu_model", "python"} <= set(out["machine"])
+    assert out["slo"] == {"met": out["failed_calls"] == 0, "checks": out["slo"]["checks"]}
+
+
+def test_an_slo_missed_on_the_command_line_fails_the_run():
+    args = loadgen.parse_args(["--slo-gaps", "0", "--slo-cpu-ms-per-call-s", "10"])
+    out = {"cpu_ms_per_call_second": {"total": 12.0}, "playback_gaps": {"over_40ms": 0}, "failed_calls": 0}
+    slo = loadgen._slo(out, args)
+    assert slo["met"] is False
+    assert slo["checks"]["cpu_ms_per_call_s"] == {"value": 12.0, "met": False}
+    assert slo["checks"]["gaps"] == {"value": 0, "met": True}
+
+
+def test_quantiles_interpolate_inside_buckets_like_histogram_quantile():
+    before = {"x_bucket": {'le="0.001"': 5, 'le="0.005"': 5, 'le="+Inf"': 5}}
+    after = {"x_bucket": {'le="0.001"': 5, 'le="0.005"': 105, 'le="+Inf"': 105}}
+    buckets = loadgen.histogram_delta(before, after, "x")
+    assert buckets == [(0.001, 0), (0.005, 100), (float("inf"), 100)]
+    assert loadgen.quantile(0.5, buckets) == pytest.approx(0.003)
+    assert loadgen.latency_summary(buckets)["share_within_5ms"] == 1.0
+
+
+def test_gaps_count_only_late_frames_inside_an_utterance():
+    arrivals = [0.0, 0.02, 0.04, 0.10, 0.12, 2.0, 2.02]  # one 60 ms hole, then a new utterance
+    assert loadgen.gaps(arrivals) == (1, pytest.approx(0.06))
+
+
+def test_the_callers_voice_is_speech_like_mulaw():
+    audio = loadgen.speech_like(1.0)
+    assert len(audio) == 8000
+    assert len(set(audio)) > 50  # not silence, not a single tone

@@ -343,6 +343,26 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores), to tell other load from ours."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
+
+
+def own_cpu_seconds() -> float:
+    """This process and its children (the emulator): the load generator's own CPU."""
+    import psutil
+
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += sum(child.cpu_times()[:2])
+    return total
+
+
 def rss_bytes(pids: dict[str, int]) -> dict[str, int]:
     import psutil
 
@@ -451,6 +471,7 @@ async def _concurrent(stack: StackInfo, args: argparse.Namespace, speech: bytes)
     # CPU window: from the last call's start (plus a settling second) to the end of the talking time.
     await asyncio.sleep(ramp + 1.0)
     cpu0, t0 = (cpu_seconds(stack.pids) if stack.pids else {}), time.monotonic()
+    busy0, own0 = busy_cpu_seconds(), own_cpu_seconds()
     rss_peak: dict[str, int] = {}
     window_end = t0 + max(1.0, args.duration - 1.0)
     while time.monotonic() < window_end:
@@ -459,6 +480,7 @@ async def _concurrent(stack: StackInfo, args: argparse.Namespace, speech: bytes)
                 rss_peak[name] = max(rss_peak.get(name, 0), rss)
         await asyncio.sleep(0.5)
     cpu1, t1 = (cpu_seconds(stack.pids) if stack.pids else {}), time.monotonic()
+    busy1, own1 = busy_cpu_seconds(), own_cpu_seconds()
     results = await asyncio.gather(*tasks)
     after = {s: scrape(u) for s, u in stack.metrics.items()}
     window = t1 - t0
@@ -472,6 +494,13 @@ async def _concurrent(stack: StackInfo, args: argparse.Namespace, speech: bytes)
         "window_s": window,
         "call_seconds": call_seconds,
         "rss_sampled_peak": rss_peak,
+        "cores_busy": {
+            "services": round(sum(cpu1[n] - cpu0[n] for n in cpu1) / window, 3),
+            "load_generator": round((own1 - own0) / window, 3),
+            "other_processes": round(
+                (busy1 - busy0 - (own1 - own0) - sum(cpu1[n] - cpu0[n] for n in cpu1)) / window, 3
+            ),
+        },
     }
 
 
@@ -550,7 +579,7 @@ def report(
             **per_service,
         },
         "peak_rss_mib": {n: _mib(v) for n, v in peak_rss_bytes(stack.pids).items()} if stack.pids else {},
-        "machine": machine(),
+        "machine": {**args.machine, "cores_busy_during_window": run.get("cores_busy")},
     }
     if "rss_trend" in run:
         trend = run["rss_trend"]
@@ -630,6 +659,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
+    args.machine = machine()
     speech = speech_like()
     emulator: EmulatorProcess | None = None
     stack: StackInfo

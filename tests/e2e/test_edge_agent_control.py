@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 import grpc
 import httpx
 import pytest
-from conftest import eventually
 from harness.stack import Stack, start_stack
 from test_edge_secured_calls import (
     ACCOUNT_SID,
@@ -20,6 +19,7 @@ from test_edge_secured_calls import (
     AUTH_TOKEN,
     answer_inbound,
     dial_config,
+    eventually,
     secured_env,
 )
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 import websockets
-from conftest import eventually
 from harness.processes import BIN
 from harness.stack import Stack, start_stack
 from twilio.request_validator import RequestValidator
@@ -30,6 +30,16 @@ PUBLIC_WSS = "wss://voice.test/twilio/media"
 SIGNER = RequestValidator(AUTH_TOKEN)
 SECRETS = (AUTH_TOKEN, API_TOKEN, STREAM_SECRET)
 MINTED: list[str] = []  # every stream token the edge handed out in these tests
+
+
+async def eventually(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll another process's state (metrics, logs) until it holds. A copy of conftest.eventually:
+    `from conftest import` resolves to whichever tests/**/conftest.py pytest loaded last."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for: {what}")
+        await asyncio.sleep(0.05)
 
 
 def secured_env(fake: TwilioRestFake, **extra: str) -> dict[str, str]:

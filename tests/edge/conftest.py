@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from edge_helpers import ACCOUNT_SID, AUTH_TOKEN, make_settings
+from edge_helpers import ACCOUNT_SID, AUTH_TOKEN, ClientFactory, make_settings
 
 from voicebridge.edge.wiring import build_app
 from voicebridge.sim.twilio_rest_fake import TwilioRestFake
@@ -16,9 +16,6 @@ from voicebridge.sim.twilio_rest_fake import TwilioRestFake
 async def fake_twilio() -> AsyncIterator[TwilioRestFake]:
     async with TwilioRestFake({ACCOUNT_SID: AUTH_TOKEN}) as fake:
         yield fake
-
-
-ClientFactory = Callable[..., httpx.AsyncClient]
 
 
 @pytest.fixture

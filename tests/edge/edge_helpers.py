@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import httpx
 from prometheus_client import REGISTRY
 from twilio.request_validator import RequestValidator
 
@@ -14,6 +17,7 @@ API_TOKEN = "api-token-0123456789abcdef"
 PUBLIC = "https://voice.example.com"
 FROM_NUMBER = "+15550009999"
 SIGNER = RequestValidator(AUTH_TOKEN)
+ClientFactory = Callable[..., httpx.AsyncClient]  # the edge_client fixture: env overrides -> client
 
 
 def make_settings(**env: str) -> EdgeSettings:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ClientFactory
-from edge_helpers import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, FROM_NUMBER, metric
+from edge_helpers import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, FROM_NUMBER, ClientFactory, metric
 
 from voicebridge.sim.twilio_caller import stream_from_twiml
 from voicebridge.sim.twilio_rest_fake import TwilioRestFake

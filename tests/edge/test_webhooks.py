@@ -7,8 +7,7 @@ import logging
 from urllib.parse import urlencode
 
 import pytest
-from conftest import ClientFactory
-from edge_helpers import PUBLIC, SIGNER, metric, signed
+from edge_helpers import PUBLIC, SIGNER, ClientFactory, metric, signed
 from twilio.request_validator import RequestValidator
 
 from voicebridge.sim.twilio_caller import CallerConfig, stream_from_twiml

@@ -326,6 +326,45 @@ def latency_summary(buckets: list[tuple[float, float]], within_s: float = 0.005)
     }
 
 
+# Messages each service handles, by the counters that count them (per-message cost = CPU / messages).
+MESSAGE_COUNTERS = {
+    "edge": {
+        "twilio_ws_in": ("edge_frames_total", 'direction="in"'),
+        "twilio_ws_out": ("edge_frames_total", 'direction="out"'),
+        "grpc_sent": ("grpc_client_msg_sent_total", ""),
+        "grpc_received": ("grpc_client_msg_received_total", ""),
+    },
+    "media": {
+        "grpc_from_edge": ("grpc_server_msg_received_total", ""),
+        "grpc_to_edge": ("grpc_server_msg_sent_total", ""),
+        "grpc_to_agent": ("grpc_client_msg_sent_total", ""),
+        "grpc_from_agent": ("grpc_client_msg_received_total", ""),
+    },
+    "agent": {
+        "grpc_from_media": ("grpc_server_msg_received_total", ""),
+        "grpc_to_media": ("grpc_server_msg_sent_total", ""),
+        "elevenlabs_ws_out": ("agent_elevenlabs_audio_chunks_total", 'direction="sent"'),
+        "elevenlabs_ws_in": ("agent_elevenlabs_audio_chunks_total", 'direction="received"'),
+    },
+}
+
+
+def counter_delta(before: dict, after: dict, name: str, fragment: str) -> float:
+    return sum(v - before.get(name, {}).get(k, 0.0) for k, v in after.get(name, {}).items() if fragment in k)
+
+
+def message_rates(before: dict, after: dict, call_seconds: float) -> dict[str, dict[str, float]]:
+    """Messages per call-second that each service handled between two scrapes of every service."""
+    return {
+        service: {
+            kind: round(counter_delta(before[service], after[service], name, frag) / call_seconds, 2)
+            for kind, (name, frag) in kinds.items()
+        }
+        for service, kinds in MESSAGE_COUNTERS.items()
+        if service in before and service in after
+    }
+
+
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
 
@@ -351,13 +390,15 @@ def busy_cpu_seconds() -> float:
     return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
 
 
-def own_cpu_seconds() -> float:
-    """This process and its children (the emulator): the load generator's own CPU."""
+def own_cpu_seconds(service_pids: dict[str, int]) -> float:
+    """This process and its children but the services (i.e. the emulator): the load generator's CPU."""
     import psutil
 
     me = psutil.Process()
     total = sum(me.cpu_times()[:2])
     for child in me.children(recursive=True):
+        if child.pid in service_pids.values():
+            continue
         with contextlib.suppress(psutil.Error):
             total += sum(child.cpu_times()[:2])
     return total
@@ -470,8 +511,9 @@ async def _concurrent(stack: StackInfo, args: argparse.Namespace, speech: bytes)
     ]
     # CPU window: from the last call's start (plus a settling second) to the end of the talking time.
     await asyncio.sleep(ramp + 1.0)
+    window0 = {s: scrape(u) for s, u in stack.metrics.items()}
     cpu0, t0 = (cpu_seconds(stack.pids) if stack.pids else {}), time.monotonic()
-    busy0, own0 = busy_cpu_seconds(), own_cpu_seconds()
+    busy0, own0 = busy_cpu_seconds(), own_cpu_seconds(stack.pids)
     rss_peak: dict[str, int] = {}
     window_end = t0 + max(1.0, args.duration - 1.0)
     while time.monotonic() < window_end:
@@ -480,7 +522,8 @@ async def _concurrent(stack: StackInfo, args: argparse.Namespace, speech: bytes)
                 rss_peak[name] = max(rss_peak.get(name, 0), rss)
         await asyncio.sleep(0.5)
     cpu1, t1 = (cpu_seconds(stack.pids) if stack.pids else {}), time.monotonic()
-    busy1, own1 = busy_cpu_seconds(), own_cpu_seconds()
+    busy1, own1 = busy_cpu_seconds(), own_cpu_seconds(stack.pids)
+    window1 = {s: scrape(u) for s, u in stack.metrics.items()}
     results = await asyncio.gather(*tasks)
     after = {s: scrape(u) for s, u in stack.metrics.items()}
     window = t1 - t0
@@ -494,6 +537,7 @@ async def _concurrent(stack: StackInfo, args: argparse.Namespace, speech: bytes)
         "window_s": window,
         "call_seconds": call_seconds,
         "rss_sampled_peak": rss_peak,
+        "messages_per_call_second": message_rates(window0, window1, call_seconds),
         "cores_busy": {
             "services": round(sum(cpu1[n] - cpu0[n] for n in cpu1) / window, 3),
             "load_generator": round((own1 - own0) / window, 3),
@@ -578,6 +622,8 @@ def report(
             "total": round(sum(per_service.values()), 3) if per_service else None,
             **per_service,
         },
+        "messages_per_call_second": run.get("messages_per_call_second"),
+        "cpu_us_per_message": _per_message(per_service, run.get("messages_per_call_second")),
         "peak_rss_mib": {n: _mib(v) for n, v in peak_rss_bytes(stack.pids).items()} if stack.pids else {},
         "machine": {**args.machine, "cores_busy_during_window": run.get("cores_busy")},
     }
@@ -593,6 +639,17 @@ def report(
             }
     out["slo"] = _slo(out, args)
     return out
+
+
+def _per_message(cpu_ms: dict[str, float], rates: dict[str, dict[str, float]] | None) -> dict[str, float]:
+    """Each service's CPU per message it handled (all work, DSP and timers included, over messages)."""
+    if not rates:
+        return {}
+    return {
+        s: round(cpu_ms[s] * 1000 / sum(rates[s].values()), 1)
+        for s in cpu_ms
+        if s in rates and sum(rates[s].values())
+    }
 
 
 def _pct(values: list[float], q: float) -> float | None:

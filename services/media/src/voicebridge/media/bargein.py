@@ -69,7 +69,7 @@ class EchoReference:
     window is one numpy max over a slice, not a scan.
     """
 
-    SLOTS = 512  # 5.12 s of history
+    SLOTS = 1024  # 10.24 s of history
 
     def __init__(self) -> None:
         self._level = np.zeros(self.SLOTS)
@@ -87,6 +87,12 @@ class EchoReference:
         self._level[index] = levels
         self._slot[index] = slots
 
+    def levels(self, first_slot: int, last_slot: int) -> tuple[np.ndarray, np.ndarray]:
+        """Levels of a slot range and which of them hold data."""
+        slots = np.arange(first_slot, last_slot + 1)
+        index = slots % self.SLOTS
+        return self._level[index], self._slot[index] == slots
+
     def loudest(self, begin: float, end: float) -> float:
         lo, hi = round(begin * 100), round(end * 100)
         if hi < lo:
@@ -100,13 +106,51 @@ class EchoReference:
         self._slot[:] = -1
 
 
+class LevelHistory:
+    """Caller-line level per 10 ms slot, for the noise floor and the echo-path estimate."""
+
+    def __init__(self, slots: int) -> None:
+        self.level = np.zeros(slots)
+        self.slot = np.full(slots, -1, dtype=np.int64)
+
+    def add(self, first_slot: int, levels: np.ndarray) -> None:
+        slots = np.arange(first_slot, first_slot + len(levels))
+        index = slots % len(self.level)
+        self.level[index] = levels
+        self.slot[index] = slots
+
+    def window(self, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
+        slots = np.arange(first, last + 1)
+        index = slots % len(self.level)
+        return self.level[index], self.slot[index] == slots
+
+
 class BargeInDetector:
+    """See the module docstring. Feed it what plays (`played`) and what the caller sends (`feed`).
+
+        The echo gate adapts: once it has heard enough agent speech it estimates the echo path (the delay
+        and gain at which the agent's level comes back on the caller's line, by correlating the two level
+        envelopes). A handset with no echo path then costs the caller nothing; a speakerphone's echo is
+        compared at its actual delay. Until then, and whenever the estimate is unsure, the conservative
+        rule holds: louder than the loudest agent audio of the echo window, minus `echo_margin_db`.
+        A tracked noise floor (by default the median caller-line level of the last 3 s: steady noise and
+    most background chatter sit there, the caller cutting in rises above it) keeps noise from passing for
+    speech; webrtcvad alone calls babble speech in every mode (audio-perf.md §3).
+    """
+
+    UPDATE_EVERY = 25  # frames (250 ms) between estimates
+    HISTORY = 300  # slots (3 s) used by each estimate
+
     def __init__(self, config: BargeInConfig | None = None) -> None:
         self.config = cfg = config or BargeInConfig()
         self._vad = webrtcvad.Vad(cfg.aggressiveness)
         self._reference = EchoReference()
+        self._near = LevelHistory(EchoReference.SLOTS)
         self._margin = 10 ** (-cfg.echo_margin_db / 20.0)
+        self._excess = 10 ** (cfg.echo_excess_db / 20.0)
+        self._snr = 10 ** (cfg.noise_margin_db / 20.0)
         self._floor = 32768.0 * 10 ** (cfg.min_level_dbfs / 20.0)
+        self._max_lag = max(1, cfg.echo_window_ms // FRAME_MS)
         self._window = max(1, cfg.onset_window_ms // FRAME_MS)
         self._onset_frames = max(1, math.ceil(cfg.onset_ms / FRAME_MS))
         self._confirm_frames = max(1, math.ceil(cfg.confirm_ms / FRAME_MS))
@@ -117,7 +161,13 @@ class BargeInDetector:
         self._onset = 0.0
         self._speech_frames = 0
         self._quiet_frames = 0
-        self.frames_gated = 0  # speech-like frames rejected as echo (for metrics and tests)
+        self._frames_seen = 0
+        self._far_active_slots = 0
+        self.echo_known = False  # the echo path has been estimated (present or not)
+        self.echo_lag_slots: int | None = None  # None: no echo path
+        self.echo_gain = 0.0
+        self.noise_level = 0.0
+        self.frames_gated = 0  # speech-like frames rejected as echo or noise (for metrics and tests)
 
     @property
     def paused(self) -> bool:
@@ -134,35 +184,81 @@ class BargeInDetector:
         self._speech_frames = self._quiet_frames = 0
 
     def feed(self, pcm8k: bytes, start: float, agent_playing: bool) -> list[Verdict]:
-        """Caller audio beginning at clock time `start`. Runs only while the agent plays or is paused."""
-        if not self.config.enabled or not (agent_playing or self.paused):
-            self._partial = b""
-            if self._state is _State.LISTENING:
-                self._recent.clear()
-            return []
+        """Caller audio beginning at clock time `start`. Decides only while the agent plays or is paused."""
         data = self._partial + pcm8k
         start -= len(self._partial) / 16000.0
         usable = len(data) - len(data) % _FRAME_BYTES
-        verdicts: list[Verdict] = []
-        if usable:
-            frames = np.frombuffer(data[:usable], dtype="<i2").reshape(-1, _FRAME_SAMPLES).astype(np.float64)
-            levels = np.sqrt(np.mean(frames * frames, axis=1))
-            for i, level in enumerate(levels.tolist()):
-                offset = i * _FRAME_BYTES
-                verdict = self._step(
-                    data[offset : offset + _FRAME_BYTES], start + i * FRAME_MS / 1000.0, level
-                )
-                if verdict is not None:
-                    verdicts.append(verdict)
         self._partial = data[usable:]
+        if not usable:
+            return []
+        frames = np.frombuffer(data[:usable], dtype="<i2").reshape(-1, _FRAME_SAMPLES).astype(np.float64)
+        levels = np.sqrt(np.mean(frames * frames, axis=1))
+        self._near.add(round(start * 100), levels)
+        active = self.config.enabled and (agent_playing or self.paused)
+        if not active:
+            if self._state is _State.LISTENING:
+                self._recent.clear()
+            return []
+        verdicts: list[Verdict] = []
+        for i, level in enumerate(levels.tolist()):
+            t = start + i * FRAME_MS / 1000.0
+            self._frames_seen += 1
+            if self._frames_seen % self.UPDATE_EVERY == 0:
+                self._estimate(round(t * 100))
+            offset = i * _FRAME_BYTES
+            verdict = self._step(data[offset : offset + _FRAME_BYTES], t, level)
+            if verdict is not None:
+                verdicts.append(verdict)
         return verdicts
 
+    def _estimate(self, now_slot: int) -> None:
+        """Re-estimate the noise floor and the echo path from the last few seconds."""
+        first = now_slot - self.HISTORY
+        near, near_ok = self._near.window(first, now_slot)
+        if near_ok.sum() < self.HISTORY // 2:
+            return
+        self.noise_level = float(np.percentile(near[near_ok], self.config.noise_percentile))
+        lags = np.arange(self._max_lag + 1)
+        far = np.stack([self._reference.levels(first - lag, now_slot - lag)[0] for lag in lags])
+        far_ok = np.stack([self._reference.levels(first - lag, now_slot - lag)[1] for lag in lags])
+        usable = near_ok & far_ok.all(axis=0) & (far.max(axis=0) > self._floor)
+        self._far_active_slots = int(usable.sum())
+        if self._far_active_slots < 40:  # not enough agent speech heard yet to tell
+            return
+        x = np.log(near[usable] + 1.0)
+        y = np.log(far[:, usable] + 1.0)
+        x = x - x.mean()
+        y = y - y.mean(axis=1, keepdims=True)
+        corr = (y @ x) / (np.sqrt((y * y).sum(axis=1) * (x * x).sum()) + 1e-12)
+        best = int(np.argmax(corr))
+        if corr[best] >= self.config.echo_correlation:  # an echo shows quickly: it is a copy
+            audible = usable & (far[best] > self._floor)  # where the agent was loud at that delay
+            if audible.sum() < 20:
+                return
+            self.echo_known = True
+            self.echo_lag_slots = best
+            self.echo_gain = float(np.median(near[audible] / far[best, audible]))
+        elif corr[best] < self.config.echo_correlation * 0.7 and self._far_active_slots >= 100:
+            # "no echo" needs more evidence: a wrong "none" would let the agent interrupt itself
+            self.echo_known = True
+            self.echo_lag_slots = None
+            self.echo_gain = 0.0
+
+    def _threshold(self, t: float) -> float:
+        """How loud caller audio must be at clock time `t` to be more than echo and line noise."""
+        floor = max(self._floor, self.noise_level * self._snr)
+        if not self.echo_known:  # conservative until the echo path is known
+            far = self._reference.loudest(t - self.config.echo_window_ms / 1000.0, t + FRAME_MS / 1000.0)
+            return max(floor, far * self._margin)
+        if self.echo_lag_slots is None:
+            return floor
+        centre = t - self.echo_lag_slots * FRAME_MS / 1000.0
+        far = self._reference.loudest(centre - 0.02, centre + 0.02)
+        return max(floor, far * self.echo_gain * self._excess)
+
     def _is_caller_speech(self, frame: bytes, t: float, level: float) -> bool:
-        if level < self._floor:
-            return False
-        echo_source = self._reference.loudest(t - self.config.echo_window_ms / 1000.0, t + FRAME_MS / 1000.0)
-        if level <= echo_source * self._margin:
-            if self._vad.is_speech(frame, 8000):
+        if level <= self._threshold(t):
+            if level >= self._floor and self._vad.is_speech(frame, 8000):
                 self.frames_gated += 1
             return False
         return self._vad.is_speech(frame, 8000)

@@ -33,16 +33,24 @@ class BargeInConfig:
     # webrtcvad mode while the agent talks: 3 rejects most non-speech (audio-perf.md §3).
     aggressiveness: int = 3
     # Gated speech in this many ms of the last `onset_window_ms` -> pause the agent.
-    onset_ms: int = 50
-    onset_window_ms: int = 80
+    onset_ms: int = 40
+    onset_window_ms: int = 60
     # Speech totalling this long since the onset -> confirm the interruption (tell the agent).
-    confirm_ms: int = 300
+    confirm_ms: int = 400
     # No speech for this long while paused -> it was a backchannel or noise: resume playback.
     release_ms: int = 200
     # Caller audio must be louder than the loudest recent agent audio minus this to count as the caller.
     echo_margin_db: float = 6.0
     # How long after being played agent audio can come back as echo.
     echo_window_ms: int = 400
+    # Once the echo path is known: caller audio must be this much louder than the expected echo.
+    echo_excess_db: float = 6.0
+    # Level-envelope correlation above which the caller's line is taken to carry the agent's echo.
+    echo_correlation: float = 0.5
+    # Caller audio must be this much above the line's noise floor...
+    noise_margin_db: float = 6.0
+    # ...taken as this percentile of the caller line's level over the last 3 s.
+    noise_percentile: float = 50.0
     # Quieter than this is line noise, whatever the VAD says.
     min_level_dbfs: float = -50.0
 
@@ -114,6 +122,10 @@ def _barge_in(env: Env) -> BargeInConfig:
             release_ms=env.int("BARGE_IN_RELEASE_MS", defaults.release_ms),
             echo_margin_db=env.float("BARGE_IN_ECHO_MARGIN_DB", defaults.echo_margin_db),
             echo_window_ms=env.int("BARGE_IN_ECHO_WINDOW_MS", defaults.echo_window_ms),
+            echo_excess_db=env.float("BARGE_IN_ECHO_EXCESS_DB", defaults.echo_excess_db),
+            echo_correlation=env.float("BARGE_IN_ECHO_CORRELATION", defaults.echo_correlation),
+            noise_margin_db=env.float("BARGE_IN_NOISE_MARGIN_DB", defaults.noise_margin_db),
+            noise_percentile=env.float("BARGE_IN_NOISE_PERCENTILE", defaults.noise_percentile),
             min_level_dbfs=env.float("BARGE_IN_MIN_LEVEL_DBFS", defaults.min_level_dbfs),
         )
     except ValueError as exc:

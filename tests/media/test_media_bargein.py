@@ -1,0 +1,274 @@
+"""Barge-in: the detector on real speech and echo, and the controller's races on a virtual clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from harness.audio import espeak_ulaw
+from harness.virtual_clock import VirtualClock
+
+from voicebridge.media import bargein_eval
+from voicebridge.media.audio.g711 import ulaw_decode, ulaw_encode
+from voicebridge.media.bargein import BargeInController, BargeInDetector, Decision
+from voicebridge.media.config import BargeInConfig, PlayoutConfig
+from voicebridge.media.playout import Playout
+from voicebridge.v1 import agent_pb2, media_pb2
+
+FRAME = 320  # 20 ms of 8 kHz 16-bit PCM
+
+
+@pytest.fixture(scope="module")
+def caller_speech() -> np.ndarray:
+    return np.frombuffer(ulaw_decode(espeak_ulaw("Wait, stop, I have a question about my bill")), "<i2")
+
+
+@pytest.fixture(scope="module")
+def agent_speech() -> np.ndarray:
+    text = "Thanks for calling. Your order shipped yesterday and should arrive by Friday afternoon."
+    return np.frombuffer(ulaw_decode(espeak_ulaw(text, voice="en-gb")), "<i2")
+
+
+def pcm(samples: np.ndarray) -> bytes:
+    return np.clip(samples, -32768, 32767).astype("<i2").tobytes()
+
+
+def phone(samples: np.ndarray) -> bytes:
+    """What comes back over the phone line: through G.711 and back."""
+    return ulaw_decode(ulaw_encode(pcm(samples)))
+
+
+def run(detector: BargeInDetector, mic: bytes, playing: bool = True, start: float = 10.0):
+    verdicts = []
+    for offset in range(0, len(mic) - FRAME + 1, FRAME):
+        verdicts += detector.feed(mic[offset : offset + FRAME], start + offset / 16000, playing)
+    return verdicts
+
+
+def first_speech_s(samples: np.ndarray) -> float:
+    loud = np.nonzero(np.abs(samples) > 0.1 * np.abs(samples).max())[0]
+    return loud[0] / 8000
+
+
+def test_caller_speech_over_the_agent_pauses_within_the_onset_then_confirms(caller_speech) -> None:
+    detector = BargeInDetector()
+    verdicts = run(detector, phone(caller_speech))
+    assert [v.decision for v in verdicts][:2] == [Decision.PAUSE, Decision.CONFIRM]
+    onset = 10.0 + first_speech_s(caller_speech)
+    assert verdicts[0].at - onset <= 0.100
+    assert verdicts[1].at - verdicts[0].onset >= 0.300 - 1e-9
+
+
+def test_speech_while_the_agent_is_silent_is_no_barge_in(caller_speech) -> None:
+    assert run(BargeInDetector(), phone(caller_speech), playing=False) == []
+
+
+def test_a_backchannel_pauses_and_then_resumes(caller_speech) -> None:
+    start = int(first_speech_s(caller_speech) * 8000)
+    mhm = np.concatenate([caller_speech[start : start + 1600], np.zeros(8000)])  # 200 ms of voice
+    verdicts = run(BargeInDetector(), phone(mhm))
+    assert [v.decision for v in verdicts] == [Decision.PAUSE, Decision.RESUME]
+
+
+@pytest.mark.parametrize("echo_db", [-10, -20, -30])
+@pytest.mark.parametrize("delay_ms", [50, 150, 300])
+def test_the_agents_own_voice_echoed_back_never_interrupts(agent_speech, echo_db: int, delay_ms: int) -> None:
+    detector = BargeInDetector()
+    played = phone(agent_speech)
+    detector.played(played, start=10.0)
+    delay = np.zeros(8 * delay_ms)
+    echo = np.concatenate([delay, np.frombuffer(played, "<i2") * 10 ** (echo_db / 20)])
+    assert run(detector, phone(echo)) == []
+    assert echo_db < -25 or detector.frames_gated > 0  # it was speech-like, and the gate caught it
+
+
+def test_the_echo_path_is_learnt_at_its_delay(agent_speech) -> None:
+    detector = BargeInDetector()
+    played = phone(agent_speech)
+    detector.played(played, start=10.0)
+    echo = np.concatenate([np.zeros(8 * 150), np.frombuffer(played, "<i2") * 10 ** (-10 / 20)])
+    assert run(detector, phone(echo[: 3 * 8000])) == []
+    assert detector.echo_lag_slots is not None
+    assert abs(detector.echo_lag_slots - 15) <= 2  # 150 ms
+    assert detector.echo_gain == pytest.approx(10 ** (-10 / 20), rel=0.3)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> bargein_eval.Corpus:
+    return bargein_eval.make_corpus()
+
+
+def test_the_caller_talking_over_echo_still_interrupts(corpus) -> None:
+    # Closed loop, as on a call: when the detector pauses the agent, its audio and so its echo stop.
+    condition = bargein_eval.Condition("echo -10 dB", echo_db=-10)
+    rng = np.random.default_rng(3)
+    results = [bargein_eval.run_trial(rng, corpus, condition, BargeInConfig()) for _ in range(10)]
+    assert all(r.confirmed for r in results)
+    assert sum(r.false_confirms for r in results) == 0
+
+
+def test_quiet_line_noise_is_ignored() -> None:
+    noise = np.random.default_rng(1).normal(0, 20, 16000)  # about -64 dBFS
+    assert run(BargeInDetector(), phone(noise)) == []
+
+
+def test_config_rejects_inconsistent_thresholds() -> None:
+    with pytest.raises(ValueError, match="CONFIRM"):
+        BargeInConfig(onset_ms=200, onset_window_ms=200, confirm_ms=100)
+
+
+# -- the controller: decisions applied to playback, racing the agent's own interruption ------------
+
+
+class Call:
+    """A controller wired to a real Playout on a virtual clock, with Twilio's playback emulated:
+    frames play back to back in real time and each mark is echoed when the audio before it has played
+    (or at once on a clear)."""
+
+    def __init__(self) -> None:
+        self.clock = VirtualClock()
+        self.clears = 0
+        self.told: list[agent_pb2.CallerInterrupted] = []
+        self.frames: list[bytes] = []
+        self._buffer_end = 0.0
+        self._marks: list[tuple[float, str]] = []
+        self.playout = Playout(self.clock, self._emit, PlayoutConfig())
+        self.ctrl = BargeInController(
+            BargeInDetector(), self.playout, self.clock, self._clear, self.told.append, lambda: None
+        )
+
+    async def _emit(self, message: media_pb2.CallResponse) -> None:
+        self.frames.append(message.audio.payload)
+        self._buffer_end = max(self._buffer_end, self.clock.now()) + len(message.audio.payload) / 8000
+        if message.audio.mark:
+            self._marks.append((self._buffer_end, message.audio.mark))
+
+    async def _clear(self) -> None:
+        self.clears += 1
+        self._buffer_end = self.clock.now()
+        marks, self._marks = self._marks, []
+        for _, name in marks:
+            self.playout.on_mark(name)
+
+    async def advance(self, seconds: float) -> None:
+        end = self.clock.now() + seconds
+        while self.clock.now() < end - 1e-9:
+            await self.clock.advance(min(0.005, end - self.clock.now()))
+            while self._marks and self._marks[0][0] <= self.clock.now() + 1e-9:
+                self.playout.on_mark(self._marks.pop(0)[1])
+
+    def agent_says(self, response_id: int, ms: int, text: str = "") -> None:
+        chunk = agent_pb2.AudioChunk(data=b"\x10" * 8 * ms, response_id=response_id)
+        if text:
+            step = ms // len(text)
+            chunk.alignment.CopyFrom(
+                agent_pb2.TextAlignment(chars=list(text), char_start_ms=[i * step for i in range(len(text))])
+            )
+        self.ctrl.words.note(chunk, ms)
+        if self.ctrl.accepts(response_id):
+            self.playout.enqueue(chunk.data, response_id)
+
+    async def caller(self, audio: bytes) -> None:
+        for offset in range(0, len(audio) - FRAME + 1, FRAME):
+            await self.ctrl.caller_audio(audio[offset : offset + FRAME], self.clock.now())
+            await self.advance(0.02)
+
+    def echo_all_marks(self, names: list[str]) -> None:
+        for name in names:
+            self.playout.on_mark(name)
+
+
+@pytest.fixture
+async def call():
+    c = Call()
+    task = asyncio.create_task(c.playout.run())
+    await c.clock.settle()
+    yield c
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_speech_during_playback_clears_once_and_tells_the_agent_what_was_heard(
+    call, caller_speech
+) -> None:
+    call.agent_says(1, 3000, text="Your order shipped yesterday")
+    await call.advance(0.5)
+    await call.caller(phone(caller_speech))
+    assert call.clears == 1
+    assert len(call.told) == 1
+    assert call.told[0].response_id == 1
+    assert 0 < call.told[0].heard_ms < 3000
+    assert call.told[0].heard_text
+    assert "Your order shipped yesterday".startswith(call.told[0].heard_text)
+    assert not call.ctrl.accepts(1)  # late audio of the interrupted reply is refused
+    sent = len(call.frames)
+    await call.advance(1.0)
+    assert len(call.frames) == sent  # nothing of it leaks after the clear
+
+
+async def test_speech_during_silence_does_nothing(call, caller_speech) -> None:
+    await call.caller(phone(caller_speech))
+    assert call.clears == 0
+    assert call.told == []
+
+
+async def test_an_agent_interruption_during_a_pause_does_not_clear_twice(call, caller_speech) -> None:
+    call.agent_says(2, 3000)
+    await call.advance(0.3)
+    start = int(first_speech_s(caller_speech) * 8000)
+    await call.caller(phone(caller_speech[: start + 8 * 120]))  # paused, not yet confirmed
+    assert call.clears == 1
+    assert call.ctrl.paused
+    await call.ctrl.agent_interrupted(2)  # the agent's own interruption arrives meanwhile
+    assert call.clears == 1
+    await call.caller(phone(caller_speech[start + 8 * 120 :]))
+    assert call.told == []  # the agent already knows; it is not told twice
+    assert not call.ctrl.accepts(2)
+
+
+async def test_a_local_barge_in_makes_the_agents_later_interruption_a_no_op(call, caller_speech) -> None:
+    call.agent_says(3, 3000)
+    await call.advance(0.3)
+    await call.caller(phone(caller_speech))
+    assert (call.clears, len(call.told)) == (1, 1)
+    await call.ctrl.agent_interrupted(3)
+    assert call.clears == 1
+    call.agent_says(4, 500)  # the agent's next reply plays normally
+    await call.advance(0.2)
+    assert call.playout.is_playing
+
+
+async def test_the_agents_interruption_first_then_the_callers_speech_clears_once(call, caller_speech) -> None:
+    call.agent_says(5, 3000)
+    await call.advance(0.3)
+    await call.ctrl.agent_interrupted(5)
+    await call.caller(phone(caller_speech))
+    assert call.clears == 1
+    assert call.told == []
+
+
+async def test_a_backchannel_resumes_the_reply_where_the_caller_stopped_hearing_it(
+    call, caller_speech
+) -> None:
+    call.agent_says(6, 2000)
+    await call.advance(0.3)
+    start = int(first_speech_s(caller_speech) * 8000)
+    mhm = np.concatenate([caller_speech[start : start + 1600], np.zeros(4000)])
+    await call.caller(phone(mhm))
+    assert call.clears == 1
+    assert call.told == []
+    assert call.playout.is_playing
+    assert not call.ctrl.paused
+
+
+def test_the_evaluation_reports_every_condition_and_target() -> None:
+    report = bargein_eval.evaluate(trials=2, minutes=0.05, seed=1)
+    names = [row["condition"] for row in report["conditions"]]
+    assert names == [c.name for c in bargein_eval.CONDITIONS + bargein_eval.FALSE_CONDITIONS]
+    assert {t["target"] for t in report["targets"]} >= {
+        "clean onset->clear p50 (ms)",
+        "caught at white 10 dB (%)",
+    }
+    assert "onset_to_clear_p95_ms" in report["conditions"][0]
+    assert "targets" in bargein_eval.render(report)

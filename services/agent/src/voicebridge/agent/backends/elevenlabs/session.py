@@ -384,16 +384,16 @@ class ElevenLabsSession(AgentSession):
             return
         self._observe_agent_audio(event)
         self._last_response_id = max(self._last_response_id, event.event_id)
-        self._pending.push(
-            agent_pb2.ConverseResponse(
-                audio=agent_pb2.AudioChunk(
-                    data=event.audio,
-                    format=self._output_format,
-                    response_id=event.event_id,
-                    received_unix_nanos=time.time_ns(),
-                )
-            )
+        chunk = agent_pb2.AudioChunk(
+            data=event.audio,
+            format=self._output_format,
+            response_id=event.event_id,
+            received_unix_nanos=time.time_ns(),
         )
+        alignment = _text_alignment(event.alignment)
+        if alignment is not None:  # lets media tell which words the caller heard before cutting in
+            chunk.alignment.CopyFrom(alignment)
+        self._pending.push(agent_pb2.ConverseResponse(audio=chunk))
         _PROCESSING_OUT.observe(time.perf_counter() - begin)
 
     def _observe_agent_audio(self, event: p.Audio) -> None:
@@ -583,3 +583,23 @@ class ElevenLabsSession(AgentSession):
             self._ended = True
             reason = self._closing.reason or common_pb2.END_REASON_CALLER_HANGUP
             self._pending.push(_End(SessionEndInfo(reason, self._closing.detail)))
+
+
+def _text_alignment(alignment: dict | None) -> agent_pb2.TextAlignment | None:
+    """ElevenLabs `alignment` (chars, char_start_times_ms, char_durations_ms) for the contract;
+    None when absent or malformed (it is optional: a bad one must not cost the audio)."""
+    if not alignment:
+        return None
+    chars = alignment.get("chars")
+    starts = alignment.get("char_start_times_ms")
+    durations = alignment.get("char_durations_ms") or []
+    if not isinstance(chars, list) or not isinstance(starts, list) or len(chars) != len(starts):
+        return None
+    try:
+        return agent_pb2.TextAlignment(
+            chars=[str(c) for c in chars],
+            char_start_ms=[max(0, int(v)) for v in starts],
+            char_duration_ms=[max(0, int(v)) for v in durations][: len(chars)],
+        )
+    except (TypeError, ValueError):
+        return None

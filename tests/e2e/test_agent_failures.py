@@ -15,8 +15,8 @@ import itertools
 from importlib import resources
 
 import pytest
-from conftest import eventually
 from harness.audio import tone_ulaw
+from harness.polling import eventually
 from harness.stack import Stack
 
 from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, EmulatedSession

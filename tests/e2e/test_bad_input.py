@@ -8,7 +8,7 @@ import base64
 import orjson
 import pytest
 import websockets
-from conftest import eventually
+from harness.polling import eventually
 from harness.stack import Stack
 
 from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller

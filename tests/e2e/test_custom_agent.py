@@ -17,8 +17,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import eventually
 from harness.audio import active_region, dominant_frequency, pcm16_to_float, tone_ulaw, ulaw_to_float
+from harness.polling import eventually
 from harness.stack import Stack, start_stack
 
 from voicebridge.sim.twilio_caller import RATE, CallerConfig, TwilioCaller

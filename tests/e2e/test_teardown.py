@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import eventually
+from harness.polling import eventually
 from harness.stack import Stack
 
 from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller

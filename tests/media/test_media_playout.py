@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 from collections.abc import AsyncIterator
 
 import pytest
@@ -197,3 +198,27 @@ async def test_hold_then_clear_drops_everything_held(rig) -> None:
         playout.on_mark(name)
     await clock.settle()
     assert waiter.done()
+
+
+async def test_frames_stay_within_40_ms_for_every_call_while_the_loop_is_loaded() -> None:
+    """Thirty calls share one event loop whose ticks arrive up to 15 ms late (a busy loop)."""
+
+    clock = VirtualClock()
+    sinks = [Sink(clock) for _ in range(30)]
+    playouts = [Playout(clock, sink.emit, PlayoutConfig()) for sink in sinks]
+    tasks = [asyncio.create_task(p.run()) for p in playouts]
+    rng = random.Random(4)
+    for i, playout in enumerate(playouts):
+        playout.enqueue(audio(3000), response_id=i + 1)
+    elapsed = 0.0
+    while elapsed < 3.2:
+        step = rng.uniform(0.001, 0.015)
+        await clock.jump(step)  # nothing runs between ticks: the other calls hold the loop
+        elapsed += step
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for sink in sinks:
+        times = [t for t, _, _ in sink.frames]
+        assert len(times) == 150
+        assert max(b - a for a, b in itertools.pairwise(times)) <= 0.040

@@ -218,9 +218,11 @@ class BargeInDetector:
         if near_ok.sum() < self.HISTORY // 2:
             return
         self.noise_level = float(np.percentile(near[near_ok], self.config.noise_percentile))
-        lags = np.arange(self._max_lag + 1)
-        far = np.stack([self._reference.levels(first - lag, now_slot - lag)[0] for lag in lags])
-        far_ok = np.stack([self._reference.levels(first - lag, now_slot - lag)[1] for lag in lags])
+        # One gather of the agent's levels, then a view per lag: row k is the reference k slots back.
+        span, span_ok = self._reference.levels(first - self._max_lag, now_slot)
+        windows = np.lib.stride_tricks.sliding_window_view(span, len(near))[::-1]
+        far = windows
+        far_ok = np.lib.stride_tricks.sliding_window_view(span_ok, len(near))[::-1]
         usable = near_ok & far_ok.all(axis=0) & (far.max(axis=0) > self._floor)
         self._far_active_slots = int(usable.sum())
         if self._far_active_slots < 40:  # not enough agent speech heard yet to tell

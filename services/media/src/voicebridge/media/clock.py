@@ -17,8 +17,13 @@ class Clock(Protocol):
 class LoopClock:
     """The event loop's monotonic clock: what the pacer uses in production."""
 
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+
     def now(self) -> float:
-        return asyncio.get_running_loop().time()
+        if self._loop is None:  # looked up once: this is called for every frame
+            self._loop = asyncio.get_running_loop()
+        return self._loop.time()
 
     async def sleep_until(self, deadline: float) -> None:
         delay = deadline - self.now()

@@ -24,6 +24,8 @@ import collections
 import enum
 import logging
 import math
+import sys
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -62,67 +64,73 @@ class _State(enum.Enum):
     PAUSED = "paused"
 
 
-class EchoReference:
-    """Level of the agent audio the caller heard, per 10 ms slot of the clock it was played on.
+def _numpy_frame_levels(pcm8k: bytes) -> list[float]:
+    usable = len(pcm8k) // _FRAME_BYTES * _FRAME_BYTES
+    if not usable:
+        return []
+    frames = (
+        np.frombuffer(pcm8k, dtype="<i2", count=usable // 2).reshape(-1, _FRAME_SAMPLES).astype(np.float64)
+    )
+    return np.sqrt(np.einsum("ij,ij->i", frames, frames) / _FRAME_SAMPLES).tolist()
 
-    A ring of slots indexed by absolute time (slot = t / 10 ms), so the loudest level over an echo
-    window is one numpy max over a slice, not a scan.
+
+def _pick_frame_levels() -> Callable[[bytes], list[float]]:
+    """audioop.rms (C, ~15x cheaper on 10 ms frames) where Python still has it; numpy on 3.13."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import audioop  # optional: absent on 3.13
+    except ImportError:
+        return _numpy_frame_levels
+    if sys.byteorder != "little":
+        return _numpy_frame_levels
+    rms = audioop.rms
+
+    def _audioop_frame_levels(pcm8k: bytes) -> list[float]:
+        usable = len(pcm8k) // _FRAME_BYTES * _FRAME_BYTES
+        return [float(rms(pcm8k[i : i + _FRAME_BYTES], 2)) for i in range(0, usable, _FRAME_BYTES)]
+
+    return _audioop_frame_levels
+
+
+#: RMS level of each whole 10 ms frame of 16-bit 8 kHz PCM.
+frame_levels = _pick_frame_levels()
+
+
+class LevelRing:
+    """Audio level per 10 ms slot of a clock (slot = round(t / 10 ms)), for a few seconds back.
+
+    Plain lists, not numpy: it is read and written a few slots at a time, every 10 ms, where
+    numpy's per-call overhead would cost more than the arithmetic.
     """
 
     SLOTS = 1024  # 10.24 s of history
 
     def __init__(self) -> None:
-        self._level = np.zeros(self.SLOTS)
-        self._slot = np.full(self.SLOTS, -1, dtype=np.int64)
+        self._level = [0.0] * self.SLOTS
+        self._slot = [-1] * self.SLOTS
 
-    def add(self, pcm8k: bytes, start: float) -> None:
-        samples = np.frombuffer(pcm8k[: len(pcm8k) // _FRAME_BYTES * _FRAME_BYTES], dtype="<i2")
-        if not len(samples):
-            return
-        frames = samples.reshape(-1, _FRAME_SAMPLES).astype(np.float64)
-        levels = np.sqrt(np.mean(frames * frames, axis=1))
-        first = round(start * 100)
-        slots = np.arange(first, first + len(levels))
-        index = slots % self.SLOTS
-        self._level[index] = levels
-        self._slot[index] = slots
+    def add(self, first_slot: int, levels: list[float]) -> None:
+        for k, level in enumerate(levels):
+            slot = first_slot + k
+            i = slot % self.SLOTS
+            self._level[i] = level
+            self._slot[i] = slot
 
-    def levels(self, first_slot: int, last_slot: int) -> tuple[np.ndarray, np.ndarray]:
-        """Levels of a slot range and which of them hold data."""
+    def loudest(self, first_slot: int, last_slot: int) -> float:
+        best = 0.0
+        level, tag, n = self._level, self._slot, self.SLOTS
+        for slot in range(first_slot, last_slot + 1):
+            i = slot % n
+            if tag[i] == slot and level[i] > best:
+                best = level[i]
+        return best
+
+    def window(self, first_slot: int, last_slot: int) -> tuple[np.ndarray, np.ndarray]:
+        """Levels of a slot range and which of them hold data (for the periodic estimates)."""
         slots = np.arange(first_slot, last_slot + 1)
         index = slots % self.SLOTS
-        return self._level[index], self._slot[index] == slots
-
-    def loudest(self, begin: float, end: float) -> float:
-        lo, hi = round(begin * 100), round(end * 100)
-        if hi < lo:
-            return 0.0
-        slots = np.arange(lo, hi + 1)
-        index = slots % self.SLOTS
-        valid = self._slot[index] == slots
-        return float(self._level[index][valid].max()) if valid.any() else 0.0
-
-    def clear(self) -> None:
-        self._slot[:] = -1
-
-
-class LevelHistory:
-    """Caller-line level per 10 ms slot, for the noise floor and the echo-path estimate."""
-
-    def __init__(self, slots: int) -> None:
-        self.level = np.zeros(slots)
-        self.slot = np.full(slots, -1, dtype=np.int64)
-
-    def add(self, first_slot: int, levels: np.ndarray) -> None:
-        slots = np.arange(first_slot, first_slot + len(levels))
-        index = slots % len(self.level)
-        self.level[index] = levels
-        self.slot[index] = slots
-
-    def window(self, first: int, last: int) -> tuple[np.ndarray, np.ndarray]:
-        slots = np.arange(first, last + 1)
-        index = slots % len(self.level)
-        return self.level[index], self.slot[index] == slots
+        return np.asarray(self._level)[index], np.asarray(self._slot)[index] == slots
 
 
 class BargeInDetector:
@@ -138,14 +146,15 @@ class BargeInDetector:
     speech; webrtcvad alone calls babble speech in every mode (audio-perf.md §3).
     """
 
-    UPDATE_EVERY = 25  # frames (250 ms) between estimates
+    UPDATE_EVERY = 50  # frames (500 ms) between estimates while learning...
+    SETTLED_EVERY = 100  # ...and (1 s) once the echo path is known
     HISTORY = 300  # slots (3 s) used by each estimate
 
     def __init__(self, config: BargeInConfig | None = None) -> None:
         self.config = cfg = config or BargeInConfig()
         self._vad = webrtcvad.Vad(cfg.aggressiveness)
-        self._reference = EchoReference()
-        self._near = LevelHistory(EchoReference.SLOTS)
+        self._reference = LevelRing()  # what the caller heard of the agent
+        self._near = LevelRing()  # the caller's line
         self._margin = 10 ** (-cfg.echo_margin_db / 20.0)
         self._excess = 10 ** (cfg.echo_excess_db / 20.0)
         self._snr = 10 ** (cfg.noise_margin_db / 20.0)
@@ -175,7 +184,7 @@ class BargeInDetector:
 
     def played(self, pcm8k: bytes, start: float) -> None:
         """Agent audio the caller hears from clock time `start` (16-bit 8 kHz PCM)."""
-        self._reference.add(pcm8k, start)
+        self._reference.add(round(start * 100), frame_levels(pcm8k))
 
     def reset(self) -> None:
         """Forget the current utterance (after a confirm, a resume, or the agent going quiet)."""
@@ -191,8 +200,7 @@ class BargeInDetector:
         self._partial = data[usable:]
         if not usable:
             return []
-        frames = np.frombuffer(data[:usable], dtype="<i2").reshape(-1, _FRAME_SAMPLES).astype(np.float64)
-        levels = np.sqrt(np.mean(frames * frames, axis=1))
+        levels = frame_levels(data[:usable])
         self._near.add(round(start * 100), levels)
         active = self.config.enabled and (agent_playing or self.paused)
         if not active:
@@ -200,10 +208,10 @@ class BargeInDetector:
                 self._recent.clear()
             return []
         verdicts: list[Verdict] = []
-        for i, level in enumerate(levels.tolist()):
+        for i, level in enumerate(levels):
             t = start + i * FRAME_MS / 1000.0
             self._frames_seen += 1
-            if self._frames_seen % self.UPDATE_EVERY == 0:
+            if self._frames_seen % (self.SETTLED_EVERY if self.echo_known else self.UPDATE_EVERY) == 0:
                 self._estimate(round(t * 100))
             offset = i * _FRAME_BYTES
             verdict = self._step(data[offset : offset + _FRAME_BYTES], t, level)
@@ -219,7 +227,7 @@ class BargeInDetector:
             return
         self.noise_level = float(np.percentile(near[near_ok], self.config.noise_percentile))
         # One gather of the agent's levels, then a view per lag: row k is the reference k slots back.
-        span, span_ok = self._reference.levels(first - self._max_lag, now_slot)
+        span, span_ok = self._reference.window(first - self._max_lag, now_slot)
         windows = np.lib.stride_tricks.sliding_window_view(span, len(near))[::-1]
         far = windows
         far_ok = np.lib.stride_tricks.sliding_window_view(span_ok, len(near))[::-1]
@@ -249,13 +257,14 @@ class BargeInDetector:
     def _threshold(self, t: float) -> float:
         """How loud caller audio must be at clock time `t` to be more than echo and line noise."""
         floor = max(self._floor, self.noise_level * self._snr)
+        slot = round(t * 100)
         if not self.echo_known:  # conservative until the echo path is known
-            far = self._reference.loudest(t - self.config.echo_window_ms / 1000.0, t + FRAME_MS / 1000.0)
+            far = self._reference.loudest(slot - self._max_lag, slot + 1)
             return max(floor, far * self._margin)
         if self.echo_lag_slots is None:
             return floor
-        centre = t - self.echo_lag_slots * FRAME_MS / 1000.0
-        far = self._reference.loudest(centre - 0.02, centre + 0.02)
+        centre = slot - self.echo_lag_slots
+        far = self._reference.loudest(centre - 2, centre + 2)
         return max(floor, far * self.echo_gain * self._excess)
 
     def _is_caller_speech(self, frame: bytes, t: float, level: float) -> bool:

@@ -49,6 +49,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from voicebridge.sim.wav import pcm16_to_ulaw, ulaw_to_pcm16
+
 log = logging.getLogger(__name__)
 
 CONVERSATION_PATH = "/v1/convai/conversation"
@@ -82,28 +84,13 @@ def _sample_rate(fmt: str) -> int:
     return 8000 if fmt == "ulaw_8000" else int(fmt[4:])
 
 
-def _ulaw_encode(pcm: np.ndarray) -> bytes:
-    x = pcm.astype(np.int32)
-    sign = np.where(x < 0, 0x80, 0)
-    mag = np.minimum(np.abs(x), 32635) + 0x84
-    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
-    mantissa = (mag >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
-
-
-def _ulaw_decode(data: bytes) -> np.ndarray:
-    u = ~np.frombuffer(data, dtype=np.uint8).astype(np.int32) & 0xFF
-    mag = (((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 0x07)
-    return np.where(u & 0x80, 0x84 - mag, mag - 0x84).astype(np.int16)
-
-
 def encode_pcm16(pcm: np.ndarray, fmt: str) -> bytes:
     """s16 samples at the format's rate → wire bytes."""
-    return _ulaw_encode(pcm) if fmt == "ulaw_8000" else pcm.astype("<i2").tobytes()
+    return pcm16_to_ulaw(pcm) if fmt == "ulaw_8000" else pcm.astype("<i2").tobytes()
 
 
 def decode_to_pcm16(data: bytes, fmt: str) -> np.ndarray:
-    return _ulaw_decode(data) if fmt == "ulaw_8000" else np.frombuffer(data[: len(data) // 2 * 2], "<i2")
+    return ulaw_to_pcm16(data) if fmt == "ulaw_8000" else np.frombuffer(data[: len(data) // 2 * 2], "<i2")
 
 
 def tone(fmt: str, freq_hz: float, ms: int, level: float = 0.3) -> bytes:

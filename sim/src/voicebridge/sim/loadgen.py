@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
+from voicebridge.sim.wav import pcm16_to_ulaw
 
 RATE = 8000
 FRAME_BYTES = 160
@@ -81,16 +82,7 @@ def speech_like(seconds: float = 1.2, f0: float = 120.0) -> bytes:
         wave += gain * np.sin(2 * np.pi * f * t + k)
     envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)  # ~4 syllables a second
     pcm = (wave / np.max(np.abs(wave)) * envelope * 0.5 * 32767).astype(np.int16)
-    return _ulaw_encode(pcm)
-
-
-def _ulaw_encode(pcm: np.ndarray) -> bytes:
-    x = pcm.astype(np.int32)
-    sign = np.where(x < 0, 0x80, 0)
-    mag = np.minimum(np.abs(x), 32635) + 0x84
-    exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
-    mantissa = (mag >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+    return pcm16_to_ulaw(pcm)
 
 
 # --- the emulator, in its own process -------------------------------------------------------------

@@ -7,8 +7,9 @@ these helpers, so a bad value fails at start-up with the variable's name instead
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from dotenv import load_dotenv
 
@@ -76,3 +77,15 @@ class Env:
         if value not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
         return value
+
+
+T = TypeVar("T")
+
+
+def settings_or_exit(service: str, from_env: Callable[[], T]) -> T:
+    """What every service's main() does first: read `.env`, build its settings, or stop with the reason."""
+    load_env_file()
+    try:
+        return from_env()
+    except ConfigError as exc:
+        raise SystemExit(f"voicebridge-{service}: configuration error: {exc}") from None

@@ -8,6 +8,7 @@ On a bidi stream the handling time is the whole call's length, so its buckets ru
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -131,6 +132,12 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], labels: tuple[str, str,
 
 class ClientStreamMetrics:
     """Client-side counters for one bidi method; children are resolved once, not per message."""
+
+    @staticmethod
+    @functools.cache
+    def for_method(full_method: str) -> ClientStreamMetrics:
+        """One shared instance per method (label children resolved once per process)."""
+        return ClientStreamMetrics(full_method)
 
     def __init__(self, full_method: str) -> None:
         service, method = _split(full_method)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from voicebridge.runtime import grpc_server
-from voicebridge.runtime.config import ConfigError, load_env_file
+from voicebridge.runtime.config import settings_or_exit
 from voicebridge.runtime.logs import setup_logging
 
 from .config import AgentSettings
@@ -13,11 +13,7 @@ from .server import build
 
 
 def main() -> None:
-    load_env_file()
-    try:
-        settings = AgentSettings.from_env()
-    except ConfigError as exc:
-        raise SystemExit(f"voicebridge-agent: configuration error: {exc}") from None
+    settings = settings_or_exit("agent", AgentSettings.from_env)
     setup_logging("agent", settings.log_level, settings.log_format)
     logging.getLogger(__name__).info("agent backend: %s", settings.backend)
     grpc_server.run(build(settings))

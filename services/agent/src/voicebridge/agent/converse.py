@@ -14,7 +14,6 @@ spoken "busy" message instead of dead air.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from voicebridge.runtime.logs import call_context
+from voicebridge.runtime.tasks import cancel_and_wait
 from voicebridge.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
 from .backends.base import AgentBackend, AgentSession, Outbox, SessionEndInfo, SessionRefused
@@ -133,11 +133,7 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
                     end_reason = message.end.reason
                     break
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(tasks)
             if session is not None:
                 try:
                     await session.aclose(

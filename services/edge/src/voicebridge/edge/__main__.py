@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
-from voicebridge.runtime.config import ConfigError, load_env_file
+from voicebridge.runtime.config import settings_or_exit
 from voicebridge.runtime.logs import setup_logging
 
 from .config import EdgeSettings
@@ -12,11 +12,7 @@ from .wiring import build_app
 
 
 def main() -> None:
-    load_env_file()
-    try:
-        settings = EdgeSettings.from_env()
-    except ConfigError as exc:
-        raise SystemExit(f"voicebridge-edge: configuration error: {exc}") from None
+    settings = settings_or_exit("edge", EdgeSettings.from_env)
     setup_logging("edge", settings.log_level, settings.log_format)
     uvicorn.run(
         build_app(settings),

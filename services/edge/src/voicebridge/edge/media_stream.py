@@ -52,6 +52,10 @@ CLOSE_INTERNAL = 1011
 MEDIA_END_WAIT_S = 1.0
 
 
+_PROCESSING_IN = PROCESSING.labels("inbound")
+_PROCESSING_OUT = PROCESSING.labels("outbound")
+
+
 class StreamRejected(Exception):
     def __init__(self, kind: str, reason: str, close_code: int = CLOSE_POLICY) -> None:
         super().__init__(reason)
@@ -75,18 +79,6 @@ class StreamGate:
 
     def leave(self) -> None:
         self.pending -= 1
-
-
-_CLIENT_METRICS: ClientStreamMetrics | None = None
-_PROCESSING_IN = PROCESSING.labels("inbound")
-_PROCESSING_OUT = PROCESSING.labels("outbound")
-
-
-def _client_metrics() -> ClientStreamMetrics:
-    global _CLIENT_METRICS
-    if _CLIENT_METRICS is None:
-        _CLIENT_METRICS = ClientStreamMetrics("/voicebridge.v1.MediaService/Call")
-    return _CLIENT_METRICS
 
 
 class MediaStreamSession:
@@ -186,7 +178,7 @@ class MediaStreamSession:
         )
         log.info("media stream started (stream %s, from %s)", start.stream_sid, info.from_number or "?")
         CALLS_ACTIVE.inc()
-        metrics = _client_metrics()
+        metrics = ClientStreamMetrics.for_method("/voicebridge.v1.MediaService/Call")
         metrics.started.inc()
         began = time.monotonic()
         call = self._media.Call()
@@ -303,7 +295,7 @@ class MediaStreamSession:
 
     async def _read_media(self, call: grpc.aio.StreamStreamCall) -> common_pb2.CallEnd:
         """Carry out what media sends until it ends the call; returns media's end."""
-        metrics = _client_metrics()
+        metrics = ClientStreamMetrics.for_method("/voicebridge.v1.MediaService/Call")
         while True:
             try:
                 response = await call.read()

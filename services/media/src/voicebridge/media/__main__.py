@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from voicebridge.runtime import grpc_server
-from voicebridge.runtime.config import ConfigError, load_env_file
+from voicebridge.runtime.config import settings_or_exit
 from voicebridge.runtime.logs import setup_logging
 
 from .config import MediaSettings
@@ -11,11 +11,7 @@ from .server import build
 
 
 def main() -> None:
-    load_env_file()
-    try:
-        settings = MediaSettings.from_env()
-    except ConfigError as exc:
-        raise SystemExit(f"voicebridge-media: configuration error: {exc}") from None
+    settings = settings_or_exit("media", MediaSettings.from_env)
     setup_logging("media", settings.log_level, settings.log_format)
     grpc_server.run(build(settings))
 

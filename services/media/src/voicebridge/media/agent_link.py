@@ -18,21 +18,12 @@ from voicebridge.v1 import agent_pb2, agent_pb2_grpc
 
 from .metrics import FRAMES_DROPPED
 
-_METRICS: ClientStreamMetrics | None = None
-
-
-def _metrics() -> ClientStreamMetrics:
-    global _METRICS
-    if _METRICS is None:
-        _METRICS = ClientStreamMetrics("/voicebridge.v1.AgentService/Converse")
-    return _METRICS
-
 
 class AgentLink:
     def __init__(self, stub: agent_pb2_grpc.AgentServiceStub, max_audio_chunks: int) -> None:
         self._call = stub.Converse()
         self._begin = time.monotonic()
-        self._m = _metrics()
+        self._m = ClientStreamMetrics.for_method("/voicebridge.v1.AgentService/Converse")
         self._m.started.inc()
         dropped = FRAMES_DROPPED.labels("agent_backpressure")
         self._writer = PriorityStreamWriter(self._call, max_audio_chunks, self._m.sent.inc, dropped.inc)

@@ -12,13 +12,13 @@ the call, `run()` cancels them all and closes the agent session before it return
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from voicebridge.runtime.logs import call_context
+from voicebridge.runtime.tasks import cancel_and_wait
 from voicebridge.v1 import agent_pb2, agent_pb2_grpc, common_pb2, media_pb2
 
 from .agent_link import AgentLink
@@ -170,11 +170,7 @@ class CallSession:
             else:
                 reason, detail = common_pb2.END_REASON_CALLER_HANGUP, "caller stream closed"
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(tasks)
         return await self._finish(reason, detail)
 
     def request_stop(self, reason: int, detail: str) -> None:

@@ -8,11 +8,11 @@ table on all 256 codes; its encoder differs from G.191 on 508 inputs, so it is n
 
 from __future__ import annotations
 
-import sys
-import warnings
 from collections.abc import Callable
 
 import numpy as np
+
+from voicebridge.media.audio import optional_audioop
 
 __all__ = ["ULAW_SILENCE", "ulaw_decode", "ulaw_encode", "ulaw_encode_array"]
 
@@ -57,13 +57,8 @@ def _numpy_decode(data: bytes) -> bytes:
 
 def _pick_decoder() -> Callable[[bytes], bytes]:
     """audioop's decoder when present and proven identical to the G.191 table; numpy otherwise."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import audioop  # optional: absent on 3.13
-    except ImportError:
-        return _numpy_decode
-    if sys.byteorder != "little":
+    audioop = optional_audioop.load()
+    if audioop is None:
         return _numpy_decode
     codes = bytes(range(256))
     if audioop.ulaw2lin(codes, 2) != _numpy_decode(codes):

@@ -71,6 +71,26 @@ def test_a_backchannel_pauses_and_then_resumes(caller_speech) -> None:
     assert [v.decision for v in verdicts] == [Decision.PAUSE, Decision.RESUME]
 
 
+def test_a_pause_between_words_still_counts_towards_the_interruption() -> None:
+    vowel = np.frombuffer(ulaw_decode(espeak_ulaw("aaaaaaaaaaaaaaaaaaaah")), "<i2").astype(np.float64)
+    voiced = vowel[4000:8800]  # steady voicing, no pause inside
+    # "Wait," (250 ms) then a 250 ms pause, then "stop" (300 ms): too short each, not together.
+    mic = np.concatenate([voiced[:2000], np.zeros(2000), voiced[2000:4400], np.zeros(4000)])
+    verdicts = run(BargeInDetector(), phone(mic))[:4]  # after a confirm the agent would stop playing
+    decisions = [v.decision for v in verdicts]
+    assert decisions == [Decision.PAUSE, Decision.RESUME, Decision.PAUSE, Decision.CONFIRM]
+    assert verdicts[3].onset == verdicts[0].onset  # one utterance, from its first word
+    assert verdicts[3].at - verdicts[2].at < 0.300  # the second word confirms quickly
+
+
+def test_a_second_backchannel_long_after_the_first_starts_afresh() -> None:
+    vowel = np.frombuffer(ulaw_decode(espeak_ulaw("aaaaaaaaaaaaaaaaaaaah")), "<i2").astype(np.float64)
+    voiced = vowel[4000:8800]
+    mic = np.concatenate([voiced[:2000], np.zeros(8000), voiced[2000:4400], np.zeros(4000)])
+    decisions = [v.decision for v in run(BargeInDetector(), phone(mic))]
+    assert decisions == [Decision.PAUSE, Decision.RESUME, Decision.PAUSE, Decision.RESUME]
+
+
 @pytest.mark.parametrize("echo_db", [-10, -20, -30])
 @pytest.mark.parametrize("delay_ms", [50, 150, 300])
 def test_the_agents_own_voice_echoed_back_never_interrupts(agent_speech, echo_db: int, delay_ms: int) -> None:

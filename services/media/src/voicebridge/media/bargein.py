@@ -12,6 +12,7 @@ for "mhm". Two things make this detector better than a VAD onset:
   (Twilio `clear`: the caller stops hearing it within ~100 ms). Only when the speech lasts
   `confirm_ms` is the interruption confirmed and the agent told. If it stops sooner — a backchannel,
   a cough, a click — playback resumes where the caller stopped hearing it, and the agent never knew.
+  Speech that resumes within `credit_ms` ("Wait, ... stop") still counts toward the confirmation.
 
 The detector is pure logic on a caller-side timeline (the media service's clock): it returns
 decisions and the call session carries them out. That keeps it testable on a virtual clock and lets
@@ -164,6 +165,7 @@ class BargeInDetector:
         self._onset = 0.0
         self._speech_frames = 0
         self._quiet_frames = 0
+        self._credit_frames, self._credit_onset, self._credit_until = 0, 0.0, -1.0
         self._frames_seen = 0
         self._far_active_slots = 0
         self.echo_known = False  # the echo path has been estimated (present or not)
@@ -185,6 +187,7 @@ class BargeInDetector:
         self._state = _State.LISTENING
         self._recent.clear()
         self._speech_frames = self._quiet_frames = 0
+        self._credit_frames, self._credit_onset, self._credit_until = 0, 0.0, -1.0
 
     def feed(self, pcm8k: bytes, start: float, agent_playing: bool) -> list[Verdict]:
         """Caller audio beginning at clock time `start`. Decides only while the agent plays or is paused."""
@@ -276,8 +279,13 @@ class BargeInDetector:
             hits = [start for is_speech, start in self._recent if is_speech]
             if len(hits) >= self._onset_frames:
                 self._state = _State.PAUSED
-                self._onset = hits[0]
                 self._speech_frames = len(hits)
+                if t <= self._credit_until:  # the same utterance, resumed after a pause between words
+                    self._speech_frames += self._credit_frames
+                    self._onset = self._credit_onset
+                else:
+                    self._onset = hits[0]
+                self._credit_until = -1.0
                 self._quiet_frames = 0
                 self._recent.clear()
                 return Verdict(Decision.PAUSE, end, self._onset)
@@ -293,8 +301,11 @@ class BargeInDetector:
         else:
             self._quiet_frames += 1
             if self._quiet_frames >= self._release_frames:
-                onset = self._onset
+                onset, spoken = self._onset, self._speech_frames
                 self.reset()
+                # "Wait, ... stop": if the caller goes on within a second, what was said still counts.
+                self._credit_frames, self._credit_onset = spoken, onset
+                self._credit_until = end + self.config.credit_ms / 1000.0
                 return Verdict(Decision.RESUME, end, onset)
         return None
 

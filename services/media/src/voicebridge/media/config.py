@@ -39,6 +39,8 @@ class BargeInConfig:
     confirm_ms: int = 400
     # No speech for this long while paused -> it was a backchannel or noise: resume playback.
     release_ms: int = 200
+    # Speech within this long after a resume still counts toward confirming (pauses between words).
+    credit_ms: int = 500
     # Caller audio must be louder than the loudest recent agent audio minus this to count as the caller.
     echo_margin_db: float = 6.0
     # How long after being played agent audio can come back as echo.
@@ -120,6 +122,7 @@ def _barge_in(env: Env) -> BargeInConfig:
             onset_window_ms=env.int("BARGE_IN_ONSET_WINDOW_MS", defaults.onset_window_ms),
             confirm_ms=env.int("BARGE_IN_CONFIRM_MS", defaults.confirm_ms),
             release_ms=env.int("BARGE_IN_RELEASE_MS", defaults.release_ms),
+            credit_ms=env.int("BARGE_IN_CREDIT_MS", defaults.credit_ms),
             echo_margin_db=env.float("BARGE_IN_ECHO_MARGIN_DB", defaults.echo_margin_db),
             echo_window_ms=env.int("BARGE_IN_ECHO_WINDOW_MS", defaults.echo_window_ms),
             echo_excess_db=env.float("BARGE_IN_ECHO_EXCESS_DB", defaults.echo_excess_db),

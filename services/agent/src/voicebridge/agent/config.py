@@ -45,6 +45,14 @@ class AgentSettings:
             elevenlabs=_elevenlabs(env) if backend == "elevenlabs" else None,
         )
 
+    def __post_init__(self) -> None:
+        # The backend's own handshake timeout must fire first, so the caller hears why (busy/timeout).
+        if self.elevenlabs is not None and self.elevenlabs.handshake_timeout_s >= self.open_timeout_s:
+            raise ConfigError(
+                "ELEVENLABS_HANDSHAKE_TIMEOUT_S must be below AGENT_OPEN_TIMEOUT_S "
+                f"({self.elevenlabs.handshake_timeout_s} >= {self.open_timeout_s})"
+            )
+
 
 def _elevenlabs(env: Env) -> ElevenLabsSettings:
     api_key = env.optional("ELEVENLABS_API_KEY")

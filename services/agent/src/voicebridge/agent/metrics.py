@@ -12,7 +12,6 @@ SESSION_OPEN_SECONDS = Histogram(
     "agent_session_open_seconds", "Time for the backend to become ready for a call", buckets=LATENCY_BUCKETS
 )
 FRAMES = Counter("agent_frames", "Audio chunks through the agent service", ["direction"])
-FRAMES_DROPPED = Counter("agent_frames_dropped", "Audio chunks dropped, by reason", ["reason"])
 # Caller audio: entered voicebridge at the edge -> handed to the agent backend (the bridge's inbound delay).
 INBOUND_ADDED_LATENCY = Histogram(
     "agent_inbound_added_latency_seconds",

@@ -48,12 +48,12 @@ def played_seconds(call: TwilioCaller, since: int = 0) -> float:
 
 
 def ends(stack: Stack, agent_reason: str) -> tuple[float, ...]:
-    """Calls ended so far, per service: the agent's and media's own reason, and the edge's view (media
-    relays every agent-side end as a hang-up, which the edge counts as agent_ended)."""
+    """Calls ended so far with this reason, as each service counts them (the reason travels with the
+    hang-up from agent to media to edge)."""
     return (
         stack.metric("agent", "agent_session_ends_total", f'reason="{agent_reason}"'),
         stack.metric("media", "media_call_ends_total", f'reason="{agent_reason}"'),
-        stack.metric("edge", "edge_call_ends_total", 'reason="agent_ended"'),
+        stack.metric("edge", "edge_call_ends_total", f'reason="{agent_reason}"'),
     )
 
 

@@ -151,10 +151,12 @@ class Transcript(_message.Message):
     def __init__(self, role: _Optional[_Union[Transcript.Role, str]] = ..., text: _Optional[str] = ..., final: _Optional[bool] = ..., correction: _Optional[bool] = ..., response_id: _Optional[int] = ...) -> None: ...
 
 class HangUp(_message.Message):
-    __slots__ = ("reason",)
+    __slots__ = ("reason", "end_reason")
     REASON_FIELD_NUMBER: _ClassVar[int]
+    END_REASON_FIELD_NUMBER: _ClassVar[int]
     reason: str
-    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+    end_reason: EndReason
+    def __init__(self, reason: _Optional[str] = ..., end_reason: _Optional[_Union[EndReason, str]] = ...) -> None: ...
 
 class TransferCall(_message.Message):
     __slots__ = ("destination", "reason")

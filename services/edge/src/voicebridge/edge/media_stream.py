@@ -330,7 +330,8 @@ class MediaStreamSession:
                 await self._actions.hang_up(self._call_sid)
                 self._close_reason = "agent hung up"
                 return common_pb2.CallEnd(
-                    reason=common_pb2.END_REASON_AGENT_ENDED, detail=response.hangup.reason
+                    reason=response.hangup.end_reason or common_pb2.END_REASON_AGENT_ENDED,
+                    detail=response.hangup.reason,
                 )
             elif kind == "transfer":
                 log.info("transferring to %s", response.transfer.destination)

@@ -328,7 +328,9 @@ class CallSession:
                 reason, detail = message.end.reason, message.end.detail
                 await self._after_playout(
                     media_pb2.CallResponse(
-                        hangup=common_pb2.HangUp(reason=f"{common_pb2.EndReason.Name(reason)}: {detail}")
+                        hangup=common_pb2.HangUp(
+                            reason=f"{common_pb2.EndReason.Name(reason)}: {detail}", end_reason=reason
+                        )
                     )
                 )
                 raise CallEnded(reason, detail)

@@ -2,7 +2,7 @@
 
 Why: the agent service must be tested against every protocol corner (ping without `ping_ms`, late audio
 after an interruption, each close code, signed URLs, busy refusals) with no network. Shapes follow
-/work/shared/reference/elevenlabs.md §1 (AsyncAPI of elevenlabs/packages, "AAPI-P").
+../shared/reference/elevenlabs.md, from the repo root §1 (AsyncAPI of elevenlabs/packages, "AAPI-P").
 
 Endpoints, all on one port:
 * `GET /v1/convai/conversation?agent_id=...[&conversation_signature=...]` (WebSocket). The client sends

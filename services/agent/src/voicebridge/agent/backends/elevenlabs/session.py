@@ -8,7 +8,7 @@ Two tasks per call, both on the service's event loop (no threads):
 * `run()` moves the pending list into the outbox in order. Only it waits for room for audio
   (backpressure from media), so a slow media link never stops pongs.
 
-Decisions, with their sources (/work/shared/reference/elevenlabs.md):
+Decisions, with their sources (../shared/reference/elevenlabs.md, from the repo root):
 * Interruption drops audio with event_id <= the interrupted id, the Python SDK rule (§1.8). Media's own
   barge-in (CallerInterrupted) raises the same bound for the response it stopped, and the agent gets a
   `contextual_update` saying how much of it the caller heard.

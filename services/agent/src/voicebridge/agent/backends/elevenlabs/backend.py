@@ -3,8 +3,9 @@
 Why our own WebSocket client rather than the SDK's AsyncConversation (reference §2.3): the SDK polls
 recv every 0.5 s, runs client tools on a thread of its own unless told otherwise, ignores the
 negotiated audio formats, error events and close codes, and ends the session on one malformed frame.
-Here: `websockets` directly, compression off, one loop, no thread per call; httpx only for the
-signed URL of private agents (fetched per call, since it expires in 15 minutes).
+Here: `websockets` directly, compression off, one loop, no thread per call. The SDK serves where it
+fits: its async REST client fetches the signed URL of private agents (per call, since it expires in
+15 minutes), on the event loop, with the API key only in its `xi-api-key` header.
 
 Failures, chosen and tested end to end (tests/e2e/test_agent_failures.py, docs/agent-backend.md):
 * Refused at connect (HTTP 429, or an error event naming a concurrency limit) → SessionRefused(AGENT_BUSY);
@@ -25,6 +26,8 @@ import urllib.parse
 from typing import Any
 
 import httpx
+from elevenlabs.client import AsyncElevenLabs
+from elevenlabs.core.api_error import ApiError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
@@ -76,6 +79,7 @@ class ElevenLabsBackend(AgentBackend):
         register_secret(settings.api_key)
         self._http = http
         self._owns_http = http is None
+        self._sdk: AsyncElevenLabs | None = None
 
     def agent_for(self, call: common_pb2.CallInfo) -> str:
         override = call.custom_parameters.get(AGENT_OVERRIDE_PARAM, "")
@@ -176,56 +180,62 @@ class ElevenLabsBackend(AgentBackend):
     def _host(self) -> str:
         return urllib.parse.urlsplit(self.settings.base_url).netloc
 
-    async def _signed_url(self, agent_id: str) -> str:
-        """GET get-signed-url with xi-api-key; the key goes only in this header, never in a URL or log."""
-        if self._http is None:
-            self._http = httpx.AsyncClient()
-        try:
-            response = await self._http.get(
-                self.settings.signed_url_endpoint(),
-                params={"agent_id": agent_id},
-                headers={"xi-api-key": self.settings.api_key or ""},
+    def _rest(self) -> AsyncElevenLabs:
+        """The SDK's async client, on our own httpx client (closed in `aclose`)."""
+        if self._sdk is None:
+            if self._http is None:
+                self._http = httpx.AsyncClient()
+            self._sdk = AsyncElevenLabs(
+                api_key=self.settings.api_key,
+                base_url=self.settings.http_base,
                 timeout=self.settings.handshake_timeout_s,
+                httpx_client=self._http,
             )
+        return self._sdk
+
+    async def _signed_url(self, agent_id: str) -> str:
+        """A signed conversation URL for a private agent; the key goes only in the request header."""
+        try:
+            reply = await self._rest().conversational_ai.conversations.get_signed_url(agent_id=agent_id)
         except httpx.TimeoutException:
             raise SessionRefused(
                 common_pb2.END_REASON_AGENT_TIMEOUT,
                 "ElevenLabs signed URL request timed out",
                 common_pb2.ERROR_CODE_DEADLINE_EXCEEDED,
             ) from None
-        except httpx.HTTPError as exc:
-            raise SessionRefused(
-                common_pb2.END_REASON_UNAVAILABLE, f"cannot reach ElevenLabs at {self._host()}: {exc}"
-            ) from None
-        if response.status_code == 429:
-            raise SessionRefused(
-                common_pb2.END_REASON_AGENT_BUSY,
-                "ElevenLabs signed URL refused: HTTP 429",
-                common_pb2.ERROR_CODE_RESOURCE_EXHAUSTED,
-            )
-        if response.status_code != 200:
+        except ApiError as exc:
+            if exc.status_code == 429:
+                raise SessionRefused(
+                    common_pb2.END_REASON_AGENT_BUSY,
+                    "ElevenLabs signed URL refused: HTTP 429",
+                    common_pb2.ERROR_CODE_RESOURCE_EXHAUSTED,
+                ) from None
             code = (
                 common_pb2.ERROR_CODE_UNAUTHENTICATED
-                if response.status_code in (401, 403)
+                if exc.status_code in (401, 403)
                 else common_pb2.ERROR_CODE_UNAVAILABLE
             )
             raise SessionRefused(
                 common_pb2.END_REASON_AGENT_ERROR,
-                f"ElevenLabs signed URL for agent {agent_id} failed: HTTP {response.status_code}",
+                f"ElevenLabs signed URL for agent {agent_id} failed: HTTP {exc.status_code}",
                 code,
-            )
-        try:
-            signed_url = str(response.json()["signed_url"])
-        except (ValueError, KeyError, TypeError):
+            ) from None
+        except httpx.HTTPError as exc:
+            raise SessionRefused(
+                common_pb2.END_REASON_UNAVAILABLE, f"cannot reach ElevenLabs at {self._host()}: {exc}"
+            ) from None
+        except (ValueError, TypeError):  # a reply the SDK could not parse
             raise SessionRefused(
                 common_pb2.END_REASON_AGENT_ERROR, "ElevenLabs signed URL response has no signed_url"
             ) from None
+        signed_url = str(reply.signed_url)
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(signed_url).query))
         register_secret(query.get("conversation_signature"))
         register_secret(signed_url)
         return signed_url
 
     async def aclose(self) -> None:
+        self._sdk = None
         if self._http is not None and self._owns_http:
             with contextlib.suppress(Exception):
                 await self._http.aclose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -89,3 +90,22 @@ def settings_or_exit(service: str, from_env: Callable[[], T]) -> T:
         return from_env()
     except ConfigError as exc:
         raise SystemExit(f"voicebridge-{service}: configuration error: {exc}") from None
+
+
+@dataclass(frozen=True)
+class MuxSettings:
+    """How this process carries calls over its internal gRPC hops (runtime/mux.py), same in every service.
+
+    `enabled`: many calls on one stream per process pair (CallMany/ConverseMany); off, one stream per
+    call. `window_s`: how long a sender waits after the first ready message to gather more (0: it
+    sends whatever is ready when it runs, which adds no latency)."""
+
+    enabled: bool = True
+    window_s: float = 0.0
+
+    @classmethod
+    def from_env(cls, env: Env) -> MuxSettings:
+        window_ms = env.float("GRPC_BATCH_WINDOW_MS", 0.0)
+        if not 0 <= window_ms <= 20:
+            raise ConfigError(f"GRPC_BATCH_WINDOW_MS must be between 0 and 20, got {window_ms}")
+        return cls(enabled=env.bool("GRPC_MULTIPLEX", True), window_s=window_ms / 1000.0)

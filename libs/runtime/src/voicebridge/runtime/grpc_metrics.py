@@ -152,3 +152,25 @@ class ClientStreamMetrics:
         name = code.name if isinstance(code, grpc.StatusCode) else code
         CLIENT_HANDLED.labels(*self._labels, name).inc()
         self.handling.observe(duration_s)
+
+
+class ServerStreamMetrics:
+    """Server-side counters for one bidi method, for calls served without their own RPC (mux.py)."""
+
+    @staticmethod
+    @functools.cache
+    def for_method(full_method: str) -> ServerStreamMetrics:
+        return ServerStreamMetrics(full_method)
+
+    def __init__(self, full_method: str) -> None:
+        service, method = _split(full_method)
+        labels = ("bidi_stream", service, method)
+        self._labels = labels
+        self.started = SERVER_STARTED.labels(*labels)
+        self.sent = SERVER_SENT.labels(*labels)
+        self.received = SERVER_RECEIVED.labels(*labels)
+        self.handling = SERVER_HANDLING.labels(*labels)
+
+    def handled(self, code: grpc.StatusCode, duration_s: float) -> None:
+        SERVER_HANDLED.labels(*self._labels, code.name).inc()
+        self.handling.observe(duration_s)

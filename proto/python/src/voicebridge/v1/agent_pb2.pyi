@@ -121,3 +121,35 @@ class Interruption(_message.Message):
     RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
     response_id: int
     def __init__(self, response_id: _Optional[int] = ...) -> None: ...
+
+class ConverseManyRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ConverseManyRequestItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[ConverseManyRequestItem, _Mapping]]] = ...) -> None: ...
+
+class ConverseManyRequestItem(_message.Message):
+    __slots__ = ("call", "request", "signal")
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    call: int
+    request: ConverseRequest
+    signal: _common_pb2.StreamSignal
+    def __init__(self, call: _Optional[int] = ..., request: _Optional[_Union[ConverseRequest, _Mapping]] = ..., signal: _Optional[_Union[_common_pb2.StreamSignal, str]] = ...) -> None: ...
+
+class ConverseManyResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ConverseManyResponseItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[ConverseManyResponseItem, _Mapping]]] = ...) -> None: ...
+
+class ConverseManyResponseItem(_message.Message):
+    __slots__ = ("call", "response", "status")
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    call: int
+    response: ConverseResponse
+    status: _common_pb2.StreamStatus
+    def __init__(self, call: _Optional[int] = ..., response: _Optional[_Union[ConverseResponse, _Mapping]] = ..., status: _Optional[_Union[_common_pb2.StreamStatus, _Mapping]] = ...) -> None: ...

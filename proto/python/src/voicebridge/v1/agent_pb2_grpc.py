@@ -58,6 +58,11 @@ class AgentServiceStub:
                 request_serializer=voicebridge_dot_v1_dot_agent__pb2.ConverseRequest.SerializeToString,
                 response_deserializer=voicebridge_dot_v1_dot_agent__pb2.ConverseResponse.FromString,
                 _registered_method=True)
+        self.ConverseMany = channel.stream_stream(
+                '/voicebridge.v1.AgentService/ConverseMany',
+                request_serializer=voicebridge_dot_v1_dot_agent__pb2.ConverseManyRequest.SerializeToString,
+                response_deserializer=voicebridge_dot_v1_dot_agent__pb2.ConverseManyResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -89,6 +94,15 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConverseMany(self, request_iterator, context):
+        """Optional: many calls on one stream, Converse's messages tagged with a call number and batched
+        (see MediaService.CallMany; the same rules). Media uses it when the agent implements it, and
+        Converse otherwise: a backend that implements only Converse loses nothing but CPU.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +110,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.Converse,
                     request_deserializer=voicebridge_dot_v1_dot_agent__pb2.ConverseRequest.FromString,
                     response_serializer=voicebridge_dot_v1_dot_agent__pb2.ConverseResponse.SerializeToString,
+            ),
+            'ConverseMany': grpc.stream_stream_rpc_method_handler(
+                    servicer.ConverseMany,
+                    request_deserializer=voicebridge_dot_v1_dot_agent__pb2.ConverseManyRequest.FromString,
+                    response_serializer=voicebridge_dot_v1_dot_agent__pb2.ConverseManyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -144,6 +163,33 @@ class AgentService:
             '/voicebridge.v1.AgentService/Converse',
             voicebridge_dot_v1_dot_agent__pb2.ConverseRequest.SerializeToString,
             voicebridge_dot_v1_dot_agent__pb2.ConverseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConverseMany(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/voicebridge.v1.AgentService/ConverseMany',
+            voicebridge_dot_v1_dot_agent__pb2.ConverseManyRequest.SerializeToString,
+            voicebridge_dot_v1_dot_agent__pb2.ConverseManyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,12 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_DEADLINE_EXCEEDED: _ClassVar[ErrorCode]
     ERROR_CODE_UNAUTHENTICATED: _ClassVar[ErrorCode]
     ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
+
+class StreamSignal(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STREAM_SIGNAL_UNSPECIFIED: _ClassVar[StreamSignal]
+    STREAM_SIGNAL_HALF_CLOSE: _ClassVar[StreamSignal]
+    STREAM_SIGNAL_CANCEL: _ClassVar[StreamSignal]
 AUDIO_ENCODING_UNSPECIFIED: AudioEncoding
 AUDIO_ENCODING_PCM_S16LE: AudioEncoding
 AUDIO_ENCODING_MULAW: AudioEncoding
@@ -70,6 +76,9 @@ ERROR_CODE_RESOURCE_EXHAUSTED: ErrorCode
 ERROR_CODE_DEADLINE_EXCEEDED: ErrorCode
 ERROR_CODE_UNAUTHENTICATED: ErrorCode
 ERROR_CODE_INTERNAL: ErrorCode
+STREAM_SIGNAL_UNSPECIFIED: StreamSignal
+STREAM_SIGNAL_HALF_CLOSE: StreamSignal
+STREAM_SIGNAL_CANCEL: StreamSignal
 
 class AudioFormat(_message.Message):
     __slots__ = ("encoding", "sample_rate_hz")
@@ -165,3 +174,11 @@ class TransferCall(_message.Message):
     destination: str
     reason: str
     def __init__(self, destination: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class StreamStatus(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...

@@ -1,7 +1,8 @@
 from voicebridge.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -73,3 +74,35 @@ class PlayAudio(_message.Message):
 class ClearAudio(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class CallManyRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[CallManyRequestItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[CallManyRequestItem, _Mapping]]] = ...) -> None: ...
+
+class CallManyRequestItem(_message.Message):
+    __slots__ = ("call", "request", "signal")
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    call: int
+    request: CallRequest
+    signal: _common_pb2.StreamSignal
+    def __init__(self, call: _Optional[int] = ..., request: _Optional[_Union[CallRequest, _Mapping]] = ..., signal: _Optional[_Union[_common_pb2.StreamSignal, str]] = ...) -> None: ...
+
+class CallManyResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[CallManyResponseItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[CallManyResponseItem, _Mapping]]] = ...) -> None: ...
+
+class CallManyResponseItem(_message.Message):
+    __slots__ = ("call", "response", "status")
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    call: int
+    response: CallResponse
+    status: _common_pb2.StreamStatus
+    def __init__(self, call: _Optional[int] = ..., response: _Optional[_Union[CallResponse, _Mapping]] = ..., status: _Optional[_Union[_common_pb2.StreamStatus, _Mapping]] = ...) -> None: ...

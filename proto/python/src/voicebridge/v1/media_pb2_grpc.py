@@ -45,6 +45,11 @@ class MediaServiceStub:
                 request_serializer=voicebridge_dot_v1_dot_media__pb2.CallRequest.SerializeToString,
                 response_deserializer=voicebridge_dot_v1_dot_media__pb2.CallResponse.FromString,
                 _registered_method=True)
+        self.CallMany = channel.stream_stream(
+                '/voicebridge.v1.MediaService/CallMany',
+                request_serializer=voicebridge_dot_v1_dot_media__pb2.CallManyRequest.SerializeToString,
+                response_deserializer=voicebridge_dot_v1_dot_media__pb2.CallManyResponse.FromString,
+                _registered_method=True)
 
 
 class MediaServiceServicer:
@@ -65,6 +70,17 @@ class MediaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CallMany(self, request_iterator, context):
+        """Many calls on one stream: Call's messages, each tagged with a call number, batched. A gRPC
+        message costs far more CPU than the audio it carries, so a client that bridges many calls sends
+        everything ready at the same moment in one CallManyRequest. Per call, the rules of Call hold.
+        Optional for servers: a client falls back to Call when this is UNIMPLEMENTED. The server sends
+        its response headers at once, so a client learns that without waiting for a call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MediaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -72,6 +88,11 @@ def add_MediaServiceServicer_to_server(servicer, server):
                     servicer.Call,
                     request_deserializer=voicebridge_dot_v1_dot_media__pb2.CallRequest.FromString,
                     response_serializer=voicebridge_dot_v1_dot_media__pb2.CallResponse.SerializeToString,
+            ),
+            'CallMany': grpc.stream_stream_rpc_method_handler(
+                    servicer.CallMany,
+                    request_deserializer=voicebridge_dot_v1_dot_media__pb2.CallManyRequest.FromString,
+                    response_serializer=voicebridge_dot_v1_dot_media__pb2.CallManyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -107,6 +128,33 @@ class MediaService:
             '/voicebridge.v1.MediaService/Call',
             voicebridge_dot_v1_dot_media__pb2.CallRequest.SerializeToString,
             voicebridge_dot_v1_dot_media__pb2.CallResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CallMany(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/voicebridge.v1.MediaService/CallMany',
+            voicebridge_dot_v1_dot_media__pb2.CallManyRequest.SerializeToString,
+            voicebridge_dot_v1_dot_media__pb2.CallManyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from voicebridge.runtime.logs import call_context
+from voicebridge.runtime.mux import MuxServer
 from voicebridge.runtime.tasks import cancel_and_wait
 from voicebridge.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
@@ -55,8 +56,17 @@ def _reason_name(reason: int) -> str:
 
 
 class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, backend: AgentBackend, open_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, backend: AgentBackend, open_timeout_s: float = 10.0, mux_window_s: float = 0.0
+    ) -> None:
         self._backend = backend
+        self._many = MuxServer(
+            self.Converse,
+            agent_pb2.ConverseManyResponse,
+            agent_pb2.ConverseManyResponseItem,
+            "/voicebridge.v1.AgentService/Converse",
+            window_s=mux_window_s,
+        )
         self._open_timeout_s = open_timeout_s
         self._outboxes: set[Outbox] = set()
         self._idle = asyncio.Event()
@@ -67,6 +77,15 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
         for outbox in list(self._outboxes):
             outbox.put_control(_end(common_pb2.END_REASON_SHUTDOWN, "agent service shutting down"))
         await self._idle.wait()
+
+    async def ConverseMany(  # noqa: N802 - gRPC method name
+        self,
+        request_iterator: AsyncIterator[agent_pb2.ConverseManyRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[agent_pb2.ConverseManyResponse]:
+        """Many calls on one stream (runtime/mux.py): each served by `Converse`, as if on its own stream."""
+        async for batch in self._many.serve(request_iterator, context):
+            yield batch
 
     async def Converse(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[agent_pb2.ConverseRequest], context: grpc.aio.ServicerContext

@@ -17,7 +17,8 @@ from prometheus_client import make_asgi_app
 
 from voicebridge.runtime.grpc_server import CLIENT_OPTIONS
 from voicebridge.runtime.metrics import BUILD_INFO, watch_loop_lag
-from voicebridge.v1 import media_pb2_grpc
+from voicebridge.runtime.mux import MuxClient
+from voicebridge.v1 import media_pb2, media_pb2_grpc
 
 from .config import MEDIA_STREAM_PATH, EdgeSettings
 from .media_stream import MediaStreamSession, StreamGate
@@ -49,7 +50,17 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         channel = grpc.aio.insecure_channel(settings.media_target, options=CLIENT_OPTIONS)
-        state["media"] = media_pb2_grpc.MediaServiceStub(channel)
+        stub = media_pb2_grpc.MediaServiceStub(channel)
+        # Every call to media on one multiplexed stream (runtime/mux.py), unless GRPC_MULTIPLEX=false.
+        media_calls = state["media"] = MuxClient(
+            stub.CallMany,
+            stub.Call,
+            media_pb2.CallManyRequest,
+            media_pb2.CallManyRequestItem,
+            "/voicebridge.v1.MediaService/Call",
+            window_s=settings.mux.window_s,
+            enabled=settings.mux.enabled,
+        )
         lag = asyncio.create_task(watch_loop_lag(), name="loop-lag")
         BUILD_INFO.labels("edge", VERSION).set(1)
         if not settings.validate_signatures:
@@ -66,6 +77,7 @@ def create_app(
             lag.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await lag
+            await media_calls.aclose()
             await channel.close()
 
     app = FastAPI(title="voicebridge edge", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)

@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from voicebridge.runtime.config import ConfigError, Env
+from voicebridge.runtime.config import ConfigError, Env, MuxSettings
 from voicebridge.runtime.logs import register_secret
 
 from . import call_params
@@ -88,6 +88,8 @@ class EdgeSettings:
     # Where the agent may transfer calls: E.164 numbers or sip: URIs, "*" for anywhere; empty: nowhere.
     transfer_destinations: frozenset[str] = frozenset()
     max_webhook_bytes: int = 64 * 1024
+    # How calls travel to media: one multiplexed stream, or one stream each (runtime/mux.py).
+    mux: MuxSettings = field(default_factory=MuxSettings)
 
     @property
     def rest_configured(self) -> bool:
@@ -148,4 +150,5 @@ class EdgeSettings:
             agent_variables=_agent_variables(env.optional("EDGE_AGENT_VARIABLES")),
             transfer_destinations=_transfer_destinations(env.optional("EDGE_TRANSFER_DESTINATIONS")),
             max_webhook_bytes=env.int("EDGE_MAX_WEBHOOK_BYTES", 64 * 1024),
+            mux=MuxSettings.from_env(env),
         )

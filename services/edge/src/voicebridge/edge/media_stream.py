@@ -22,8 +22,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voicebridge.runtime.grpc_metrics import ClientStreamMetrics
 from voicebridge.runtime.logs import call_context
+from voicebridge.runtime.mux import MuxCall, MuxClient
 from voicebridge.runtime.stream_writer import PriorityStreamWriter
-from voicebridge.v1 import common_pb2, media_pb2, media_pb2_grpc
+from voicebridge.v1 import common_pb2, media_pb2
 
 from . import call_params
 from .config import EdgeSettings
@@ -88,7 +89,7 @@ class MediaStreamSession:
         self,
         ws: WebSocket,
         settings: EdgeSettings,
-        media: media_pb2_grpc.MediaServiceStub,
+        media: MuxClient,
         actions: TwilioActions,
         verify_start: Callable[[ms.Start], str | None],
     ) -> None:
@@ -181,7 +182,7 @@ class MediaStreamSession:
         metrics = ClientStreamMetrics.for_method("/voicebridge.v1.MediaService/Call")
         metrics.started.inc()
         began = time.monotonic()
-        call = self._media.Call()
+        call = self._media.open()
         self._writer = PriorityStreamWriter(
             call,
             max(1, self._settings.media_queue_ms // 20),
@@ -293,7 +294,7 @@ class MediaStreamSession:
             return common_pb2.CallEnd(reason=common_pb2.END_REASON_UNAVAILABLE, detail=str(exc))
         return media_task.result()
 
-    async def _read_media(self, call: grpc.aio.StreamStreamCall) -> common_pb2.CallEnd:
+    async def _read_media(self, call: MuxCall | grpc.aio.StreamStreamCall) -> common_pb2.CallEnd:
         """Carry out what media sends until it ends the call; returns media's end."""
         metrics = ClientStreamMetrics.for_method("/voicebridge.v1.MediaService/Call")
         while True:

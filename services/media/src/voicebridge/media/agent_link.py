@@ -13,17 +13,33 @@ import time
 import grpc
 
 from voicebridge.runtime.grpc_metrics import ClientStreamMetrics
+from voicebridge.runtime.mux import MuxClient
 from voicebridge.runtime.stream_writer import PriorityStreamWriter
 from voicebridge.v1 import agent_pb2, agent_pb2_grpc
 
 from .metrics import FRAMES_DROPPED
 
+CONVERSE = "/voicebridge.v1.AgentService/Converse"
+
+
+def agent_calls(stub: agent_pb2_grpc.AgentServiceStub, enabled: bool, window_s: float) -> MuxClient:
+    """Media's calls to the agent: all on one ConverseMany stream, or (unsupported, or off) one each."""
+    return MuxClient(
+        stub.ConverseMany,
+        stub.Converse,
+        agent_pb2.ConverseManyRequest,
+        agent_pb2.ConverseManyRequestItem,
+        CONVERSE,
+        window_s=window_s,
+        enabled=enabled,
+    )
+
 
 class AgentLink:
-    def __init__(self, stub: agent_pb2_grpc.AgentServiceStub, max_audio_chunks: int) -> None:
-        self._call = stub.Converse()
+    def __init__(self, calls: MuxClient, max_audio_chunks: int) -> None:
+        self._call = calls.open()
         self._begin = time.monotonic()
-        self._m = ClientStreamMetrics.for_method("/voicebridge.v1.AgentService/Converse")
+        self._m = ClientStreamMetrics.for_method(CONVERSE)
         self._m.started.inc()
         dropped = FRAMES_DROPPED.labels("agent_backpressure")
         self._writer = PriorityStreamWriter(self._call, max_audio_chunks, self._m.sent.inc, dropped.inc)

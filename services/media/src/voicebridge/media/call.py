@@ -18,8 +18,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from voicebridge.runtime.logs import call_context
+from voicebridge.runtime.mux import MuxClient
 from voicebridge.runtime.tasks import cancel_and_wait
-from voicebridge.v1 import agent_pb2, agent_pb2_grpc, common_pb2, media_pb2
+from voicebridge.v1 import agent_pb2, common_pb2, media_pb2
 
 from .agent_link import AgentLink
 from .audio.convert import (
@@ -72,12 +73,12 @@ class CallSession:
     def __init__(
         self,
         settings: MediaSettings,
-        agent_stub: agent_pb2_grpc.AgentServiceStub,
+        agent_calls: MuxClient,
         emit: Emit,
         clock: Clock | None = None,
     ) -> None:
         self._settings = settings
-        self._stub = agent_stub
+        self._agent_calls = agent_calls
         self._emit = emit
         self._clock = clock or LoopClock()
         self._phase = _Phase.CONNECTING
@@ -143,7 +144,7 @@ class CallSession:
         log.info("call started (stream %s)", call.stream_sid)
         offered = [f.to_proto() for f in SUPPORTED_FORMATS]
         max_chunks = max(1, self._settings.agent_queue_ms // 20)
-        self._link = AgentLink(self._stub, max_chunks)
+        self._link = AgentLink(self._agent_calls, max_chunks)
         self._link.send_control(
             agent_pb2.ConverseRequest(
                 start=agent_pb2.SessionStart(call=call, input_formats=offered, output_formats=offered)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from voicebridge.runtime.config import ConfigError, Env
+from voicebridge.runtime.config import ConfigError, Env, MuxSettings
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,8 @@ class MediaSettings:
     agent_queue_ms: int
     # Agent end -> how long we wait for its last words to be heard before hanging up anyway.
     drain_timeout_s: float
+    # How calls travel from the edge and to the agent: multiplexed or one stream each (runtime/mux.py).
+    mux: MuxSettings = field(default_factory=MuxSettings)
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> MediaSettings:
@@ -109,6 +111,7 @@ class MediaSettings:
             pre_ready_buffer_ms=env.int("PRE_READY_BUFFER_MS", 2000),
             agent_queue_ms=env.int("AGENT_QUEUE_MS", 1000),
             drain_timeout_s=env.float("DRAIN_TIMEOUT_S", 30.0),
+            mux=MuxSettings.from_env(env),
         )
 
 

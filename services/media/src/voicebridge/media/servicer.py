@@ -11,8 +11,10 @@ import grpc
 
 from voicebridge.runtime.grpc_server import CLIENT_OPTIONS
 from voicebridge.runtime.logs import call_context
+from voicebridge.runtime.mux import MuxServer
 from voicebridge.v1 import agent_pb2_grpc, common_pb2, media_pb2, media_pb2_grpc
 
+from .agent_link import agent_calls
 from .call import CallSession
 from .config import MediaSettings
 from .metrics import CALL_ENDS, CALLS_ACTIVE
@@ -27,7 +29,16 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         self._settings = settings
         # One long-lived channel to the agent service per process (created inside the running loop).
         self._channel = grpc.aio.insecure_channel(settings.agent_target, options=CLIENT_OPTIONS)
-        self._agent = agent_pb2_grpc.AgentServiceStub(self._channel)
+        self._agent = agent_calls(
+            agent_pb2_grpc.AgentServiceStub(self._channel), settings.mux.enabled, settings.mux.window_s
+        )
+        self._many = MuxServer(
+            self.Call,
+            media_pb2.CallManyResponse,
+            media_pb2.CallManyResponseItem,
+            "/voicebridge.v1.MediaService/Call",
+            window_s=settings.mux.window_s,
+        )
         self._sessions: set[CallSession] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -37,7 +48,15 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         for session in list(self._sessions):
             session.request_stop(common_pb2.END_REASON_SHUTDOWN, "media service shutting down")
         await self._idle.wait()
+        await self._agent.aclose()
         await self._channel.close()
+
+    async def CallMany(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[media_pb2.CallManyRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[media_pb2.CallManyResponse]:
+        """Many calls on one stream (runtime/mux.py): each served by `Call`, as if on its own stream."""
+        async for batch in self._many.serve(request_iterator, context):
+            yield batch
 
     async def Call(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[media_pb2.CallRequest], context: grpc.aio.ServicerContext

@@ -69,9 +69,16 @@ def test_quantiles_interpolate_inside_buckets_like_histogram_quantile():
     assert loadgen.latency_summary(buckets)["share_within_5ms"] == 1.0
 
 
-def test_gaps_count_only_late_frames_inside_an_utterance():
-    arrivals = [0.0, 0.02, 0.04, 0.10, 0.12, 2.0, 2.02]  # one 60 ms hole, then a new utterance
-    assert loadgen.gaps(arrivals) == (1, pytest.approx(0.06))
+def test_gaps_count_only_holes_in_playback_inside_an_utterance():
+    ms = 8  # samples per ms
+    spans = [
+        (0, 300 * ms),  # 300 ms of agent audio
+        (310 * ms, 400 * ms),  # after a 10 ms hole: frames 30 ms apart, not a gap
+        (460 * ms, 600 * ms),  # after a 60 ms hole: frames 80 ms apart, a gap
+        (2000 * ms, 2100 * ms),  # a new utterance after 1.4 s of quiet
+    ]
+    assert loadgen.gaps(spans) == (1, pytest.approx(0.08))
+    assert loadgen.gaps([(0, 800)]) == (0, pytest.approx(0.02))  # one stretch, frames 20 ms apart
 
 
 def test_the_callers_voice_is_speech_like_mulaw():

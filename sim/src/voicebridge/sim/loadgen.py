@@ -20,8 +20,11 @@ Where each figure comes from:
 - heard turn latency: media's `media_heard_turn_latency_seconds` (deltas), and end to end at the
   callers (end of speech sent → first reply audio played), which includes the emulator's 700 ms
   end-of-speech wait.
-- playback gaps: outbound media messages more than 40 ms apart within one utterance, from the callers'
-  receive timestamps (an utterance ends at a silence over 0.5 s; the scenario's turns are >1 s apart).
+- playback gaps: holes in what each caller heard, on the caller's playout timeline (Twilio's buffer,
+  played in real time): consecutive 20 ms frames of agent audio more than 40 ms apart, i.e. the
+  buffer ran dry for over 20 ms, within one utterance (a silence of 0.5 s or more ends it; the
+  scenario's turns are >1 s apart). Media may send frames larger than 20 ms (PLAYOUT_FRAME_MS): how
+  they are cut does not matter, only whether the buffer ran dry.
 - lost frames: caller audio sent vs user_audio_chunk bytes the emulator received; agent audio the
   emulator sent vs media payload bytes the callers received (20 ms = 160 bytes of μ-law).
 - CPU: user+system seconds of the three service processes (psutil) while all N calls are up,
@@ -319,26 +322,61 @@ def latency_summary(buckets: list[tuple[float, float]], within_s: float = 0.005)
 
 
 # Messages each service handles, by the counters that count them (per-message cost = CPU / messages).
+# gRPC figures count call messages (as if every call had its own stream); GRPC_WIRE counts the gRPC
+# messages that actually crossed, which on multiplexed streams carry several call messages each.
+_CALL = 'grpc_method="Call"'
+_CONVERSE = 'grpc_method="Converse"'
 MESSAGE_COUNTERS = {
     "edge": {
         "twilio_ws_in": ("edge_frames_total", 'direction="in"'),
         "twilio_ws_out": ("edge_frames_total", 'direction="out"'),
-        "grpc_sent": ("grpc_client_msg_sent_total", ""),
-        "grpc_received": ("grpc_client_msg_received_total", ""),
+        "grpc_sent": ("grpc_client_msg_sent_total", _CALL),
+        "grpc_received": ("grpc_client_msg_received_total", _CALL),
     },
     "media": {
-        "grpc_from_edge": ("grpc_server_msg_received_total", ""),
-        "grpc_to_edge": ("grpc_server_msg_sent_total", ""),
-        "grpc_to_agent": ("grpc_client_msg_sent_total", ""),
-        "grpc_from_agent": ("grpc_client_msg_received_total", ""),
+        "grpc_from_edge": ("grpc_server_msg_received_total", _CALL),
+        "grpc_to_edge": ("grpc_server_msg_sent_total", _CALL),
+        "grpc_to_agent": ("grpc_client_msg_sent_total", _CONVERSE),
+        "grpc_from_agent": ("grpc_client_msg_received_total", _CONVERSE),
     },
     "agent": {
-        "grpc_from_media": ("grpc_server_msg_received_total", ""),
-        "grpc_to_media": ("grpc_server_msg_sent_total", ""),
+        "grpc_from_media": ("grpc_server_msg_received_total", _CONVERSE),
+        "grpc_to_media": ("grpc_server_msg_sent_total", _CONVERSE),
         "elevenlabs_ws_out": ("agent_elevenlabs_audio_chunks_total", 'direction="sent"'),
         "elevenlabs_ws_in": ("agent_elevenlabs_audio_chunks_total", 'direction="received"'),
     },
 }
+
+
+GRPC_WIRE = {  # service -> (counter, per-call method, multiplexed method)
+    "edge": [("grpc_client_msg_sent_total", "Call"), ("grpc_client_msg_received_total", "Call")],
+    "media": [
+        ("grpc_server_msg_received_total", "Call"),
+        ("grpc_server_msg_sent_total", "Call"),
+        ("grpc_client_msg_sent_total", "Converse"),
+        ("grpc_client_msg_received_total", "Converse"),
+    ],
+    "agent": [("grpc_server_msg_received_total", "Converse"), ("grpc_server_msg_sent_total", "Converse")],
+}
+LOOP_LAG = "voicebridge_event_loop_lag_seconds"
+
+
+def wire_rates(before: dict, after: dict, call_seconds: float) -> dict[str, float]:
+    """gRPC messages per call-second that crossed each service's hops, batches counted once.
+
+    A multiplexed call's messages are counted under its per-call method and the batches under the
+    *Many method; per-call streams count only under the per-call method."""
+    out = {}
+    for service, counters in GRPC_WIRE.items():
+        if service not in before or service not in after:
+            continue
+        total = 0.0
+        for name, method in counters:
+            many = counter_delta(before[service], after[service], name, f'grpc_method="{method}Many"')
+            one = counter_delta(before[service], after[service], name, f'grpc_method="{method}"')
+            total += many if many else one
+        out[service] = round(total / call_seconds, 2)
+    return out
 
 
 def counter_delta(before: dict, after: dict, name: str, fragment: str) -> float:
@@ -437,7 +475,7 @@ def machine() -> dict[str, Any]:
 @dataclass
 class CallResult:
     summary: dict[str, Any]
-    arrivals: list[float]
+    heard_spans: list[tuple[int, int]]  # sample ranges of agent audio playing, as the caller heard it
     bytes_received: int
     voice_bytes_sent: int
     error: str | None = None
@@ -467,24 +505,25 @@ async def run_call(
     finally:
         with contextlib.suppress(Exception):
             await caller.hangup()
-    arrivals, received = [], 0
-    for at, msg in caller.received:
+    received = 0
+    for _, msg in caller.received:
         if isinstance(msg, dict) and msg.get("event") == "media":
-            arrivals.append(at)
             received += len(msg["media"]["payload"]) * 3 // 4 - msg["media"]["payload"][-2:].count("=")
     voice = caller.media_frames_sent * FRAME_BYTES
-    return CallResult(caller.summary(), arrivals, received, voice, error)
+    return CallResult(caller.summary(), caller.heard_spans(), received, voice, error)
 
 
-def gaps(arrivals: list[float]) -> tuple[int, float]:
-    """(gaps over 40 ms inside an utterance, the largest in-utterance spacing in seconds)."""
-    count, worst = 0, 0.0
-    for a, b in itertools.pairwise(arrivals):
-        d = b - a
-        if d >= UTTERANCE_BREAK_S:
+def gaps(spans: list[tuple[int, int]]) -> tuple[int, float]:
+    """(holes in playback inside an utterance where frames were over 40 ms apart, the largest
+    in-utterance frame spacing in seconds), from the sample spans during which agent audio played."""
+    frame = FRAME_BYTES / RATE
+    count, worst = 0, frame if spans else 0.0
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        spacing = (start - end) / RATE + frame  # last frame before the hole -> first frame after it
+        if spacing - frame >= UTTERANCE_BREAK_S:
             continue
-        worst = max(worst, d)
-        if d > GAP_S:
+        worst = max(worst, spacing)
+        if spacing > GAP_S + 1e-9:
             count += 1
     return count, worst
 
@@ -530,6 +569,12 @@ async def _concurrent(stack: StackInfo, args: argparse.Namespace, speech: bytes)
         "call_seconds": call_seconds,
         "rss_sampled_peak": rss_peak,
         "messages_per_call_second": message_rates(window0, window1, call_seconds),
+        "grpc_wire_messages_per_call_second": wire_rates(window0, window1, call_seconds),
+        "event_loop_lag_p99_ms": {
+            s: _ms(quantile(0.99, histogram_delta(window0[s], window1[s], LOOP_LAG)))
+            for s in window1
+            if s in window0
+        },
         "cores_busy": {
             "services": round(sum(cpu1[n] - cpu0[n] for n in cpu1) / window, 3),
             "load_generator": round((own1 - own0) / window, 3),
@@ -572,7 +617,7 @@ def report(
     outbound = latency_summary(histogram_delta(before["edge"], after["edge"], OUTBOUND))
     heard = latency_summary(histogram_delta(before["media"], after["media"], HEARD))
     e2e = sorted(x for r in results for x in r.summary.get("response_latencies_s", []))
-    gap_counts = [gaps(r.arrivals) for r in results]
+    gap_counts = [gaps(r.heard_spans) for r in results]
     caller_sent = sum(r.voice_bytes_sent for r in results)
     agent_heard = sum(r.bytes_received for r in results)
     cpu = run["cpu"]
@@ -615,6 +660,8 @@ def report(
             **per_service,
         },
         "messages_per_call_second": run.get("messages_per_call_second"),
+        "grpc_wire_messages_per_call_second": run.get("grpc_wire_messages_per_call_second"),
+        "event_loop_lag_p99_ms": run.get("event_loop_lag_p99_ms"),
         "cpu_us_per_message": _per_message(per_service, run.get("messages_per_call_second")),
         "peak_rss_mib": {n: _mib(v) for n, v in peak_rss_bytes(stack.pids).items()} if stack.pids else {},
         "machine": {**args.machine, "cores_busy_during_window": run.get("cores_busy")},
@@ -753,6 +800,8 @@ def _text(out: dict[str, Any]) -> str:
         f"playback gaps >40 ms: {out['playback_gaps']['over_40ms']}; "
         f"lost frames in/out: {lost['caller_to_elevenlabs']}/{lost['elevenlabs_to_caller']}",
         f"CPU ms per call-second: {out['cpu_ms_per_call_second']}",
+        f"gRPC messages per call-second (sent + received): {out.get('grpc_wire_messages_per_call_second')}",
+        f"event-loop lag p99 ms: {out.get('event_loop_lag_p99_ms')}",
         f"peak RSS MiB: {out['peak_rss_mib']}",
         f"SLOs met: {out['slo']['met']} {out['slo']['checks']}",
     ]

@@ -30,7 +30,7 @@ from prometheus_client import Counter, Histogram
 
 from voicebridge.v1 import common_pb2
 
-from .grpc_metrics import ServerStreamMetrics
+from .grpc_metrics import ClientStreamMetrics, ServerStreamMetrics
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,9 @@ class _ClientStream:
         self._room.set()
         self.failed = False
         self.supported = asyncio.get_running_loop().create_future()  # True, or False: UNIMPLEMENTED
+        self._began = asyncio.get_running_loop().time()
+        self._metrics = ClientStreamMetrics.for_method(client.many_method)
+        self._metrics.started.inc()
         self._sent_items = BATCH_ITEMS.labels(client.many_method, "client", "sent")
         self._received_items = BATCH_ITEMS.labels(client.many_method, "client", "received")
         self._tasks = (
@@ -225,6 +228,7 @@ class _ClientStream:
                 items, self._pending = self._pending, []
                 self._room.set()
                 await self._rpc.write(self._client.request_batch(items=items))
+                self._metrics.sent.inc()
                 self._sent_items.observe(len(items))
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
             log.debug("multiplexed stream write failed: %r", exc)
@@ -238,6 +242,7 @@ class _ClientStream:
                 return
             self.supported.set_result(True)
             while (batch := await self._rpc.read()) is not grpc.aio.EOF:
+                self._metrics.received.inc()
                 self._received_items.observe(len(batch.items))
                 for item in batch.items:
                     call = self._calls.get(item.call)
@@ -260,6 +265,7 @@ class _ClientStream:
             self._fail(code, details)
 
     def _fail(self, code: grpc.StatusCode, details: str) -> None:
+        self._metrics.handled(code, asyncio.get_running_loop().time() - self._began)
         self.failed = True
         self._room.set()
         calls, self._calls = self._calls, {}

@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from prometheus_client import Counter, Histogram
+
+from .loop_metrics import Counter, Histogram
 
 _LABELS = ["grpc_type", "grpc_service", "grpc_method"]
 _STREAM_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)

@@ -10,7 +10,9 @@ import contextlib
 import time
 
 import prometheus_client
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Gauge
+
+from .loop_metrics import Histogram
 
 # 1 ms to 5 s, geometric-ish, with SLO thresholds (20/40/100/150 ms) as exact bounds and one finite
 # bucket above 2 s so histogram_quantile does not clamp real outliers to the top bound.

@@ -26,11 +26,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
-from prometheus_client import Counter, Histogram
 
 from voicebridge.v1 import common_pb2
 
 from .grpc_metrics import ClientStreamMetrics, ServerStreamMetrics
+from .loop_metrics import Counter, Histogram
 
 log = logging.getLogger(__name__)
 

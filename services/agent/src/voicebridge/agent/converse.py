@@ -31,6 +31,8 @@ from .metrics import FRAMES, INBOUND_ADDED_LATENCY, SESSION_ENDS, SESSION_OPEN_S
 from .prompts import load_prompt
 
 log = logging.getLogger(__name__)
+_FRAMES_IN = FRAMES.labels("in")
+_FRAMES_OUT = FRAMES.labels("out")
 
 ULAW_8000 = common_pb2.AudioFormat(encoding=common_pb2.AUDIO_ENCODING_MULAW, sample_rate_hz=8000)
 FIRST_MESSAGE_TIMEOUT_S = 5.0
@@ -146,7 +148,7 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
             while True:
                 message = await outbox.get()
                 if message.WhichOneof("event") == "audio":
-                    FRAMES.labels("out").inc()
+                    _FRAMES_OUT.inc()
                 yield message
                 if message.WhichOneof("event") == "end":
                     end_reason = message.end.reason
@@ -214,7 +216,7 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
                     )
                     continue
                 if kind == "audio":
-                    FRAMES.labels("in").inc()
+                    _FRAMES_IN.inc()
                     if request.audio.received_unix_nanos:
                         INBOUND_ADDED_LATENCY.observe(
                             max(0.0, (time.time_ns() - request.audio.received_unix_nanos) / 1e9)

@@ -55,6 +55,8 @@ MEDIA_END_WAIT_S = 1.0
 
 _PROCESSING_IN = PROCESSING.labels("inbound")
 _PROCESSING_OUT = PROCESSING.labels("outbound")
+_FRAMES_IN = FRAMES.labels("in")
+_FRAMES_OUT = FRAMES.labels("out")
 
 
 class StreamRejected(Exception):
@@ -258,7 +260,7 @@ class MediaStreamSession:
             self._close_code, self._close_reason = CLOSE_PROTOCOL, f"message for another stream {sid!r}"
             return common_pb2.CallEnd(reason=common_pb2.END_REASON_PROTOCOL_ERROR, detail=self._close_reason)
         if isinstance(message, ms.Media):
-            FRAMES.labels("in").inc()
+            _FRAMES_IN.inc()
             begin = time.perf_counter()
             self._writer.audio(
                 media_pb2.CallRequest(
@@ -313,7 +315,7 @@ class MediaStreamSession:
                 await self._send(ms.encode_media(self._stream_sid, response.audio.payload))
                 if response.audio.mark:
                     await self._send(ms.encode_mark(self._stream_sid, response.audio.mark))
-                FRAMES.labels("out").inc()
+                _FRAMES_OUT.inc()
                 _PROCESSING_OUT.observe(time.perf_counter() - begin)
                 if response.audio.source_unix_nanos:
                     OUTBOUND_ADDED_LATENCY.observe(

@@ -46,6 +46,11 @@ from .metrics import (
 from .playout import Playout
 
 log = logging.getLogger(__name__)
+_FRAMES_CALLER_IN = FRAMES.labels("caller_in")
+_FRAMES_AGENT_OUT = FRAMES.labels("agent_out")
+_FRAMES_AGENT_IN = FRAMES.labels("agent_in")
+_PROCESSING_IN = PROCESSING.labels("inbound")
+_PROCESSING_OUT = PROCESSING.labels("outbound")
 
 Emit = Callable[[media_pb2.CallResponse], Awaitable[None]]
 FIRST_MESSAGE_TIMEOUT_S = 10.0
@@ -215,7 +220,7 @@ class CallSession:
             self._link.send_control(message)
 
     async def _on_caller_audio(self, audio: media_pb2.CallerAudio) -> None:
-        FRAMES.labels("caller_in").inc()
+        _FRAMES_CALLER_IN.inc()
         begin = time.perf_counter()
         self._timeline_offset = self._clock.now() - (audio.timestamp_ms + len(audio.payload) / 8) / 1000.0
         pcm = ulaw_decode(audio.payload)
@@ -228,7 +233,7 @@ class CallSession:
             self._hold(audio)
         else:
             self._forward(audio, pcm)
-        PROCESSING.labels("inbound").observe(time.perf_counter() - begin)
+        _PROCESSING_IN.observe(time.perf_counter() - begin)
 
     def _hold(self, audio: media_pb2.CallerAudio) -> None:
         """Keep caller audio while the agent connects, bounded: the oldest goes first."""
@@ -257,7 +262,7 @@ class CallSession:
                 )
             )
         )
-        FRAMES.labels("agent_out").inc()
+        _FRAMES_AGENT_OUT.inc()
 
     def _timeline_to_clock(self, timestamp_ms: int) -> float:
         offset = self._timeline_offset if self._timeline_offset is not None else self._clock.now()
@@ -353,7 +358,7 @@ class CallSession:
             self._forward(audio, None)
 
     def _on_agent_audio(self, chunk: agent_pb2.AudioChunk) -> None:
-        FRAMES.labels("agent_in").inc()
+        _FRAMES_AGENT_IN.inc()
         if self._out_conv is None:
             raise CallEnded(common_pb2.END_REASON_PROTOCOL_ERROR, "agent sent audio before SessionReady")
         if not self._bargein.accepts(chunk.response_id):
@@ -363,7 +368,7 @@ class CallSession:
         self._bargein.words.note(chunk, len(chunk.data) * 1000.0 / self._out_format.bytes_per_second)
         begin = time.perf_counter()
         ulaw = self._out_conv.convert(chunk.data)
-        PROCESSING.labels("outbound").observe(time.perf_counter() - begin)
+        _PROCESSING_OUT.observe(time.perf_counter() - begin)
         if not self._playout.enqueue(ulaw, chunk.response_id, chunk.received_unix_nanos):
             FRAMES_DROPPED.labels("playout_full").inc()
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Gauge
 
+from voicebridge.runtime.loop_metrics import Counter, Histogram
 from voicebridge.runtime.metrics import LATENCY_BUCKETS, PROCESSING_BUCKETS
 
 CALLS_ACTIVE = Gauge("media_calls_active", "Calls in progress in the media service")

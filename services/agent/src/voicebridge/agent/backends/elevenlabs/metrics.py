@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
-
+from voicebridge.runtime.loop_metrics import Counter, Histogram
 from voicebridge.runtime.metrics import LATENCY_BUCKETS
 
 PING_RTT = Histogram(

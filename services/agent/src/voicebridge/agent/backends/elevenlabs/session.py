@@ -65,6 +65,8 @@ _AUDIO_SENT = AUDIO_CHUNKS.labels("sent")
 _AUDIO_RECEIVED = AUDIO_CHUNKS.labels("received")
 _PROCESSING_IN = PROCESSING.labels("inbound")
 _PROCESSING_OUT = PROCESSING.labels("outbound")
+_SECONDS_SENT = AUDIO_SECONDS.labels("sent")
+_SECONDS_RECEIVED = AUDIO_SECONDS.labels("received")
 
 END_CALL_TOOLS = {"end_call"}
 TRANSFER_TOOLS = {"transfer_call", "transfer_to_number"}
@@ -405,12 +407,12 @@ class ElevenLabsSession(AgentSession):
             TURN_SECONDS.observe(now - self._turn_began[0])
             self._turn_began = None
         if rate := _bytes_per_s(self._output_format):
-            AUDIO_SECONDS.labels("received").inc(len(event.audio) / rate)
+            _SECONDS_RECEIVED.inc(len(event.audio) / rate)
 
     def _sent_audio(self, data: bytes) -> None:
         _AUDIO_SENT.inc()
         if self._in_rate:
-            AUDIO_SECONDS.labels("sent").inc(len(data) / self._in_rate)
+            _SECONDS_SENT.inc(len(data) / self._in_rate)
 
     def _interrupt(self, event_id: int) -> None:
         INTERRUPTIONS.inc()

@@ -36,7 +36,10 @@ class Sink:
 async def rig() -> AsyncIterator[tuple[VirtualClock, Sink, Playout]]:
     clock = VirtualClock()
     sink = Sink(clock)
-    playout = Playout(clock, sink.emit, PlayoutConfig(frame_ms=20, lead_ms=60, mark_interval_ms=100))
+    # tick_ms=0: frames leave exactly when due, the schedule these tests check (the shared tick is
+    # tested on its own below).
+    config = PlayoutConfig(frame_ms=20, lead_ms=60, mark_interval_ms=100, tick_ms=0)
+    playout = Playout(clock, sink.emit, config)
     task = asyncio.create_task(playout.run())
     await clock.settle()
     yield clock, sink, playout
@@ -221,4 +224,33 @@ async def test_frames_stay_within_40_ms_for_every_call_while_the_loop_is_loaded(
     for sink in sinks:
         times = [t for t, _, _ in sink.frames]
         assert len(times) == 150
+        assert max(b - a for a, b in itertools.pairwise(times)) <= 0.040
+
+
+async def test_with_a_shared_tick_every_call_sends_on_the_same_instants_never_late() -> None:
+    """Calls whose talk spurts start at unrelated times still send on one 20 ms grid (one gRPC
+    message per tick for all of them), each frame at most one tick before it was due."""
+    clock = VirtualClock()
+    sinks = [Sink(clock) for _ in range(5)]
+    playouts = [Playout(clock, sink.emit, PlayoutConfig(lead_ms=60, tick_ms=20)) for sink in sinks]
+    tasks = [asyncio.create_task(p.run()) for p in playouts]
+    starts = {}
+    for i, playout in enumerate(playouts):
+        await clock.advance(0.0037 * (i + 1))  # unaligned starts
+        starts[i] = clock.now()
+        playout.enqueue(audio(1000), response_id=1)
+        await clock.settle()
+    await clock.advance(1.5)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for i, sink in enumerate(sinks):
+        times = [t for t, _, _ in sink.frames]
+        assert len(times) == 50
+        for k, t in enumerate(times):
+            due = starts[i] + k * 0.02 - 0.06
+            assert t <= max(due, starts[i]) + 1e-9  # never later than without the tick
+            assert t >= due - 0.02 - 1e-9  # at most one tick early
+            if t > starts[i] + 1e-9:  # paced frames (not the lead sent at the start) sit on the grid,
+                assert (t + 1e-9) % 0.02 <= 0.001 + 2e-9  # give or take the virtual clock's 1 ms step
         assert max(b - a for a, b in itertools.pairwise(times)) <= 0.040

@@ -14,6 +14,7 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY
 
+from voicebridge.runtime import mux
 from voicebridge.runtime.mux import MuxClient, MuxServer
 from voicebridge.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
@@ -266,3 +267,50 @@ async def test_losing_the_stream_ends_every_call_and_the_next_call_opens_a_new_o
         await client.aclose()
         await channel.close()
         await server2.stop(None)
+
+
+async def test_write_nowait_queues_on_the_shared_stream_in_order_with_write(echo) -> None:
+    _, client = echo
+    call = client.open()
+    assert not call.write_nowait(digit("0"))  # not settled on a stream yet: the caller must wait
+    await call.write(digit("1"))
+    assert call.write_nowait(digit("2"))
+    await call.write(digit("3"))
+    assert call.write_nowait(digit("4"))
+    await call.done_writing()
+    assert not call.write_nowait(digit("5"))  # half-closed
+    assert await texts_until_end(call) == ["1", "2", "3", "4", "end"]
+
+
+async def test_an_interval_bounds_the_grpc_messages_whatever_the_calls_send() -> None:
+    agent = EchoAgent()
+    server, port = await start(agent)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        client = client_for(channel, interval_s=0.1)
+        calls = [client.open() for _ in range(5)]
+        for call in calls:  # settle every call on the stream
+            await call.write(digit("0"))
+            assert (await call.read()).transcript.text == "0"
+        items_before, batches_before = batch_items(CONVERSE, "client", "sent")
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        for step in range(20):  # 100 call messages, one per call every 10 ms
+            for call in calls:
+                await call.write(digit(str(step % 10)))
+            await asyncio.sleep(0.01)
+        for call in calls:
+            for step in range(20):
+                assert (await call.read()).transcript.text == str(step % 10)
+        elapsed = loop.time() - began
+        items, batches = batch_items(CONVERSE, "client", "sent")
+        await client.aclose()
+    await server.stop(None)
+    assert items - items_before == 100
+    assert batches - batches_before <= elapsed / 0.1 + 1  # at most one message per interval
+
+
+async def test_after_a_quiet_interval_the_first_message_leaves_at_once() -> None:
+    pace = mux._Pace(interval_s=30.0)
+    await asyncio.wait_for(pace.wait(), 5)  # the first: no wait at all
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(pace.wait(), 0.05)  # the next waits out the interval

@@ -94,18 +94,21 @@ def settings_or_exit(service: str, from_env: Callable[[], T]) -> T:
 
 @dataclass(frozen=True)
 class MuxSettings:
-    """How this process carries calls over its internal gRPC hops (runtime/mux.py), same in every service.
+    """How this process carries calls over its internal gRPC hops (runtime/mux.py).
 
-    `enabled`: many calls on one stream per process pair (CallMany/ConverseMany); off, one stream per
-    call. `window_s`: how long a sender waits after the first ready message to gather more (0: it
-    sends whatever is ready when it runs, which adds no latency)."""
+    `enabled` (GRPC_MULTIPLEX, every service): many calls on one stream per process pair
+    (CallMany/ConverseMany); off, one stream per call. `interval_s`: the least time between two
+    messages this process sends to the next service on the multiplexed stream (0: whatever is ready
+    leaves whenever the sender runs, adding no latency; more: fewer, larger messages, each call
+    message waiting at most that long). Each client names its own variable and default, because the
+    right value depends on the hop: see docs/performance.md."""
 
     enabled: bool = True
-    window_s: float = 0.0
+    interval_s: float = 0.0
 
     @classmethod
-    def from_env(cls, env: Env) -> MuxSettings:
-        window_ms = env.float("GRPC_BATCH_WINDOW_MS", 0.0)
-        if not 0 <= window_ms <= 20:
-            raise ConfigError(f"GRPC_BATCH_WINDOW_MS must be between 0 and 20, got {window_ms}")
-        return cls(enabled=env.bool("GRPC_MULTIPLEX", True), window_s=window_ms / 1000.0)
+    def from_env(cls, env: Env, interval_var: str = "", default_interval_ms: float = 0.0) -> MuxSettings:
+        interval_ms = env.float(interval_var, default_interval_ms) if interval_var else 0.0
+        if not 0 <= interval_ms <= 20:
+            raise ConfigError(f"{interval_var} must be between 0 and 20 ms, got {interval_ms}")
+        return cls(enabled=env.bool("GRPC_MULTIPLEX", True), interval_s=interval_ms / 1000.0)

@@ -3,8 +3,11 @@
 Why: with Python's grpc.aio a stream message costs 50-100 µs of CPU at each end whatever it carries,
 and a call sends a caller frame every 20 ms over every hop. Carrying every call between two processes
 on one stream, with everything that is ready at the same moment in one message, divides that cost by
-the batch size. Nothing is held back to make a batch unless `window_s` asks for it: a batch leaves as
-soon as the sender task runs, with whatever the other calls queued meanwhile.
+the batch size. A batch leaves as soon as the sender task runs, with whatever the other calls queued
+meanwhile. A client given `interval_s` sends at most one message per interval (one ready after a
+quiet interval still leaves at once), which bounds its gRPC messages per second whatever the number
+of calls, at a cost of at most `interval_s` of added latency. Servers answer at once: their senders
+(media's pacer) already line their calls up on a shared tick.
 
 The per-call code stays as it is. The client hands out `MuxCall`s that behave like a grpc.aio bidi
 call (write, done_writing, read, cancel, done, code); the server runs the per-call servicer method once
@@ -22,6 +25,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -56,6 +60,23 @@ Handler = Callable[[AsyncIterator[Any], grpc.aio.ServicerContext], AsyncIterator
 
 def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+class _Pace:
+    """At most one send per `interval_s`; the first after a quiet interval goes at once."""
+
+    def __init__(self, interval_s: float) -> None:
+        self._interval = interval_s
+        self._last = -math.inf
+
+    async def wait(self) -> None:
+        if self._interval <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        delay = self._last + self._interval - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self._last = loop.time()
 
 
 # -- client ------------------------------------------------------------------------------------
@@ -107,6 +128,14 @@ class MuxCall:
             self._code, self._details = code, details
         self._readable.set()
         self._finished.set()
+
+    def write_nowait(self, message: Any) -> bool:
+        """Queue `message` on the shared stream without waiting; False when that is not possible now
+        (not settled yet, its own stream, the shared stream full, or the call over): use `write`."""
+        stream = self._stream
+        if stream is None or self._code is not None or self._writes_closed:
+            return False
+        return stream.send_nowait(self._number, message)
 
     async def write(self, message: Any) -> None:
         await self._attached.wait()
@@ -212,18 +241,24 @@ class _ClientStream:
         self._pending.append(item)
         self._wake.set()
 
+    def send_nowait(self, number: int, request: Any) -> bool:
+        if len(self._pending) >= self._client.max_pending or self.failed or number not in self._calls:
+            return False
+        self._pending.append(self._client.request_item(call=number, request=request))
+        self._wake.set()
+        return True
+
     def cancel_call(self, number: int) -> None:
         if self._calls.pop(number, None) is not None and not self.failed:
             self._pending.append(self._client.request_item(call=number, signal=CANCEL))
             self._wake.set()
 
     async def _write_loop(self) -> None:
-        window = self._client.window_s
+        pace = _Pace(self._client.interval_s)
         try:
             while True:
                 await self._wake.wait()
-                if window > 0:
-                    await asyncio.sleep(window)
+                await pace.wait()
                 self._wake.clear()
                 items, self._pending = self._pending, []
                 self._room.set()
@@ -297,7 +332,7 @@ class MuxClient:
         request_batch: type,
         request_item: type,
         method: str,
-        window_s: float = 0.0,
+        interval_s: float = 0.0,
         max_pending: int = 4096,
         max_unread: int = 1024,
         enabled: bool = True,
@@ -305,7 +340,7 @@ class MuxClient:
         self.open_many, self.open_one = open_many, open_one
         self.request_batch, self.request_item = request_batch, request_item
         self.method, self.many_method = method, f"{method}Many"
-        self.window_s = window_s
+        self.interval_s = interval_s
         self.max_pending = max_pending
         self._max_unread = max_unread
         self._enabled = enabled
@@ -392,14 +427,12 @@ class MuxServer:
         response_batch: type,
         response_item: type,
         method: str,
-        window_s: float = 0.0,
         max_pending: int = 4096,
         max_unread: int = 1024,
     ) -> None:
         self._handler = handler
         self._batch, self._item = response_batch, response_item
         self._method = method
-        self._window_s = window_s
         self._max_pending = max_pending
         self._max_unread = max_unread
         self._metrics = ServerStreamMetrics.for_method(method)
@@ -502,8 +535,6 @@ class MuxServer:
         try:
             while True:
                 await wake.wait()
-                if self._window_s > 0:
-                    await asyncio.sleep(self._window_s)
                 wake.clear()
                 if pending:
                     items = pending[:]

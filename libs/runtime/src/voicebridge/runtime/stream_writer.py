@@ -5,6 +5,10 @@ receive loop and media's caller-audio path would stall behind a slow peer, and T
 audio (warning 31930). So writes are queued: control messages (start, marks, barge-in, end) in an
 unbounded-but-rare queue that is always written first, audio in a bounded queue that drops its
 oldest entry when full (counted by the caller's `on_drop`).
+
+A call multiplexed on a shared stream (runtime/mux.py) can take a message without waiting
+(`write_nowait`): when nothing is queued ahead of it, the message goes straight there, with no
+task switch, which is most of the time.
 """
 
 from __future__ import annotations
@@ -37,16 +41,18 @@ class PriorityStreamWriter:
         self._closing = False
         self._on_sent = on_sent
         self._on_drop = on_drop
+        self._write_nowait: Callable[[Any], bool] | None = getattr(call, "write_nowait", None)
+        self._writing = False  # the task is writing: a message sent now could overtake it
         self.error: grpc.aio.AioRpcError | None = None
         self._task = asyncio.create_task(self._loop(), name="stream-writer")
 
     def control(self, message: Any) -> None:
-        if not self._closing:
+        if not self._closing and not self._sent_now(message):
             self._control.append(message)
             self._wake.set()
 
     def audio(self, message: Any) -> None:
-        if self._closing:
+        if self._closing or self._sent_now(message):
             return
         if len(self._audio) >= self._max_audio:
             self._audio.popleft()
@@ -55,6 +61,15 @@ class PriorityStreamWriter:
         self._audio.append(message)
         self._wake.set()
 
+    def _sent_now(self, message: Any) -> bool:
+        if self._write_nowait is None or self._writing or self._control or self._audio:
+            return False
+        if not self._write_nowait(message):
+            return False
+        if self._on_sent:
+            self._on_sent()
+        return True
+
     async def _loop(self) -> None:
         try:
             while True:
@@ -62,7 +77,9 @@ class PriorityStreamWriter:
                 self._wake.clear()
                 while self._control or self._audio:
                     message = self._control.popleft() if self._control else self._audio.popleft()
+                    self._writing = True
                     await self._call.write(message)
+                    self._writing = False
                     if self._on_sent:
                         self._on_sent()
                 if self._closing:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from voicebridge.runtime.config import ConfigError, Env, MuxSettings
+from voicebridge.runtime.config import ConfigError, Env
 from voicebridge.runtime.logs import register_secret
 
 from .backends.elevenlabs.settings import DEFAULT_BASE_URL, ElevenLabsSettings
@@ -25,8 +25,6 @@ class AgentSettings:
     grace_s: float
     parrot_format: str
     elevenlabs: ElevenLabsSettings | None
-    # Batching of the responses on media's multiplexed stream (runtime/mux.py).
-    mux: MuxSettings = field(default_factory=MuxSettings)
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> AgentSettings:
@@ -45,7 +43,6 @@ class AgentSettings:
             grace_s=env.float("AGENT_SHUTDOWN_GRACE_S", 5.0),
             parrot_format=env.choice("PARROT_FORMAT", "pcm_16000", ("pcm_16000", "ulaw_8000")),
             elevenlabs=_elevenlabs(env) if backend == "elevenlabs" else None,
-            mux=MuxSettings.from_env(env),
         )
 
     def __post_init__(self) -> None:

@@ -58,16 +58,13 @@ def _reason_name(reason: int) -> str:
 
 
 class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(
-        self, backend: AgentBackend, open_timeout_s: float = 10.0, mux_window_s: float = 0.0
-    ) -> None:
+    def __init__(self, backend: AgentBackend, open_timeout_s: float = 10.0) -> None:
         self._backend = backend
         self._many = MuxServer(
             self.Converse,
             agent_pb2.ConverseManyResponse,
             agent_pb2.ConverseManyResponseItem,
             "/voicebridge.v1.AgentService/Converse",
-            window_s=mux_window_s,
         )
         self._open_timeout_s = open_timeout_s
         self._outboxes: set[Outbox] = set()

@@ -28,7 +28,7 @@ def make_backend(settings: AgentSettings) -> AgentBackend:
 
 def build(settings: AgentSettings, backend: AgentBackend | None = None) -> GrpcServiceSpec:
     backend = backend or make_backend(settings)
-    servicer = ConverseServicer(backend, settings.open_timeout_s, settings.mux.window_s)
+    servicer = ConverseServicer(backend, settings.open_timeout_s)
 
     async def drain() -> None:
         await servicer.drain()

@@ -58,7 +58,7 @@ def create_app(
             media_pb2.CallManyRequest,
             media_pb2.CallManyRequestItem,
             "/voicebridge.v1.MediaService/Call",
-            window_s=settings.mux.window_s,
+            interval_s=settings.mux.interval_s,
             enabled=settings.mux.enabled,
         )
         lag = asyncio.create_task(watch_loop_lag(), name="loop-lag")

@@ -19,6 +19,9 @@ STREAM_STATUS_PATH = "/twilio/stream-status"
 CALL_STATUS_PATH = "/twilio/call-status"
 CALLS_API_PATH = "/calls"
 MIN_SECRET_CHARS = 16
+# Least time between two messages to media on the shared stream: caller frames of all calls that
+# arrive within it travel in one gRPC message. Chosen from the load sweep in docs/performance.md.
+MEDIA_BATCH_INTERVAL_MS = 3.0
 # Custom <Parameter> names: short and plain; the vb_ prefix is voicebridge's own.
 VARIABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -150,5 +153,5 @@ class EdgeSettings:
             agent_variables=_agent_variables(env.optional("EDGE_AGENT_VARIABLES")),
             transfer_destinations=_transfer_destinations(env.optional("EDGE_TRANSFER_DESTINATIONS")),
             max_webhook_bytes=env.int("EDGE_MAX_WEBHOOK_BYTES", 64 * 1024),
-            mux=MuxSettings.from_env(env),
+            mux=MuxSettings.from_env(env, "MEDIA_BATCH_INTERVAL_MS", MEDIA_BATCH_INTERVAL_MS),
         )

@@ -22,7 +22,7 @@ from .metrics import FRAMES_DROPPED
 CONVERSE = "/voicebridge.v1.AgentService/Converse"
 
 
-def agent_calls(stub: agent_pb2_grpc.AgentServiceStub, enabled: bool, window_s: float) -> MuxClient:
+def agent_calls(stub: agent_pb2_grpc.AgentServiceStub, enabled: bool, interval_s: float) -> MuxClient:
     """Media's calls to the agent: all on one ConverseMany stream, or (unsupported, or off) one each."""
     return MuxClient(
         stub.ConverseMany,
@@ -30,7 +30,7 @@ def agent_calls(stub: agent_pb2_grpc.AgentServiceStub, enabled: bool, window_s: 
         agent_pb2.ConverseManyRequest,
         agent_pb2.ConverseManyRequestItem,
         CONVERSE,
-        window_s=window_s,
+        interval_s=interval_s,
         enabled=enabled,
     )
 

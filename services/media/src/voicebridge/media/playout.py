@@ -7,6 +7,9 @@ of real time:
 
     frame k of a talk spurt is due at   anchor + k * frame_ms - lead_ms
 
+and leaves at the last point of a process-wide grid (`tick_ms`) at or before that: every call's pacer
+wakes on the same ticks, so one gRPC message carries all their frames to the edge.
+
 A frame due in the past is sent at once; if the loop stalled so long that the provider's buffer ran
 dry, the schedule restarts from now with the same lead instead of bursting the backlog (the caller
 already heard the gap; a burst would only add latency).
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -300,6 +304,7 @@ class Playout:
     async def run(self) -> None:
         """Send frames until cancelled."""
         lead_s = self._cfg.lead_ms / 1000.0
+        tick_s = self._cfg.tick_ms / 1000.0
         starved = True  # no audio was waiting: a late schedule then means a pause, not a stall
         while True:
             if not self._segments or self._held is not None:
@@ -324,6 +329,8 @@ class Playout:
                 played_out_at = now
             starved = False
             due = played_out_at - lead_s
+            if tick_s:
+                due = math.floor(due / tick_s) * tick_s
             if now < due:
                 await self._clock.sleep_until(due)
                 continue

@@ -30,14 +30,13 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         # One long-lived channel to the agent service per process (created inside the running loop).
         self._channel = grpc.aio.insecure_channel(settings.agent_target, options=CLIENT_OPTIONS)
         self._agent = agent_calls(
-            agent_pb2_grpc.AgentServiceStub(self._channel), settings.mux.enabled, settings.mux.window_s
+            agent_pb2_grpc.AgentServiceStub(self._channel), settings.mux.enabled, settings.mux.interval_s
         )
         self._many = MuxServer(
             self.Call,
             media_pb2.CallManyResponse,
             media_pb2.CallManyResponseItem,
             "/voicebridge.v1.MediaService/Call",
-            window_s=settings.mux.window_s,
         )
         self._sessions: set[CallSession] = set()
         self._idle = asyncio.Event()

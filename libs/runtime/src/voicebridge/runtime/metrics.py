@@ -14,10 +14,11 @@ from prometheus_client import Gauge
 
 from .loop_metrics import Histogram
 
-# 1 ms to 5 s, geometric-ish, with SLO thresholds (20/40/100/150 ms) as exact bounds and one finite
-# bucket above 2 s so histogram_quantile does not clamp real outliers to the top bound.
+# 1 ms to 5 s, geometric-ish, with SLO thresholds (5/20/40/100/150 ms) as exact bounds, 3 and 7.5 ms
+# so a p99 near the 5 ms added-latency SLO is resolved, and one finite bucket above 2 s so
+# histogram_quantile does not clamp real outliers to the top bound.
 LATENCY_BUCKETS = (
-    0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15,
+    0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15,
     0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
 )  # fmt: skip
 # Sub-millisecond work per frame (codec, resampling, pacing): 10 µs to 50 ms.

@@ -21,7 +21,7 @@ CALLS_API_PATH = "/calls"
 MIN_SECRET_CHARS = 16
 # Least time between two messages to media on the shared stream: caller frames of all calls that
 # arrive within it travel in one gRPC message. Chosen from the load sweep in docs/performance.md.
-MEDIA_BATCH_INTERVAL_MS = 3.0
+MEDIA_BATCH_INTERVAL_MS = 2.0
 # Custom <Parameter> names: short and plain; the vb_ prefix is voicebridge's own.
 VARIABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")

@@ -104,6 +104,21 @@ def grpc_panels(side: str, title: str) -> list[dict[str, Any]]:
             + rate(f"grpc_{side}_msg_sent_total", "grpc_method", "sent {{grpc_method}}"),
             "Per-message cost is what sets capacity (docs/performance.md).",
         ),
+        panel(
+            f"{title}: call messages per gRPC message",
+            "short",
+            [
+                (
+                    " / ".join(
+                        f"sum by (grpc_method, direction) "
+                        f'(rate(voicebridge_mux_batch_items_{part}{{{SEL}, side="{side}"}}[{RI}]))'
+                        for part in ("sum", "count")
+                    ),
+                    "{{grpc_method}} {{direction}}",
+                )
+            ],
+            "How many calls' messages each multiplexed gRPC message carries (runtime/mux.py).",
+        ),
     ]
 
 

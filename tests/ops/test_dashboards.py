@@ -75,6 +75,7 @@ def variables(expr: str) -> set[str]:
 SERVICE_METRIC_MODULES = (
     "voicebridge.runtime.metrics",
     "voicebridge.runtime.grpc_metrics",
+    "voicebridge.runtime.mux",
     "voicebridge.edge.metrics",
     "voicebridge.media.metrics",
     "voicebridge.agent.metrics",

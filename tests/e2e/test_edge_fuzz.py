@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from harness.audio import espeak_ulaw
 from harness.stack import Stack, start_stack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -210,8 +211,13 @@ async def test_malformed_messages_close_only_their_stream_with_a_reason(fuzz_sta
 
         await asyncio.to_thread(_fuzz, fuzz_stack, outcomes)
 
+        # The healthy call still works both ways, however long the fuzzing took: it speaks, and the
+        # parrot plays its words back.
+        speech = espeak_ulaw("One two three, are you still there?")
+        await healthy.wait_agent_quiet(0.5, timeout=15)
         heard = healthy.samples_heard()
-        await healthy.wait_heard(heard / 8000 + 0.3, timeout=5)
+        await healthy.speak(speech)
+        await healthy.wait_heard((heard + 0.5 * len(speech)) / 8000, timeout=20)
         assert not healthy.closed
         assert healthy.violations == []
     assert healthy.closed_by == "caller"

@@ -122,10 +122,21 @@ class LevelRing:
         return best
 
     def window(self, first_slot: int, last_slot: int) -> tuple[np.ndarray, np.ndarray]:
-        """Levels of a slot range and which of them hold data (for the periodic estimates)."""
-        slots = np.arange(first_slot, last_slot + 1)
-        index = slots % self.SLOTS
-        return np.asarray(self._level)[index], np.asarray(self._slot)[index] == slots
+        """Levels of a slot range and which of them hold data (for the periodic estimates).
+
+        Only the range is converted to numpy (two list slices when it wraps), not the whole ring."""
+        n = last_slot - first_slot + 1
+        if not 0 < n <= self.SLOTS:
+            raise ValueError(f"a window of 1 to {self.SLOTS} slots, not {n}")
+        start = first_slot % self.SLOTS
+        stop = start + n
+        if stop <= self.SLOTS:
+            levels, tags = self._level[start:stop], self._slot[start:stop]
+        else:
+            wrap = stop - self.SLOTS
+            levels = self._level[start:] + self._level[:wrap]
+            tags = self._slot[start:] + self._slot[:wrap]
+        return np.array(levels), np.array(tags) == np.arange(first_slot, last_slot + 1)
 
 
 class BargeInDetector:

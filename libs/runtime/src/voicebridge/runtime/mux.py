@@ -463,7 +463,7 @@ class MuxServer:
             self._metrics.started.inc()
             code, details = grpc.StatusCode.OK, ""
             try:
-                async for response in self._handler(self._counted(call.requests()), context):
+                async for response in self._handler(call.requests(), context):
                     while len(pending) >= self._max_pending:
                         room.clear()
                         await room.wait()
@@ -501,6 +501,7 @@ class MuxServer:
 
         async def read() -> None:
             nonlocal highest, reading_done
+            received = self._metrics.received
             try:
                 async for batch in request_iterator:
                     self._received_items.observe(len(batch.items))
@@ -513,6 +514,7 @@ class MuxServer:
                                 highest = item.call
                                 call = calls[item.call] = _ServerCall(item.call, self._max_unread)
                                 call.task = asyncio.create_task(run_call(call), name="mux-call")
+                            received.inc()
                             if not call.push(item.request):
                                 CALLS_OVERRUN.labels(self._many_method).inc()
                                 log.warning(
@@ -555,9 +557,3 @@ class MuxServer:
             for task in (reader, *tasks):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-
-    async def _counted(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        received = self._metrics.received
-        async for request in requests:
-            received.inc()
-            yield request

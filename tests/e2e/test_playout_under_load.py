@@ -1,4 +1,10 @@
-"""On a real clock: with several calls talking at once, each caller hears its agent without gaps."""
+"""On a real clock: with several calls talking at once, each caller hears its agent without gaps.
+
+A gap is a hole in what the caller hears: its playout buffer ran dry. Frames arrive up to the pacer's
+lead (60 ms) ahead of when they play, so a stall shorter than the lead anywhere on the path (a
+garbage-collector pause in a service or in this test process: all calls then show it at the same
+frame) is not heard; one longer than the lead would be.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
 
 CALLS = 8
 REPLY_S = 3.0
+LEAD_S = 0.060  # PLAYOUT_LEAD_MS's default
 _ids = itertools.count()
 
 
@@ -27,7 +34,7 @@ async def _one_call(stack: Stack, agent_id: str) -> list[float]:
     return [b - a for a, b in itertools.pairwise(times)]
 
 
-async def test_concurrent_calls_hear_their_agents_with_frames_at_most_40_ms_apart(
+async def test_concurrent_calls_hear_their_agents_without_gaps(
     elevenlabs_stack: Stack, convai_emulator: ConvAIEmulator
 ) -> None:
     async def scenario(session: EmulatedSession) -> None:
@@ -38,5 +45,7 @@ async def test_concurrent_calls_hear_their_agents_with_frames_at_most_40_ms_apar
         agent_id, AgentScript(input_format="ulaw_8000", output_format="ulaw_8000", scenario=scenario)
     )
     gaps = await asyncio.gather(*(_one_call(elevenlabs_stack, agent_id) for _ in range(CALLS)))
+    # Every reply was heard in one piece (_one_call), and no frame came later after the one before
+    # than the lead that keeps the caller's buffer from running dry.
     worst = max(max(g[4:]) for g in gaps)  # after the lead burst that opens the reply
-    assert worst <= 0.040, f"a frame left {worst * 1000:.0f} ms after the previous one"
+    assert worst <= LEAD_S, f"a frame arrived {worst * 1000:.0f} ms after the previous one"

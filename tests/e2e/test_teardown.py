@@ -24,9 +24,19 @@ async def test_hanging_up_ends_the_call_in_every_service_within_a_second(
     parrot_stack: Stack, how: str
 ) -> None:
     await eventually(lambda: _all_idle(parrot_stack), 5, "no calls in progress before the test")
-    for service, _ in SERVICES_AND_GAUGES:  # the task gauge is first set half a second after start
+    # The first call opens the streams that then carry every call between two services (mux.py):
+    # their tasks belong to the process pair, not to a call. A warm-up call opens them before
+    # counting. The task gauge is refreshed every 0.5 s: 0.5 s of greeting means it was set mid-call,
+    # and its dropping below that value after the call is the refresh that gives the idle count.
+    async with TwilioCaller(CallerConfig(url=parrot_stack.media_ws_url)) as warm_up:
+        await warm_up.wait_heard(0.5, timeout=10)
+        in_call = {s: parrot_stack.metric(s, "voicebridge_asyncio_tasks") for s, _ in SERVICES_AND_GAUGES}
+    await eventually(lambda: _all_idle(parrot_stack), 5, "the warm-up call to end")
+    for service, _ in SERVICES_AND_GAUGES:
         await eventually(
-            lambda s=service: parrot_stack.metric(s, "voicebridge_asyncio_tasks") > 0, 5, "task gauge"
+            lambda s=service: parrot_stack.metric(s, "voicebridge_asyncio_tasks") < in_call[s],
+            3.0,
+            f"{service}'s task gauge refreshed after the warm-up call",
         )
     tasks_before = {s: parrot_stack.metric(s, "voicebridge_asyncio_tasks") for s, _ in SERVICES_AND_GAUGES}
 

@@ -96,7 +96,7 @@ def settings_or_exit(service: str, from_env: Callable[[], T]) -> T:
 class MuxSettings:
     """How this process carries calls over its internal gRPC hops (runtime/mux.py).
 
-    `enabled` (GRPC_MULTIPLEX, every service): many calls on one stream per process pair
+    `enabled` (GRPC_MULTIPLEX, read by the clients: edge and media): many calls on one stream per process pair
     (CallMany/ConverseMany); off, one stream per call. `interval_s`: the least time between two
     messages this process sends to the next service on the multiplexed stream (0: whatever is ready
     leaves whenever the sender runs, adding no latency; more: fewer, larger messages, each call

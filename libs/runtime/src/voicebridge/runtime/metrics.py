@@ -1,6 +1,6 @@
 """Prometheus conventions shared by every service: latency buckets, the /metrics server, loop lag.
 
-Names follow Prometheus practice (ops.md §1): base units, `_total` counters, no per-call labels.
+Names follow Prometheus practice (docs/prometheus.md): base units, `_total` counters, no per-call labels.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ rare control-plane requests (a few per call), where a thread hop costs nothing t
 requests run at once. ``create`` is never retried: a retried POST can place a second call.
 
 ``TWILIO_REGION``/``TWILIO_EDGE`` in the process environment must not rewrite the API host (they even mangle
-a local base URL into ``127.ie1.0.1``: reference twilio.md §4). ``environment={}`` is NOT enough: twilio
+a local base URL into ``127.ie1.0.1``: docs/twilio.md#rest-api). ``environment={}`` is NOT enough: twilio
 9.13 does ``environment = environment or os.environ`` and an empty dict is falsy (checked here, see
 tests/sim/test_twilio_rest_fake.py). So the Client gets a non-empty mapping without those keys, and
 ``edge``/``region`` are cleared after construction.

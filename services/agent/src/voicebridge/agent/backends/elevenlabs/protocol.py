@@ -1,6 +1,6 @@
 """The ElevenLabs Agents (ConvAI) WebSocket protocol as pure encode/decode functions, no I/O.
 
-Why separate: the wire shapes (reference §1.4/§1.5, AsyncAPI of elevenlabs/packages) are the part most
+Why separate: the wire shapes (docs/elevenlabs.md#messages-we-send, #events-we-receive) are the part most
 likely to drift; keeping them here makes them table-testable and keeps the session logic readable.
 
 Decoding is tolerant the way a phone call needs it: unknown event types become `Unknown`, optional

@@ -135,7 +135,8 @@ class _RateCv:
     """audioop.ratecv with its state kept between chunks: the 'naive' resampler."""
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
-        self.in_rate, self.out_rate, self.state = in_rate, out_rate, None
+        self.in_rate, self.out_rate = in_rate, out_rate
+        self.state: tuple[int, tuple[tuple[int, int], ...]] | None = None
 
     def process(self, pcm: bytes) -> bytes:
         out, self.state = audioop.ratecv(pcm, 2, 1, self.in_rate, self.out_rate, self.state)
@@ -206,7 +207,7 @@ def _speech_22k() -> np.ndarray | None:
     if any(p is None for p in parts):
         return None
     gap = np.zeros(11025)
-    return np.concatenate([x for p in parts for x in (p, gap)])  # type: ignore[misc]
+    return np.concatenate([x for p in parts for x in (p, gap)])
 
 
 def _to_rate(x22k: np.ndarray, rate: int) -> np.ndarray:
@@ -422,13 +423,13 @@ def _f(v: float | None, fmt: str = "{:.1f}") -> str:
 
 
 def _table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
-    rows = [list(header), *[list(r) for r in rows]]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    table = [list(header), *[list(r) for r in rows]]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines = [
         "  ".join(
             c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
         )
-        for r in rows
+        for r in table
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return lines

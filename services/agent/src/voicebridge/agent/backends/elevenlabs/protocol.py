@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,7 +255,7 @@ def _vad(m: dict[str, Any]) -> VadScore:
     return VadScore(float(_required(p, "vad_score", "vad_score", (int, float))))
 
 
-_DECODERS = {
+_DECODERS: dict[str, Callable[[dict[str, Any]], ServerEvent]] = {
     "conversation_initiation_metadata": _metadata,
     "audio": _audio,
     "interruption": _interruption,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 import prometheus_client
 from prometheus_client import Gauge
@@ -59,8 +58,3 @@ async def watch_loop_lag(interval_s: float = 0.1, tasks_every: int = 5) -> None:
             tick += 1
             if tick % tasks_every == 0:
                 TASKS.set(len(asyncio.all_tasks(loop)))
-
-
-def unix_nanos() -> int:
-    """Wall-clock timestamp carried in frames for cross-service latency (services share a host clock)."""
-    return time.time_ns()

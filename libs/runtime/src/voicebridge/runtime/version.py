@@ -1,6 +1,6 @@
 """The version a service reports (build info, FastAPI's schema), read from its installed distribution.
 
-Why: the version lives once, in each package's pyproject.toml (all six move together, see
+Why: the version lives once, in each package's pyproject.toml (all of them move together, see
 tests/ops/test_versions.py); code that repeated it drifted from what was installed.
 """
 

@@ -1,6 +1,6 @@
 """Media DSP benchmark: CPU per call-second, resampler quality, and PESQ-NB, against the naive audioop path.
 
-Run `voicebridge-media-bench` (or `python -m voicebridge.media.bench`); `--json` prints one JSON object.
+Run `voicebridge-media-bench` (or `python -m voicebridge.bench.media_bench`); `--json` prints one JSON object.
 It is a report, not a test: the exit code is 0 whatever the numbers. scipy and pesq (the `bench` extra) are
 needed for the quality and PESQ sections and espeak-ng for speech; missing pieces are reported as unavailable.
 
@@ -323,7 +323,7 @@ def quality_section() -> dict[str, Any]:
     try:
         import scipy  # noqa: F401  (bench extra)
     except ImportError:
-        return {"available": False, "reason": "scipy not installed (pip install 'voicebridge-media[bench]')"}
+        return {"available": False, "reason": "scipy not installed (pip install voicebridge-bench)"}
     out: dict[str, Any] = {"available": True}
     ours = _resampler_metrics(make_resampler)
     ours["design_delay_ms"] = {
@@ -341,7 +341,7 @@ def pesq_section(speech_22k: np.ndarray | None) -> dict[str, Any]:
     except ImportError:
         return {
             "available": False,
-            "reason": "pesq/scipy not installed (pip install 'voicebridge-media[bench]')",
+            "reason": "pesq/scipy not installed (pip install voicebridge-bench)",
         }
     if speech_22k is None:
         return {"available": False, "reason": "espeak-ng not found"}

@@ -43,7 +43,6 @@ PRODUCTION_ENV = {
     "EDGE_STREAM_TOKEN_SECRET": "stream-secret-0123456789abcdef",
     "ELEVENLABS_AGENT_ID": "agent_0123",
     "ELEVENLABS_API_KEY": "sk_0123456789abcdef",
-    "ELEVENLABS_BASE_URL": "http://127.0.0.1:9",  # never dialled: no call is placed on this stack
 }
 
 
@@ -204,14 +203,56 @@ async def test_no_env_is_local_development_healthy_with_a_working_call(up, tmp_p
         assert "(mTLS;" in services[name].text()
 
 
-def test_production_env_starts_every_service_healthy_under_mtls(up, tmp_path: Path) -> None:
-    model = render(tmp_path / "project", PRODUCTION_ENV)
-    services = up(model)
-    assert "local development" not in services["edge"].text()
-    assert "media at 127.0.0.1" in services["edge"].text()
-    assert "(mTLS)" in services["edge"].text()
-    for name in ("agent", "media"):
-        assert "(mTLS;" in services[name].text()
+async def test_production_env_is_healthy_under_mtls_and_serves_a_signed_call(up, tmp_path: Path) -> None:
+    """Production .env (Twilio and ElevenLabs settings; ElevenLabs played by the ConvAI emulator, the
+    only setting pointed at a local peer): signature checks on, mTLS on both hops, and a call Twilio
+    would make (signed webhook, then the signed stream with its token) reaches the agent and back."""
+    import httpx
+    from twilio.request_validator import RequestValidator
+
+    from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator
+    from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller, stream_from_twiml
+
+    emulator = ConvAIEmulator(host="127.0.0.1", port=0)
+    agent_id = PRODUCTION_ENV["ELEVENLABS_AGENT_ID"]
+    emulator.add_agent(agent_id, AgentScript(input_format="ulaw_8000", output_format="ulaw_8000"))
+    await emulator.start()
+    try:
+        model = render(tmp_path / "project", {**PRODUCTION_ENV, "ELEVENLABS_BASE_URL": emulator.base_url})
+        services = up(model)
+        edge = services["edge"]
+        assert "local development" not in edge.text()
+        assert "media at 127.0.0.1" in edge.text()
+        assert "(mTLS)" in edge.text()
+        for name in ("agent", "media"):
+            assert "(mTLS;" in services[name].text()
+
+        public, token = PRODUCTION_ENV["PUBLIC_BASE_URL"], PRODUCTION_ENV["TWILIO_AUTH_TOKEN"]
+        caller = CallerConfig(url="", account_sid=PRODUCTION_ENV["TWILIO_ACCOUNT_SID"])
+        form = caller.voice_webhook_form()
+        signature = RequestValidator(token).compute_signature(f"{public}/twilio/voice", form)
+        base = f"http://127.0.0.1:{edge.env['EDGE_PORT']}"
+        async with httpx.AsyncClient(base_url=base) as client:
+            reply = await client.post("/twilio/voice", data=form, headers={"X-Twilio-Signature": signature})
+            unsigned = await client.post("/twilio/voice", data=form)
+        assert reply.status_code == 200, reply.text
+        assert unsigned.status_code == 403  # production: signatures are checked
+        stream_url, params = stream_from_twiml(reply.text)
+        dial = CallerConfig(
+            url=f"ws://127.0.0.1:{edge.env['EDGE_PORT']}/twilio/media",
+            signature_url=stream_url,
+            auth_token=token,
+            account_sid=caller.account_sid,
+            call_sid=caller.call_sid,
+            custom_parameters=params,
+        )
+        async with TwilioCaller(dial) as call:
+            await call.wait_heard(0.25, timeout=15)  # the emulator's two greeting beeps (0.3 s of tone)
+            summary = call.summary()
+        assert summary["violations"] == []
+        assert emulator.signed_url_requests  # the agent used the API key for a signed URL
+    finally:
+        await emulator.stop()
 
 
 @pytest.mark.parametrize(

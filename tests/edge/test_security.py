@@ -80,7 +80,10 @@ def test_tokens_from_another_secret_are_refused() -> None:
 
 
 def test_with_validation_explicitly_off_everything_passes() -> None:
-    security = EdgeSecurity(make_settings(TWILIO_VALIDATE_SIGNATURES="false"))
+    # Off is allowed on loopback only (exposure.py; tests/edge/test_exposure.py).
+    security = EdgeSecurity(
+        make_settings(TWILIO_VALIDATE_SIGNATURES="false", PUBLIC_BASE_URL="http://127.0.0.1:8000")
+    )
     assert security.verify_upgrade(_ws(None))
     assert security.verify_start(_start({})) is None
 

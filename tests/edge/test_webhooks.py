@@ -121,7 +121,7 @@ async def test_json_webhook_bodies_are_checked_against_body_sha256(edge_client: 
 
 
 async def test_signature_checks_are_off_only_when_explicitly_disabled(edge_client: ClientFactory) -> None:
-    client = edge_client(TWILIO_VALIDATE_SIGNATURES="false")
+    client = edge_client(TWILIO_VALIDATE_SIGNATURES="false", PUBLIC_BASE_URL="http://127.0.0.1:8000")
     reply = await client.post("/twilio/voice", data=FORM)
     assert reply.status_code == 200
     assert stream_from_twiml(reply.text)[1]["vb_direction"] == "inbound"

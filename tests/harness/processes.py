@@ -17,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voicebridge.runtime.config import Env
+from voicebridge.runtime.grpc_tls import GrpcTls
 from voicebridge.runtime.healthcheck import check as grpc_health_check
 
 BIN = Path(sys.executable).parent
@@ -76,8 +78,10 @@ class ServiceProcess:
         return ""
 
 
-def grpc_ready(target: str):
-    return lambda: grpc_health_check(target, timeout_s=0.5)
+def grpc_ready(target: str, tls_env: dict[str, str] | None = None):
+    """Health-checks `target`; with `tls_env` (GRPC_TLS_*) as that service's own mTLS identity."""
+    tls = GrpcTls.from_env(Env(tls_env)) if tls_env else None
+    return lambda: grpc_health_check(target, timeout_s=0.5, tls=tls)
 
 
 def http_ready(url: str):

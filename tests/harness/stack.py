@@ -10,6 +10,15 @@ from pathlib import Path
 from .processes import BIN, ServiceProcess, free_port, grpc_ready, http_ready
 
 
+def tls_env(certs: Path, service: str) -> dict[str, str]:
+    """GRPC_TLS_* naming `service`'s files in a voicebridge-dev-certs directory."""
+    return {
+        "GRPC_TLS_CA": str(certs / "ca.pem"),
+        "GRPC_TLS_CERT": str(certs / f"{service}.pem"),
+        "GRPC_TLS_KEY": str(certs / f"{service}-key.pem"),
+    }
+
+
 def scrape_metric(url: str, name: str, labels: str = "") -> float:
     """Sum of a metric's samples (matching a label fragment) in the /metrics page at `url`."""
     with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 - loopback
@@ -39,8 +48,6 @@ class Stack:
         return f"http://127.0.0.1:{self.edge_port}"
 
     def metrics_url(self, service: str) -> str:
-        if service == "edge":
-            return f"{self.http_base}/metrics/"
         return f"http://127.0.0.1:{self.metrics_ports[service]}/metrics"
 
     def metric(self, service: str, name: str, labels: str = "") -> float:
@@ -63,13 +70,19 @@ def start_stack(
     edge_env: dict[str, str] | None = None,
     *,
     agent_target: str | None = None,
+    certs: Path | None = None,
 ) -> Stack:
     """Start agent, media and edge; with `agent_target` (host:port of the test's own agent server)
-    no agent process is started and media talks to that server instead."""
+    no agent process is started and media talks to that server instead. With `certs` (a
+    voicebridge-dev-certs directory) every hop is mutual TLS, each service with its own certificate."""
     workdir.mkdir(parents=True, exist_ok=True)
     agent_port, media_port, edge_port = free_port(), free_port(), free_port()
-    metrics = {"agent": free_port(), "media": free_port()}
+    metrics = {"agent": free_port(), "media": free_port(), "edge": free_port()}
     common = {"LOG_LEVEL": "INFO"}
+
+    def tls(service: str) -> dict[str, str]:
+        return tls_env(certs, service) if certs else {}
+
     agent = ServiceProcess(
         "agent",
         [str(BIN / "voicebridge-agent")],
@@ -77,6 +90,7 @@ def start_stack(
             **common,
             "AGENT_LISTEN": f"127.0.0.1:{agent_port}",
             "AGENT_METRICS_PORT": str(metrics["agent"]),
+            **tls("agent"),
             **agent_env,
         },
         workdir / "agent.log",
@@ -89,6 +103,7 @@ def start_stack(
             "MEDIA_LISTEN": f"127.0.0.1:{media_port}",
             "MEDIA_METRICS_PORT": str(metrics["media"]),
             "AGENT_TARGET": agent_target or f"127.0.0.1:{agent_port}",
+            **tls("media"),
         },
         workdir / "media.log",
     )
@@ -99,6 +114,8 @@ def start_stack(
             **common,
             "EDGE_HOST": "127.0.0.1",
             "EDGE_PORT": str(edge_port),
+            "EDGE_METRICS_PORT": str(metrics["edge"]),
+            **tls("edge"),
             "MEDIA_TARGET": f"127.0.0.1:{media_port}",
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{edge_port}",
             "TWILIO_VALIDATE_SIGNATURES": "false",
@@ -106,11 +123,12 @@ def start_stack(
         },
         workdir / "edge.log",
     )
+    ready_env = {"agent": tls("agent"), "media": tls("media")}
     started: list[ServiceProcess] = []
     try:
         steps = [
-            (agent, grpc_ready(f"127.0.0.1:{agent_port}")),
-            (media, grpc_ready(f"127.0.0.1:{media_port}")),
+            (agent, grpc_ready(f"127.0.0.1:{agent_port}", ready_env["agent"])),
+            (media, grpc_ready(f"127.0.0.1:{media_port}", ready_env["media"])),
             (edge, http_ready(f"http://127.0.0.1:{edge_port}/healthz")),
         ]
         for proc, ready in steps[1:] if agent_target else steps:

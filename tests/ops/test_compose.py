@@ -82,6 +82,16 @@ def test_wiring(model):
     (port,) = services["edge"]["ports"]
     assert port["target"] == 8000
     assert port["published"] == "8000"
+    assert port["host_ip"] == "127.0.0.1"  # published on the host's loopback by default
+    assert services["edge"]["environment"]["EDGE_PUBLISHED_ON"] == "127.0.0.1:8000"
+    assert "9101" in services["edge"]["expose"]
+    # Every gRPC hop is mutual TLS, each service with its own certificate from the certs volume.
+    for name in ("edge", "media", "agent"):
+        env = services[name]["environment"]
+        assert env["GRPC_TLS_CERT"] == f"/certs/{name}.pem"
+        assert env["GRPC_TLS_KEY"] == f"/certs/{name}-key.pem"
+        assert env["GRPC_TLS_CA"] == "/certs/ca.pem"
+        assert services[name]["depends_on"]["certs"]["condition"] == "service_completed_successfully"
     # Only the edge is reachable from the host.
     assert not services["media"].get("ports")
     assert not services["agent"].get("ports")
@@ -109,7 +119,8 @@ def test_prometheus_scrapes_the_three_services():
         job["job_name"]: [t for sc in job["static_configs"] for t in sc["targets"]]
         for job in config["scrape_configs"]
     }
-    assert targets["edge"] == ["edge:8000"]
+    assert targets["edge"] == ["edge:9101"]  # its own metrics listener, not the Twilio-facing port
+    assert all(job.get("metrics_path", "/metrics") == "/metrics" for job in config["scrape_configs"])
     assert targets["media"] == ["media:9102"]
     assert targets["agent"] == ["agent:9103"]
 

@@ -44,7 +44,7 @@ CALLS = 3
 
 def _prometheus_config(stack: Stack) -> str:
     jobs = {
-        "edge": (f"127.0.0.1:{stack.edge_port}", "/metrics/"),
+        "edge": (f"127.0.0.1:{stack.metrics_ports['edge']}", "/metrics"),
         "media": (f"127.0.0.1:{stack.metrics_ports['media']}", "/metrics"),
         "agent": (f"127.0.0.1:{stack.metrics_ports['agent']}", "/metrics"),
     }

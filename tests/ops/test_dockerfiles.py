@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 from ._tools import ROOT, SERVICES, run, venv_tool
 
 LOCAL_DISTS = {"proto/python", "libs/runtime", *(f"services/{s}" for s in SERVICES), "sim", "bench"}
-PORTS = {"edge": {"8000"}, "media": {"50051", "9102"}, "agent": {"50052", "9103"}}
+PORTS = {"edge": {"8000", "9101"}, "media": {"50051", "9102"}, "agent": {"50052", "9103"}}
 # What each image must not contain: the heavy audio stack stays out of the edge, the web stack out of agent.
 FORBIDDEN = {
     "edge": {"numpy", "webrtcvad", "webrtcvad-wheels", "scipy"},

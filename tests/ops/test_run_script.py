@@ -1,9 +1,11 @@
-"""scripts/run (the quick start) brings agent, media and edge up healthy; SIGTERM leaves no process behind."""
+"""scripts/run (the quick start) brings agent, media and edge up healthy, listening on loopback only;
+SIGTERM leaves no process behind."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import ipaddress
 import os
 import queue
 import signal
@@ -34,6 +36,13 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def is_loopback(ip: str) -> bool:
+    """127.0.0.0/8 and ::1, also as an IPv4-mapped IPv6 address (how grpc reports an IPv4 bind)."""
+    address = ipaddress.ip_address(ip)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
 @pytest.mark.parametrize("script", ["scripts/run", "scripts/test", "scripts/lib/bootstrap.sh", ".ci/run"])
 def test_shell_syntax(script):
     result = run(["bash", "-n", str(ROOT / script)])
@@ -51,19 +60,23 @@ def test_ci_run_only_calls_scripts_test():
 @pytest.mark.skipif(bool(MISSING), reason=f"no __main__ yet for: {', '.join(MISSING)}")
 def test_run_starts_all_three_and_stops_cleanly(tmp_path):
     psutil = pytest.importorskip("psutil")
-    edge, media, media_metrics, agent, agent_metrics = free_ports(5)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "ELEVENLABS_", "AGENT_"))}
+    edge, edge_metrics, media, media_metrics, agent, agent_metrics = free_ports(6)
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "ELEVENLABS_", "AGENT_", "EDGE_"))
+    }
+    env = {k: v for k, v in env.items() if not k.startswith(("MEDIA_", "METRICS_", "GRPC_"))}
     env.update(
         VB_VENV=sys.prefix,
         VB_RUN_DIR=str(tmp_path),
         VOICEBRIDGE_ENV_FILE=str(tmp_path / "no.env"),  # a developer's .env must not leak in
+        # Free ports; the edge and metrics hosts are scripts/run's defaults.
         EDGE_PORT=str(edge),
+        EDGE_METRICS_PORT=str(edge_metrics),
         MEDIA_LISTEN=f"127.0.0.1:{media}",
         MEDIA_METRICS_PORT=str(media_metrics),
         AGENT_LISTEN=f"127.0.0.1:{agent}",
         AGENT_METRICS_PORT=str(agent_metrics),
     )
-    env.pop("MEDIA_TARGET", None)
     proc = subprocess.Popen(
         [str(ROOT / "scripts/run")],
         cwd=ROOT,
@@ -95,6 +108,15 @@ def test_run_starts_all_three_and_stops_cleanly(tmp_path):
         names = " ".join(" ".join(c.cmdline()) for c in children)
         for service in SERVICES:
             assert f"voicebridge-{service}" in names
+        listening = {
+            (c.laddr.ip, c.laddr.port)
+            for child in children
+            for c in child.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+        ports = {port for _ip, port in listening}
+        assert {edge, edge_metrics, media, media_metrics, agent, agent_metrics} <= ports, listening
+        assert all(is_loopback(ip) for ip, _port in listening), listening
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

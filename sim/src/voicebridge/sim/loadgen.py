@@ -192,13 +192,30 @@ class StackInfo:
             log.close()
 
 
-def start_services(workdir: Path, emulator_url: str) -> StackInfo:
-    """agent, media, edge from their console scripts, each ready before the next starts."""
+def _tls_env(bin_dir: Path, workdir: Path) -> dict[str, dict[str, str]]:
+    """Per service GRPC_TLS_* naming fresh development certificates (voicebridge-dev-certs)."""
+    certs = workdir / "certs"
+    command = [str(bin_dir / "voicebridge-dev-certs"), "--out", str(certs)]
+    subprocess.run(command, check=True, capture_output=True)  # noqa: S603 - our own console script
+    return {
+        name: {
+            "GRPC_TLS_CA": str(certs / "ca.pem"),
+            "GRPC_TLS_CERT": str(certs / f"{name}.pem"),
+            "GRPC_TLS_KEY": str(certs / f"{name}-key.pem"),
+        }
+        for name in ("edge", "media", "agent")
+    }
+
+
+def start_services(workdir: Path, emulator_url: str, tls: bool = False) -> StackInfo:
+    """agent, media, edge from their console scripts, each ready before the next starts; with `tls`
+    every gRPC hop is mutual TLS with development certificates (as docker-compose.yml runs them)."""
     bin_dir = Path(sys.executable).parent
     agent_port, media_port, edge_port = _free_port(), _free_port(), _free_port()
-    metrics_ports = {"agent": _free_port(), "media": _free_port()}
+    metrics_ports = {"agent": _free_port(), "media": _free_port(), "edge": _free_port()}
     base = {**os.environ, "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
     base.pop("VOICEBRIDGE_ENV_FILE", None)
+    tls_env = _tls_env(bin_dir, workdir) if tls else {"edge": {}, "media": {}, "agent": {}}
     specs = [
         (
             "agent",
@@ -208,6 +225,7 @@ def start_services(workdir: Path, emulator_url: str) -> StackInfo:
                 "AGENT_BACKEND": "elevenlabs",
                 "ELEVENLABS_AGENT_ID": "load",
                 "ELEVENLABS_BASE_URL": emulator_url,
+                **tls_env["agent"],
             },
             f"http://127.0.0.1:{metrics_ports['agent']}/metrics",
         ),
@@ -217,6 +235,7 @@ def start_services(workdir: Path, emulator_url: str) -> StackInfo:
                 "MEDIA_LISTEN": f"127.0.0.1:{media_port}",
                 "MEDIA_METRICS_PORT": str(metrics_ports["media"]),
                 "AGENT_TARGET": f"127.0.0.1:{agent_port}",
+                **tls_env["media"],
             },
             f"http://127.0.0.1:{metrics_ports['media']}/metrics",
         ),
@@ -225,7 +244,9 @@ def start_services(workdir: Path, emulator_url: str) -> StackInfo:
             {
                 "EDGE_HOST": "127.0.0.1",
                 "EDGE_PORT": str(edge_port),
+                "EDGE_METRICS_PORT": str(metrics_ports["edge"]),
                 "MEDIA_TARGET": f"127.0.0.1:{media_port}",
+                **tls_env["edge"],
                 "PUBLIC_BASE_URL": f"http://127.0.0.1:{edge_port}",
                 "TWILIO_VALIDATE_SIGNATURES": "false",
             },
@@ -235,7 +256,7 @@ def start_services(workdir: Path, emulator_url: str) -> StackInfo:
     info = StackInfo(
         ws_url=f"ws://127.0.0.1:{edge_port}/twilio/media",
         metrics={
-            "edge": f"http://127.0.0.1:{edge_port}/metrics/",
+            "edge": f"http://127.0.0.1:{metrics_ports['edge']}/metrics",
             "media": f"http://127.0.0.1:{metrics_ports['media']}/metrics",
             "agent": f"http://127.0.0.1:{metrics_ports['agent']}/metrics",
         },
@@ -628,6 +649,7 @@ def report(
     lost_out = (emu["sent_bytes"] - agent_heard) / FRAME_BYTES if emu else None
     out: dict[str, Any] = {
         "mode": "sequential" if args.sequential else "concurrent",
+        "grpc_tls": bool(getattr(args, "tls", False)) and not args.attach,
         "calls": len(results),
         "failed_calls": sum(1 for r in results if r.error),
         "errors": sorted({r.error for r in results if r.error})[:5],
@@ -746,6 +768,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--pid", action="append", default=[], metavar="SERVICE=PID", help="with --attach: CPU/RSS"
     )
+    ap.add_argument("--tls", action="store_true", help="mutual TLS on the gRPC hops (development certs)")
     ap.add_argument("--workdir", help="where service logs go (default: a temporary directory)")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--slo-cpu-ms-per-call-s", type=float, help="max CPU ms per call-second, 3 services")
@@ -768,7 +791,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
         emulator = EmulatorProcess()
         await asyncio.to_thread(emulator.start)
-        stack = await asyncio.to_thread(start_services, workdir, emulator.base_url)
+        stack = await asyncio.to_thread(start_services, workdir, emulator.base_url, args.tls)
     totals = None
     try:
         run = await (
@@ -791,7 +814,7 @@ def _text(out: dict[str, Any]) -> str:
     lat, lost = out["added_latency"], out["lost_frames"]
     lines = [
         f"{out['calls']} {out['mode']} calls ({out['failed_calls']} failed) on {out['machine']['cpus']} CPUs "
-        f"({out['machine']['cpu_model']})",
+        f"({out['machine']['cpu_model']}); gRPC hops: {'mTLS' if out.get('grpc_tls') else 'plaintext'}",
         f"added latency inbound  p50 {lat['inbound_caller_to_elevenlabs']['p50_ms']} ms "
         f"p99 {lat['inbound_caller_to_elevenlabs']['p99_ms']} ms",
         f"added latency outbound p50 {lat['outbound_elevenlabs_to_caller']['p50_ms']} ms "

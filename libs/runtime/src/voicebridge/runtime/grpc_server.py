@@ -11,13 +11,14 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .grpc_metrics import MetricsInterceptor
+from .grpc_tls import GrpcTls
 from .metrics import BUILD_INFO, start_metrics_server, watch_loop_lag
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ class GrpcServiceSpec:
     register: Callable[[grpc.aio.Server], None]
     drain: Callable[[], Awaitable[None]]  # end in-flight calls cleanly (in-band, with a reason)
     grace_s: float = 5.0
+    # mTLS identity (GRPC_TLS_*); plaintext only on loopback or with GRPC_INSECURE.
+    tls: GrpcTls = field(default_factory=GrpcTls)
+    metrics_host: str = "127.0.0.1"  # METRICS_HOST: a container sets 0.0.0.0 for Prometheus
 
 
 async def serve(spec: GrpcServiceSpec, stop: asyncio.Event | None = None) -> None:
@@ -67,16 +71,23 @@ async def serve(spec: GrpcServiceSpec, stop: asyncio.Event | None = None) -> Non
     reflection.enable_server_reflection(
         (*spec.grpc_services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(spec.listen)
+    port = spec.tls.add_port(server, spec.listen)
     if port == 0:
         raise RuntimeError(f"cannot listen on {spec.listen}")
-    metrics_server = start_metrics_server(spec.metrics_port)
+    metrics_server = start_metrics_server(spec.metrics_port, spec.metrics_host)
     BUILD_INFO.labels(spec.name, spec.version).set(1)
     await server.start()
     for name in ("", *spec.grpc_services):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     lag_task = asyncio.create_task(watch_loop_lag(), name="loop-lag")
-    log.info("%s serving gRPC on %s (metrics on :%s)", spec.name, spec.listen, spec.metrics_port)
+    log.info(
+        "%s serving gRPC on %s (%s; metrics on %s:%s)",
+        spec.name,
+        spec.listen,
+        "mTLS" if spec.tls.enabled else "plaintext",
+        spec.metrics_host,
+        spec.metrics_port,
+    )
     try:
         await stop.wait()
     finally:

@@ -36,8 +36,10 @@ LOOP_LAG = Histogram(
 )
 
 
-def start_metrics_server(port: int, host: str = "0.0.0.0") -> object | None:  # noqa: S104
-    """Serve /metrics on a daemon thread; returns the server (shut it down on exit). 0 disables."""
+def start_metrics_server(port: int, host: str = "127.0.0.1") -> object | None:
+    """Serve /metrics on a daemon thread; returns the server (shut it down on exit). 0 disables.
+
+    Its own listener in every service, never the Twilio-facing port; loopback unless METRICS_HOST says."""
     if port <= 0:
         return None
     server, _thread = prometheus_client.start_http_server(port, addr=host)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from voicebridge.runtime.config import ConfigError, Env
+from voicebridge.runtime.grpc_tls import GrpcTls
 from voicebridge.runtime.logs import register_secret
 
 from .backends.elevenlabs.settings import DEFAULT_BASE_URL, ElevenLabsSettings
@@ -25,6 +26,8 @@ class AgentSettings:
     grace_s: float
     parrot_format: str
     elevenlabs: ElevenLabsSettings | None
+    tls: GrpcTls = field(default_factory=GrpcTls)  # GRPC_TLS_* / GRPC_INSECURE (runtime/grpc_tls.py)
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> AgentSettings:
@@ -33,8 +36,9 @@ class AgentSettings:
         # parrot, so that the stack works out of the box with no key and no network.
         default_backend = "elevenlabs" if env.optional("ELEVENLABS_AGENT_ID") else "parrot"
         backend = env.choice("AGENT_BACKEND", default_backend, BACKENDS)
+        listen = env.str("AGENT_LISTEN", "127.0.0.1:50052")
         return cls(
-            listen=env.str("AGENT_LISTEN", "0.0.0.0:50052"),
+            listen=listen,
             metrics_port=env.int("AGENT_METRICS_PORT", 9103),
             backend=backend,
             log_level=env.str("LOG_LEVEL", "INFO"),
@@ -43,6 +47,8 @@ class AgentSettings:
             grace_s=env.float("AGENT_SHUTDOWN_GRACE_S", 5.0),
             parrot_format=env.choice("PARROT_FORMAT", "pcm_16000", ("pcm_16000", "ulaw_8000")),
             elevenlabs=_elevenlabs(env) if backend == "elevenlabs" else None,
+            tls=GrpcTls.from_env(env).checked(listen),
+            metrics_host=env.str("METRICS_HOST", "127.0.0.1"),
         )
 
     def __post_init__(self) -> None:

@@ -47,4 +47,6 @@ def build(settings: AgentSettings, backend: AgentBackend | None = None) -> GrpcS
         register=register,
         drain=drain,
         grace_s=settings.grace_s,
+        tls=settings.tls,
+        metrics_host=settings.metrics_host,
     )

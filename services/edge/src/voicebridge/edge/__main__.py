@@ -6,6 +6,7 @@ import uvicorn
 
 from voicebridge.runtime.config import settings_or_exit
 from voicebridge.runtime.logs import setup_logging
+from voicebridge.runtime.metrics import start_metrics_server
 
 from .config import EdgeSettings
 from .wiring import build_app
@@ -14,6 +15,8 @@ from .wiring import build_app
 def main() -> None:
     settings = settings_or_exit("edge", EdgeSettings.from_env)
     setup_logging("edge", settings.log_level, settings.log_format)
+    # /metrics on its own listener (a daemon thread), never on the port Twilio and the internet reach.
+    metrics_server = start_metrics_server(settings.metrics_port, settings.metrics_host)
     uvicorn.run(
         build_app(settings),
         host=settings.host,
@@ -29,6 +32,8 @@ def main() -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
     )
+    if metrics_server is not None:
+        metrics_server.shutdown()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The edge's FastAPI application: the Media Streams WebSocket, Twilio webhooks, health, metrics.
+"""The edge's FastAPI application: the Media Streams WebSocket, Twilio webhooks, health (metrics: own port).
 
 `create_app(settings)` wires the parts; each route's logic lives in its own module.
 """
@@ -10,10 +10,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
-import grpc
 from fastapi import APIRouter, FastAPI, WebSocket
 from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
 
 from voicebridge.runtime.grpc_server import CLIENT_OPTIONS
 from voicebridge.runtime.metrics import BUILD_INFO, watch_loop_lag
@@ -50,7 +48,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        channel = grpc.aio.insecure_channel(settings.media_target, options=CLIENT_OPTIONS)
+        channel = settings.tls.aio_channel(settings.media_target, CLIENT_OPTIONS)
         stub = media_pb2_grpc.MediaServiceStub(channel)
         # Every call to media on one multiplexed stream (runtime/mux.py), unless GRPC_MULTIPLEX=false.
         media_calls = state["media"] = MuxClient(
@@ -66,10 +64,13 @@ def create_app(
         BUILD_INFO.labels("edge", VERSION).set(1)
         if not settings.validate_signatures:
             log.warning(
-                "Twilio signature validation is OFF (TWILIO_VALIDATE_SIGNATURES=false): local development"
+                "local development mode: Twilio signature checks are off and the edge is reachable on "
+                "loopback only; set TWILIO_AUTH_TOKEN and an https PUBLIC_BASE_URL for production"
             )
-        if not settings.public_base_url.startswith("https://"):
+        elif not settings.public_base_url.startswith("https://"):
             log.warning("PUBLIC_BASE_URL is not https: Twilio dials only wss:// streams (local use only)")
+        hop = "mTLS" if settings.tls.enabled else "plaintext"
+        log.info("edge: media at %s (%s)", settings.media_target, hop)
         try:
             yield
         finally:
@@ -103,7 +104,4 @@ def create_app(
 
     for extra in routers:
         app.include_router(extra)
-
-    metrics_app = make_asgi_app()
-    app.mount("/metrics", metrics_app)
     return app

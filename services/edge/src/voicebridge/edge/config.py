@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from voicebridge.runtime.config import ConfigError, Env, MuxSettings
+from voicebridge.runtime.grpc_tls import GrpcTls
 from voicebridge.runtime.logs import register_secret
 
-from . import call_params
+from . import call_params, exposure
 
 MEDIA_STREAM_PATH = "/twilio/media"
 VOICE_WEBHOOK_PATH = "/twilio/voice"
@@ -93,6 +94,10 @@ class EdgeSettings:
     max_webhook_bytes: int = 64 * 1024
     # How calls travel to media: one multiplexed stream, or one stream each (runtime/mux.py).
     mux: MuxSettings = field(default_factory=MuxSettings)
+    # Listeners and the media hop: /metrics on its own port, mTLS to media (runtime/grpc_tls.py).
+    metrics_port: int = 9101
+    metrics_host: str = "127.0.0.1"
+    tls: GrpcTls = field(default_factory=GrpcTls)
 
     @property
     def rest_configured(self) -> bool:
@@ -112,15 +117,12 @@ class EdgeSettings:
     def from_env(cls, env: Env | None = None) -> EdgeSettings:
         env = env or Env()
         token = env.optional("TWILIO_AUTH_TOKEN")
-        validate = env.bool("TWILIO_VALIDATE_SIGNATURES", True)
-        if validate and not token:
-            raise ConfigError(
-                "TWILIO_VALIDATE_SIGNATURES is on but TWILIO_AUTH_TOKEN is not set; set the token, or set "
-                "TWILIO_VALIDATE_SIGNATURES=false explicitly for local development"
-            )
-        public = env.str("PUBLIC_BASE_URL", f"http://127.0.0.1:{env.int('EDGE_PORT', 8000)}")
+        host, port = env.str("EDGE_HOST", "127.0.0.1"), env.int("EDGE_PORT", 8000)
+        public = env.str("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
         if urlsplit(public).scheme not in {"http", "https"}:
             raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) URL, got {public!r}")
+        validate = exposure.decide(env, token, host, port, public).validate_signatures
+        media_target = env.str("MEDIA_TARGET", "127.0.0.1:50051")
         stream_secret = env.optional("EDGE_STREAM_TOKEN_SECRET") or secrets.token_urlsafe(32)
         api_token = env.optional("EDGE_API_TOKEN")
         for name, value in (("EDGE_STREAM_TOKEN_SECRET", stream_secret), ("EDGE_API_TOKEN", api_token)):
@@ -132,9 +134,9 @@ class EdgeSettings:
         for secret in (token, stream_secret, api_token):
             register_secret(secret)
         return cls(
-            host=env.str("EDGE_HOST", "0.0.0.0"),  # noqa: S104 - a container listens on all interfaces
-            port=env.int("EDGE_PORT", 8000),
-            media_target=env.str("MEDIA_TARGET", "127.0.0.1:50051"),
+            host=host,
+            port=port,
+            media_target=media_target,
             public_base_url=public,
             twilio_account_sid=env.optional("TWILIO_ACCOUNT_SID"),
             twilio_auth_token=token,
@@ -154,4 +156,7 @@ class EdgeSettings:
             transfer_destinations=_transfer_destinations(env.optional("EDGE_TRANSFER_DESTINATIONS")),
             max_webhook_bytes=env.int("EDGE_MAX_WEBHOOK_BYTES", 64 * 1024),
             mux=MuxSettings.from_env(env, "MEDIA_BATCH_INTERVAL_MS", MEDIA_BATCH_INTERVAL_MS),
+            metrics_port=env.int("EDGE_METRICS_PORT", 9101),
+            metrics_host=env.str("METRICS_HOST", "127.0.0.1"),
+            tls=GrpcTls.from_env(env).checked(targets=(media_target,)),
         )

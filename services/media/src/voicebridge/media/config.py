@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from voicebridge.runtime.config import ConfigError, Env, MuxSettings
+from voicebridge.runtime.grpc_tls import GrpcTls
 
 
 @dataclass(frozen=True)
@@ -94,14 +95,19 @@ class MediaSettings:
     drain_timeout_s: float
     # How calls travel from the edge and to the agent: multiplexed or one stream each (runtime/mux.py).
     mux: MuxSettings = field(default_factory=MuxSettings)
+    # mTLS for both hops (serving the edge, calling the agent): GRPC_TLS_* / GRPC_INSECURE.
+    tls: GrpcTls = field(default_factory=GrpcTls)
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> MediaSettings:
         env = env or Env()
+        listen = env.str("MEDIA_LISTEN", "127.0.0.1:50051")
+        agent_target = env.str("AGENT_TARGET", "127.0.0.1:50052")
         return cls(
-            listen=env.str("MEDIA_LISTEN", "0.0.0.0:50051"),
+            listen=listen,
             metrics_port=env.int("MEDIA_METRICS_PORT", 9102),
-            agent_target=env.str("AGENT_TARGET", "127.0.0.1:50052"),
+            agent_target=agent_target,
             log_level=env.str("LOG_LEVEL", "INFO"),
             log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
             grace_s=env.float("MEDIA_SHUTDOWN_GRACE_S", 5.0),
@@ -119,6 +125,8 @@ class MediaSettings:
             agent_queue_ms=env.int("AGENT_QUEUE_MS", 1000),
             drain_timeout_s=env.float("DRAIN_TIMEOUT_S", 30.0),
             mux=MuxSettings.from_env(env, "AGENT_BATCH_INTERVAL_MS", 0.0),
+            tls=GrpcTls.from_env(env).checked(listen, (agent_target,)),
+            metrics_host=env.str("METRICS_HOST", "127.0.0.1"),
         )
 
 

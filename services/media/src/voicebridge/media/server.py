@@ -35,4 +35,6 @@ def build(settings: MediaSettings) -> GrpcServiceSpec:
         register=register,
         drain=drain,
         grace_s=settings.grace_s,
+        tls=settings.tls,
+        metrics_host=settings.metrics_host,
     )

@@ -28,7 +28,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def __init__(self, settings: MediaSettings) -> None:
         self._settings = settings
         # One long-lived channel to the agent service per process (created inside the running loop).
-        self._channel = grpc.aio.insecure_channel(settings.agent_target, options=CLIENT_OPTIONS)
+        self._channel = settings.tls.aio_channel(settings.agent_target, CLIENT_OPTIONS)
         self._agent = agent_calls(
             agent_pb2_grpc.AgentServiceStub(self._channel), settings.mux.enabled, settings.mux.interval_s
         )

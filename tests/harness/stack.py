@@ -7,7 +7,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .polling import eventually
 from .processes import BIN, ServiceProcess, free_port, grpc_ready, http_ready
+
+# The gauge each service sets back down when it has ended a call (and closed what the call held).
+CALLS_ACTIVE = {"edge": "edge_calls_active", "media": "media_calls_active", "agent": "agent_sessions_active"}
+# A failure detector, not a deadline: ending a call takes milliseconds; this only bounds how long a
+# test waits for a call that never ends before it says so.
+IDLE_TIMEOUT_S = 30.0
 
 
 def scrape_metric(url: str, name: str, labels: str = "") -> float:
@@ -46,6 +53,21 @@ class Stack:
     def metric(self, service: str, name: str, labels: str = "") -> float:
         """Sum of a metric's samples (matching a label fragment) in a service's /metrics."""
         return scrape_metric(self.metrics_url(service), name, labels)
+
+    def calls_in_progress(self) -> dict[str, float]:
+        """Each service's own count of calls it has not ended yet."""
+        return {s: self.metric(s, g) for s, g in CALLS_ACTIVE.items() if s != "agent" or self.agent}
+
+    def idle(self) -> bool:
+        return not any(self.calls_in_progress().values())
+
+    async def wait_idle(self, what: str, timeout_s: float = IDLE_TIMEOUT_S) -> None:
+        """Until every service has ended every call it had: a shared stack is handed from one test to
+        the next only once it is proven idle. On timeout, says which service still holds a call."""
+        try:
+            await eventually(self.idle, timeout_s, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; calls still in progress: {self.calls_in_progress()}") from None
 
     def stop(self) -> dict[str, int | None]:
         return {p.name: p.stop() for p in self._processes()}

@@ -64,8 +64,8 @@ async def test_tones_keep_their_pitch_and_length_through_the_bridge(
         await call.wait_heard(SECONDS, timeout=10)
         await call.wait_agent_quiet(0.3, timeout=5)
         timeline = call.heard_ulaw
-        # The audio as played, back to back: a playback underrun on a loaded machine (asserted
-        # separately, in test_playout_under_load) must not count as a longer tone.
+        # The audio as played, back to back: a playback underrun on a loaded machine (a measurement:
+        # voicebridge-load's playback_gaps) must not count as a longer tone.
         heard = b"".join(timeline[a:b] for a, b in call.heard_spans())
         assert call.violations == []
     received = bytes(session.received_audio)

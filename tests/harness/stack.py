@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .polling import eventually
@@ -36,6 +37,7 @@ class Stack:
     agent: ServiceProcess | None  # None when the stack uses an agent server of the test's own
     edge_port: int
     metrics_ports: dict[str, int]
+    readiness: dict[str, Callable[[], bool]] = field(default_factory=dict, repr=False)
 
     @property
     def media_ws_url(self) -> str:
@@ -71,6 +73,15 @@ class Stack:
 
     def stop(self) -> dict[str, int | None]:
         return {p.name: p.stop() for p in self._processes()}
+
+    def restart(self) -> None:
+        """Fresh processes on the same ports (and logs): a stack an earlier test left a call on is
+        not handed to the next test."""
+        for proc in reversed(self._processes()):  # edge first, as at shutdown
+            proc.stop()
+        for proc in self._processes():  # agent, media, edge: each ready before the next
+            proc.start()
+            proc.wait_until(self.readiness[proc.name])
 
     def logs(self) -> str:
         return "\n".join(f"===== {p.name}\n{p.log()}" for p in self._processes())
@@ -129,12 +140,13 @@ def start_stack(
         workdir / "edge.log",
     )
     started: list[ServiceProcess] = []
+    readiness = {
+        "agent": grpc_ready(f"127.0.0.1:{agent_port}"),
+        "media": grpc_ready(f"127.0.0.1:{media_port}"),
+        "edge": http_ready(f"http://127.0.0.1:{edge_port}/healthz"),
+    }
     try:
-        steps = [
-            (agent, grpc_ready(f"127.0.0.1:{agent_port}")),
-            (media, grpc_ready(f"127.0.0.1:{media_port}")),
-            (edge, http_ready(f"http://127.0.0.1:{edge_port}/healthz")),
-        ]
+        steps = [(agent, readiness["agent"]), (media, readiness["media"]), (edge, readiness["edge"])]
         for proc, ready in steps[1:] if agent_target else steps:
             proc.start()
             started.append(proc)
@@ -143,4 +155,4 @@ def start_stack(
         for proc in reversed(started):
             proc.stop()
         raise
-    return Stack(edge, media, None if agent_target else agent, edge_port, metrics)
+    return Stack(edge, media, None if agent_target else agent, edge_port, metrics, readiness)

@@ -2,16 +2,16 @@
 
 The test plays media itself with nothing but the generated stubs, one Converse stream per call, so what
 is exercised is the agent service alone (servicer + elevenlabs backend), at the scale of a busy host:
-50 calls at once must not hear each other, and 500 calls in a row must leave no socket, task or
-memory behind. Calls speak μ-law 8 kHz both ways, which the backend passes through untouched, so
-content is checked byte for byte.
+50 calls at once must not hear each other, and 500 calls in a row must leave no socket or task
+behind. (Memory over back-to-back calls is a measurement: `voicebridge-load --sequential N
+--slo-rss-growth-mib M` reports it, docs/performance.md.) Calls speak μ-law 8 kHz both ways, which
+the backend passes through untouched, so content is checked byte for byte.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import statistics
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,21 +208,16 @@ async def test_50_concurrent_sessions_hear_only_their_own_peer(agent: AgentProce
 
 TOTAL, WARM_UP, IN_FLIGHT, SAMPLE_EVERY = 500, 50, 10, 50
 SHORT = bytes(range(256)) * 3  # 96 ms of audio-shaped bytes: enough to prove both directions
-# Allocator arenas, gRPC's and prometheus' caches settle during the warm-up; after it, what is left is
-# fragmentation noise. A leaked session (socket buffers, websocket state, the start message, tasks) costs
-# tens of kB, so over the 450 measured calls even a 5 kB/call leak (2.2 MiB) would exceed this.
-RSS_TOLERANCE = 2 * 2**20
 
 
 @dataclass
 class Footprint:
     fds: int
     tcp: int
-    rss: int
 
 
 def footprint(proc: psutil.Process) -> Footprint:
-    return Footprint(proc.num_fds(), len(proc.net_connections(kind="tcp")), proc.memory_info().rss)
+    return Footprint(proc.num_fds(), len(proc.net_connections(kind="tcp")))
 
 
 def connected(proc: psutil.Process) -> list:
@@ -230,7 +225,7 @@ def connected(proc: psutil.Process) -> list:
 
 
 @pytest.mark.slow
-async def test_500_sequential_calls_leave_no_socket_task_or_memory_behind(agent: AgentProcess) -> None:
+async def test_500_sequential_calls_leave_no_socket_or_task_behind(agent: AgentProcess) -> None:
     """Short calls (handshake, a little audio both ways, end), ten in flight; the caller ends even
     calls, the agent ends odd ones, so both teardown paths are counted."""
 
@@ -279,14 +274,15 @@ async def test_500_sequential_calls_leave_no_socket_task_or_memory_behind(agent:
         await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
 
     async def settle(what: str, baseline: Footprint, tasks: float) -> Footprint:
-        await eventually(idle, 10, f"every session closed on both sides ({what})")
+        # The timeouts are failure detectors: a leak never comes back down.
+        await eventually(idle, 30, f"every session closed on both sides ({what})")
         # <=: a socket of an earlier metrics scrape can still be closing when the baseline is taken.
-        await eventually(lambda: proc.num_fds() <= baseline.fds, 10, f"fds back to {baseline.fds} ({what})")
+        await eventually(lambda: proc.num_fds() <= baseline.fds, 30, f"fds back to {baseline.fds} ({what})")
         await eventually(
-            lambda: len(proc.net_connections(kind="tcp")) <= baseline.tcp, 10, f"TCP back ({what})"
+            lambda: len(proc.net_connections(kind="tcp")) <= baseline.tcp, 30, f"TCP back ({what})"
         )
         await eventually(
-            lambda: agent.metric("voicebridge_asyncio_tasks") <= tasks, 5, f"tasks back to {tasks} ({what})"
+            lambda: agent.metric("voicebridge_asyncio_tasks") <= tasks, 30, f"tasks back to {tasks} ({what})"
         )
         return footprint(proc)
 
@@ -303,15 +299,16 @@ async def test_500_sequential_calls_leave_no_socket_task_or_memory_behind(agent:
         sessions_before = len(agent.emulator.sessions)
 
         await calls(stub, 0, WARM_UP)
-        rss = [(await settle("after the warm-up", before, tasks_before)).rss]
+        after = await settle("after the warm-up", before, tasks_before)
         for first in range(WARM_UP, TOTAL, SAMPLE_EVERY):
             await calls(stub, first, SAMPLE_EVERY)
             after = await settle(f"after {first + SAMPLE_EVERY} calls", before, tasks_before)
-            rss.append(after.rss)
-
-        # voicebridge_asyncio_tasks is sampled every 0.5 s (runtime/metrics.py): read it once more after
-        # two periods of idleness, so the value is one taken after the last call, not during it.
-        await asyncio.sleep(1.0)
+        # The task gauge is sampled every 5th loop-lag tick (runtime/metrics.py): 6 more ticks, and the
+        # reading is one taken after the last call.
+        ticks = agent.metric("voicebridge_event_loop_lag_seconds_count")
+        await eventually(
+            lambda: agent.metric("voicebridge_event_loop_lag_seconds_count") >= ticks + 6, 30, "a task sample"
+        )
         tasks_after = agent.metric("voicebridge_asyncio_tasks")
         assert tasks_after <= tasks_before
 
@@ -319,12 +316,5 @@ async def test_500_sequential_calls_leave_no_socket_task_or_memory_behind(agent:
     assert len(ours) == TOTAL
     assert all(s.closed and s.close_code == 1000 for s in ours)
     assert sum(s.closed_by_client for s in ours) == TOTAL // 2  # the caller's hang-ups closed by the agent
-    mib = [round(r / 2**20, 2) for r in rss]
-    print(
-        f"agent: fds {before.fds}->{after.fds}, tcp {before.tcp}->{after.tcp}, "
-        f"tasks {tasks_before:g}->{tasks_after:g}, RSS MiB {mib}"
-    )
-    # Memory: no more than the tolerance above the post-warm-up level, and not trending up (the last
-    # samples are no higher than the median of all samples plus half the tolerance).
-    assert max(rss) - rss[0] <= RSS_TOLERANCE, mib
-    assert statistics.mean(rss[-3:]) - statistics.median(rss) <= RSS_TOLERANCE / 2, mib
+    print(f"agent: fds {before.fds}->{after.fds}, tcp {before.tcp}->{after.tcp}")
+    print(f"agent: tasks {tasks_before:g}->{tasks_after:g}")

@@ -1,9 +1,9 @@
-"""On a real clock: with several calls talking at once, each caller hears its agent without gaps.
+"""Several calls talking at once: each caller hears all of its own agent's reply, and nothing else.
 
-A gap is a hole in what the caller hears: its playout buffer ran dry. Frames arrive up to the pacer's
-lead (60 ms) ahead of when they play, so a stall shorter than the lead anywhere on the path (a
-garbage-collector pause in a service or in this test process: all calls then show it at the same
-frame) is not heard; one longer than the lead would be.
+What this asserts is behaviour, the same on a busy machine as on a quiet one: every byte the agent
+sent reaches its own caller, in order, once, with no other call's audio. How evenly the frames arrive
+under load (gaps in playback, frame spacing) is a measurement of the machine: `voicebridge-load`
+reports it (`playback_gaps`, with `--slo-gaps` and `--slo-worst-gap-ms`; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -19,33 +19,38 @@ from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
 
 CALLS = 8
 REPLY_S = 3.0
-LEAD_S = 0.060  # PLAYOUT_LEAD_MS's default
+SILENCE = b"\xff"
 _ids = itertools.count()
 
 
-async def _one_call(stack: Stack, agent_id: str) -> list[float]:
-    config = CallerConfig(url=stack.media_ws_url, custom_parameters={"agent_id": agent_id})
-    async with TwilioCaller(config) as call:
-        await call.wait_heard(REPLY_S, timeout=15)
-        times = [t for t, m in call.received if isinstance(m, dict) and m.get("event") == "media"]
-        spans = call.heard_spans()
-        assert call.violations == []
-    assert len(spans) == 1, f"the reply was heard in {len(spans)} pieces: playback ran dry"
-    return [b - a for a, b in itertools.pairwise(times)]
-
-
-async def test_concurrent_calls_hear_their_agents_without_gaps(
-    elevenlabs_stack: Stack, convai_emulator: ConvAIEmulator
-) -> None:
+def _agent(emulator: ConvAIEmulator, reply: bytes) -> str:
     async def scenario(session: EmulatedSession) -> None:
-        await session.send_audio(tone_ulaw(440, REPLY_S), chunk_ms=250)
+        await session.send_audio(reply, chunk_ms=250)
 
     agent_id = f"load-{next(_ids)}"
-    convai_emulator.add_agent(
+    emulator.add_agent(
         agent_id, AgentScript(input_format="ulaw_8000", output_format="ulaw_8000", scenario=scenario)
     )
-    gaps = await asyncio.gather(*(_one_call(elevenlabs_stack, agent_id) for _ in range(CALLS)))
-    # Every reply was heard in one piece (_one_call), and no frame came later after the one before
-    # than the lead that keeps the caller's buffer from running dry.
-    worst = max(max(g[4:]) for g in gaps)  # after the lead burst that opens the reply
-    assert worst <= LEAD_S, f"a frame arrived {worst * 1000:.0f} ms after the previous one"
+    return agent_id
+
+
+async def _heard(stack: Stack, agent_id: str) -> bytes:
+    """The agent audio the caller played, gaps between pieces left out (μ-law passes through as is)."""
+    config = CallerConfig(url=stack.media_ws_url, custom_parameters={"agent_id": agent_id})
+    async with TwilioCaller(config) as call:
+        await call.wait_heard(REPLY_S, timeout=30)
+        heard = call.heard_ulaw
+        spans = call.heard_spans()
+        assert call.violations == []
+    return b"".join(heard[a:b] for a, b in spans)
+
+
+async def test_concurrent_calls_each_hear_their_own_agents_whole_reply(
+    elevenlabs_stack: Stack, convai_emulator: ConvAIEmulator
+) -> None:
+    replies = [tone_ulaw(400 + 100 * i, REPLY_S) for i in range(CALLS)]  # every agent its own tone
+    agents = [_agent(convai_emulator, reply) for reply in replies]
+    heard = await asyncio.gather(*(_heard(elevenlabs_stack, agent_id) for agent_id in agents))
+    for i, (reply, played) in enumerate(zip(replies, heard, strict=True)):
+        # Silence (0xFF) around the reply is not the agent's; everything else is exactly the reply.
+        assert played.strip(SILENCE) == reply.strip(SILENCE), f"call {i} did not hear its reply whole"

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import re
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .polling import eventually
 from .processes import BIN, ServiceProcess, free_port, grpc_ready, http_ready
+
+# The gauge each service sets back down when it has ended a call (and closed what the call held).
+CALLS_ACTIVE = {"edge": "edge_calls_active", "media": "media_calls_active", "agent": "agent_sessions_active"}
+# A failure detector, not a deadline: ending a call takes milliseconds; this only bounds how long a
+# test waits for a call that never ends before it says so.
+IDLE_TIMEOUT_S = 30.0
 
 
 def tls_env(certs: Path, service: str) -> dict[str, str]:
@@ -38,6 +46,7 @@ class Stack:
     agent: ServiceProcess | None  # None when the stack uses an agent server of the test's own
     edge_port: int
     metrics_ports: dict[str, int]
+    readiness: dict[str, Callable[[], bool]] = field(default_factory=dict, repr=False)
 
     @property
     def media_ws_url(self) -> str:
@@ -54,8 +63,32 @@ class Stack:
         """Sum of a metric's samples (matching a label fragment) in a service's /metrics."""
         return scrape_metric(self.metrics_url(service), name, labels)
 
+    def calls_in_progress(self) -> dict[str, float]:
+        """Each service's own count of calls it has not ended yet."""
+        return {s: self.metric(s, g) for s, g in CALLS_ACTIVE.items() if s != "agent" or self.agent}
+
+    def idle(self) -> bool:
+        return not any(self.calls_in_progress().values())
+
+    async def wait_idle(self, what: str, timeout_s: float = IDLE_TIMEOUT_S) -> None:
+        """Until every service has ended every call it had: a shared stack is handed from one test to
+        the next only once it is proven idle. On timeout, says which service still holds a call."""
+        try:
+            await eventually(self.idle, timeout_s, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; calls still in progress: {self.calls_in_progress()}") from None
+
     def stop(self) -> dict[str, int | None]:
         return {p.name: p.stop() for p in self._processes()}
+
+    def restart(self) -> None:
+        """Fresh processes on the same ports (and logs): a stack an earlier test left a call on is
+        not handed to the next test."""
+        for proc in reversed(self._processes()):  # edge first, as at shutdown
+            proc.stop()
+        for proc in self._processes():  # agent, media, edge: each ready before the next
+            proc.start()
+            proc.wait_until(self.readiness[proc.name])
 
     def logs(self) -> str:
         return "\n".join(f"===== {p.name}\n{p.log()}" for p in self._processes())
@@ -125,12 +158,13 @@ def start_stack(
     )
     ready_env = {"agent": tls("agent"), "media": tls("media")}
     started: list[ServiceProcess] = []
+    readiness = {
+        "agent": grpc_ready(f"127.0.0.1:{agent_port}", ready_env["agent"]),
+        "media": grpc_ready(f"127.0.0.1:{media_port}", ready_env["media"]),
+        "edge": http_ready(f"http://127.0.0.1:{edge_port}/healthz"),
+    }
     try:
-        steps = [
-            (agent, grpc_ready(f"127.0.0.1:{agent_port}", ready_env["agent"])),
-            (media, grpc_ready(f"127.0.0.1:{media_port}", ready_env["media"])),
-            (edge, http_ready(f"http://127.0.0.1:{edge_port}/healthz")),
-        ]
+        steps = [(agent, readiness["agent"]), (media, readiness["media"]), (edge, readiness["edge"])]
         for proc, ready in steps[1:] if agent_target else steps:
             proc.start()
             started.append(proc)
@@ -139,4 +173,4 @@ def start_stack(
         for proc in reversed(started):
             proc.stop()
         raise
-    return Stack(edge, media, None if agent_target else agent, edge_port, metrics)
+    return Stack(edge, media, None if agent_target else agent, edge_port, metrics, readiness)

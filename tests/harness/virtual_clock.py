@@ -1,8 +1,9 @@
 """A deterministic clock for timing logic: time moves only when the test says so.
 
-Implements the media service's `Clock` protocol. `advance(seconds)` moves time forward in small
-steps, waking sleepers in deadline order and letting the event loop run everything that became
-ready, so a pacer under test behaves exactly as it would on a real clock, minus the jitter.
+Implements `voicebridge.runtime.clock.Clock` (media's pacer, the mux's batching). `advance(seconds)`
+moves time forward in small steps, waking sleepers in deadline order and letting the event loop run
+everything that became ready, so a pacer under test behaves exactly as it would on a real clock,
+minus the jitter.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Many calls on one gRPC stream (runtime/mux.py), over a real grpc.aio server on loopback.
+"""Many calls on one gRPC stream (runtime/mux.py), over a real grpc.aio server on loopback; the
+client's pacing on the virtual clock, against an in-memory stream that records when each batch left.
 
 The server is a small AgentService whose per-call `Converse` echoes each DTMF digit back as a
 transcript; `ConverseMany` serves the same method through `MuxServer`. Digits with a meaning:
@@ -12,9 +13,9 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from harness.virtual_clock import VirtualClock
 from prometheus_client import REGISTRY
 
-from voicebridge.runtime import mux
 from voicebridge.runtime.mux import MuxClient, MuxServer
 from voicebridge.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
@@ -282,35 +283,112 @@ async def test_write_nowait_queues_on_the_shared_stream_in_order_with_write(echo
     assert await texts_until_end(call) == ["1", "2", "3", "4", "end"]
 
 
+# -- pacing (MEDIA_BATCH_INTERVAL_MS), on the virtual clock ----------------------------------------
+
+
+class RecordedStream:
+    """An in-memory *Many RPC for the client: records each batch written, with the virtual time it
+    left at, and answers nothing until cancelled."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self.batches: list[tuple[float, list[tuple[int, str]]]] = []
+        self._cancelled = asyncio.Event()
+
+    async def initial_metadata(self) -> tuple:
+        return ()
+
+    def done(self) -> bool:
+        return self._cancelled.is_set()
+
+    async def write(self, batch: agent_pb2.ConverseManyRequest) -> None:
+        items = [(item.call, item.request.dtmf.digit) for item in batch.items]
+        self.batches.append((self.clock.now(), items))
+
+    async def read(self):
+        await self._cancelled.wait()
+        return grpc.aio.EOF
+
+    def cancel(self) -> bool:
+        self._cancelled.set()
+        return True
+
+
+def paced_client(clock: VirtualClock, interval_s: float) -> tuple[MuxClient, list[RecordedStream]]:
+    streams: list[RecordedStream] = []
+
+    def open_many() -> RecordedStream:
+        streams.append(RecordedStream(clock))
+        return streams[-1]
+
+    def per_call_only():
+        raise AssertionError("the shared stream was not used")
+
+    client = MuxClient(
+        open_many,
+        per_call_only,
+        agent_pb2.ConverseManyRequest,
+        agent_pb2.ConverseManyRequestItem,
+        CONVERSE,
+        interval_s=interval_s,
+        clock=clock,
+    )
+    return client, streams
+
+
+def departures(stream: RecordedStream) -> list[float]:
+    return [round(t, 6) for t, _ in stream.batches]
+
+
 async def test_an_interval_bounds_the_grpc_messages_whatever_the_calls_send() -> None:
-    agent = EchoAgent()
-    server, port = await start(agent)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        client = client_for(channel, interval_s=0.1)
-        calls = [client.open() for _ in range(5)]
-        for call in calls:  # settle every call on the stream
-            await call.write(digit("0"))
-            assert (await call.read()).transcript.text == "0"
-        items_before, batches_before = batch_items(CONVERSE, "client", "sent")
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        for step in range(20):  # 100 call messages, one per call every 10 ms
-            for call in calls:
-                await call.write(digit(str(step % 10)))
-            await asyncio.sleep(0.01)
+    clock = VirtualClock()
+    client, streams = paced_client(clock, interval_s=0.1)
+    calls = [client.open() for _ in range(5)]
+    for step in range(20):  # 100 call messages: one per call every 10 ms for 200 ms
         for call in calls:
-            for step in range(20):
-                assert (await call.read()).transcript.text == str(step % 10)
-        elapsed = loop.time() - began
-        items, batches = batch_items(CONVERSE, "client", "sent")
-        await client.aclose()
-    await server.stop(None)
-    assert items - items_before == 100
-    assert batches - batches_before <= elapsed / 0.1 + 1  # at most one message per interval
+            await call.write(digit(str(step % 10)))
+        await clock.settle()
+        await clock.advance(0.01)
+    await clock.advance(0.2)
+    (stream,) = streams
+    # One gRPC message per 100 ms, the first at once: 0, 100 and 200 ms carry all 100 messages.
+    assert departures(stream) == [0.0, 0.1, 0.2]
+    by_call: dict[int, list[str]] = {}
+    for _, items in stream.batches:
+        for number, d in items:
+            by_call.setdefault(number, []).append(d)
+    assert sorted(by_call) == [1, 2, 3, 4, 5]
+    assert all(ds == [str(step % 10) for step in range(20)] for ds in by_call.values())
+    await client.aclose()
 
 
-async def test_after_a_quiet_interval_the_first_message_leaves_at_once() -> None:
-    pace = mux._Pace(interval_s=30.0)
-    await asyncio.wait_for(pace.wait(), 5)  # the first: no wait at all
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(pace.wait(), 0.05)  # the next waits out the interval
+async def test_the_first_message_after_a_quiet_interval_leaves_at_once_the_next_waits_its_turn() -> None:
+    clock = VirtualClock()
+    client, streams = paced_client(clock, interval_s=0.1)
+    call = client.open()
+    await call.write(digit("1"))  # the first ever: at once
+    await clock.settle()
+    await clock.advance(0.03)
+    await call.write(digit("2"))  # 30 ms after the last send: waits for 100 ms after it
+    await clock.settle()
+    await clock.advance(0.06)
+    assert departures(streams[0]) == [0.0]
+    await clock.advance(0.01)
+    assert departures(streams[0]) == [0.0, 0.1]
+    await clock.advance(0.25)  # quiet for longer than the interval
+    await call.write(digit("3"))
+    await clock.settle()
+    assert departures(streams[0]) == [0.0, 0.1, 0.35]  # no wait at all
+    assert [items for _, items in streams[0].batches] == [[(1, "1")], [(1, "2")], [(1, "3")]]
+    await client.aclose()
+
+
+async def test_without_an_interval_every_batch_leaves_when_the_sender_runs() -> None:
+    clock = VirtualClock()
+    client, streams = paced_client(clock, interval_s=0.0)
+    call = client.open()
+    for d in "123":
+        await call.write(digit(d))
+        await clock.settle()
+    assert departures(streams[0]) == [0.0, 0.0, 0.0]
+    await client.aclose()

@@ -60,6 +60,22 @@ def test_an_slo_missed_on_the_command_line_fails_the_run():
     assert slo["checks"]["gaps"] == {"value": 0, "met": True}
 
 
+def test_rss_growth_worst_gap_and_teardown_are_slos_too():
+    args = loadgen.parse_args(
+        ["--slo-rss-growth-mib", "4", "--slo-worst-gap-ms", "60", "--slo-teardown-ms", "500"]
+    )
+    out = {
+        "playback_gaps": {"over_40ms": 0, "worst_in_utterance_ms": 80.0},
+        "rss_growth_after_warmup_mib": {"edge": 0.2, "media": 1.7, "agent": 0.1},
+        "teardown_ms": {"p99_ms": 120.0, "not_torn_down": 1},
+        "failed_calls": 0,
+    }
+    checks = loadgen._slo(out, args)["checks"]
+    assert checks["worst_gap_ms"] == {"value": 80.0, "met": False}
+    assert checks["rss_growth_mib"] == {"value": 1.7, "met": True}
+    assert checks["teardown_p99_ms"] == {"value": 120.0, "met": False}  # a call was never torn down
+
+
 def test_quantiles_interpolate_inside_buckets_like_histogram_quantile():
     before = {"x_bucket": {'le="0.001"': 5, 'le="0.005"': 5, 'le="+Inf"': 5}}
     after = {"x_bucket": {'le="0.001"': 5, 'le="0.005"': 105, 'le="+Inf"': 105}}

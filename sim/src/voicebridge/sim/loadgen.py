@@ -2,7 +2,8 @@
 
     voicebridge-load --calls 50 --duration 30 --json \\
         --slo-cpu-ms-per-call-s 10 --slo-p99-added-ms 5 --slo-gaps 0 --slo-lost 0
-    voicebridge-load --sequential 1000 --json          # RSS growth over back-to-back calls
+    voicebridge-load --sequential 1000 --json \\
+        --slo-rss-growth-mib 4 --slo-teardown-ms 500   # RSS growth, teardown time over back-to-back calls
 
 It starts the ConvAI emulator (a child process; its agent greets, then echoes each caller utterance, so
 turns happen) and the three services (agent with the `elevenlabs` backend pointed at the emulator),
@@ -29,6 +30,9 @@ Where each figure comes from:
   emulator sent vs media payload bytes the callers received (20 ms = 160 bytes of μ-law).
 - CPU: user+system seconds of the three service processes (psutil) while all N calls are up,
   divided by N × the window: ms of CPU per call-second. Peak RSS: VmHWM of each process.
+- teardown (sequential runs): from the caller's hang-up until every service's own gauge of calls in
+  progress (edge_calls_active, media_calls_active, agent_sessions_active) reads 0 again, polled every
+  10 ms; a call still counted after 10 s is counted as not torn down.
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ SERVICES = ("edge", "media", "agent")
 INBOUND = "agent_elevenlabs_inbound_added_latency_seconds"
 OUTBOUND = "edge_outbound_added_latency_seconds"
 HEARD = "media_heard_turn_latency_seconds"
+CALLS_ACTIVE = {"edge": "edge_calls_active", "media": "media_calls_active", "agent": "agent_sessions_active"}
+TEARDOWN_GIVE_UP_S = 10.0
 
 
 # --- the caller's voice -----------------------------------------------------------------------------
@@ -607,14 +613,35 @@ async def _concurrent(stack: StackInfo, args: argparse.Namespace, speech: bytes)
     }
 
 
+def calls_in_progress(stack: StackInfo) -> float:
+    """Calls some service still counts as in progress (the sum of the three gauges)."""
+    total = 0.0
+    for service, gauge in CALLS_ACTIVE.items():
+        if service in stack.metrics:
+            total += sum(scrape(stack.metrics[service]).get(gauge, {}).values())
+    return total
+
+
+async def teardown_seconds(stack: StackInfo) -> float | None:
+    """From now (the hang-up) until no service counts a call in progress; None if it never gets there."""
+    began = time.monotonic()
+    while calls_in_progress(stack):
+        if time.monotonic() - began > TEARDOWN_GIVE_UP_S:
+            return None
+        await asyncio.sleep(0.01)
+    return time.monotonic() - began
+
+
 async def _sequential(stack: StackInfo, args: argparse.Namespace, speech: bytes) -> dict[str, Any]:
     before = {s: scrape(u) for s, u in stack.metrics.items()}
     rss_trend: list[dict[str, Any]] = []
     results = []
+    teardowns: list[float | None] = []
     every = max(1, args.sequential // 20)
     cpu0, t0 = (cpu_seconds(stack.pids) if stack.pids else {}), time.monotonic()
     for i in range(args.sequential):
         results.append(await run_call(stack.ws_url, speech, args.call_seconds, 0.0, None))
+        teardowns.append(await teardown_seconds(stack))
         if stack.pids and ((i + 1) % every == 0 or i == 0):
             rss_trend.append({"calls": i + 1, **rss_bytes(stack.pids)})
     cpu1, t1 = (cpu_seconds(stack.pids) if stack.pids else {}), time.monotonic()
@@ -627,6 +654,7 @@ async def _sequential(stack: StackInfo, args: argparse.Namespace, speech: bytes)
         "window_s": t1 - t0,
         "call_seconds": t1 - t0,
         "rss_trend": rss_trend,
+        "teardowns": teardowns,
     }
 
 
@@ -699,6 +727,15 @@ def report(
             out["rss_growth_after_warmup_mib"] = {
                 n: _mib(trend[-1][n] - warm[n]) for n in SERVICES if n in warm
             }
+    if "teardowns" in run:
+        done = sorted(t for t in run["teardowns"] if t is not None)
+        out["teardown_ms"] = {
+            "count": len(done),
+            "p50_ms": _ms(_pct(done, 0.5)),
+            "p99_ms": _ms(_pct(done, 0.99)),
+            "max_ms": _ms(done[-1] if done else None),
+            "not_torn_down": sum(1 for t in run["teardowns"] if t is None),
+        }
     out["slo"] = _slo(out, args)
     return out
 
@@ -738,6 +775,18 @@ def _slo(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     if args.slo_gaps is not None:
         value = out["playback_gaps"]["over_40ms"]
         checks["gaps"] = (value, value <= args.slo_gaps)
+    if args.slo_worst_gap_ms is not None:
+        value = out["playback_gaps"]["worst_in_utterance_ms"]
+        checks["worst_gap_ms"] = (value, value is not None and value <= args.slo_worst_gap_ms)
+    if args.slo_rss_growth_mib is not None:
+        growth = out.get("rss_growth_after_warmup_mib") or {}
+        value = max((v for v in growth.values() if v is not None), default=None)
+        checks["rss_growth_mib"] = (value, value is not None and value <= args.slo_rss_growth_mib)
+    if args.slo_teardown_ms is not None:
+        teardown = out.get("teardown_ms") or {}
+        value = teardown.get("p99_ms")
+        met = value is not None and value <= args.slo_teardown_ms and not teardown.get("not_torn_down")
+        checks["teardown_p99_ms"] = (value, met)
     if args.slo_lost is not None:
         lost = out["lost_frames"]
         values = [lost["caller_to_elevenlabs"], lost["elevenlabs_to_caller"]]
@@ -775,6 +824,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--slo-p99-added-ms", type=float, help="max p99 added latency, each way")
     ap.add_argument("--slo-gaps", type=int, help="max playback gaps over 40 ms")
     ap.add_argument("--slo-lost", type=float, help="max lost frames each way")
+    ap.add_argument(
+        "--slo-worst-gap-ms", type=float, help="max spacing of agent frames inside an utterance, as heard"
+    )
+    ap.add_argument(
+        "--slo-rss-growth-mib", type=float, help="--sequential: max RSS growth of any service after warm-up"
+    )
+    ap.add_argument(
+        "--slo-teardown-ms",
+        type=float,
+        help="--sequential: max p99 hang-up -> every service idle (none left)",
+    )
     return ap.parse_args(argv)
 
 
@@ -827,6 +887,12 @@ def _text(out: dict[str, Any]) -> str:
         f"gRPC messages per call-second (sent + received): {out.get('grpc_wire_messages_per_call_second')}",
         f"event-loop lag p99 ms: {out.get('event_loop_lag_p99_ms')}",
         f"peak RSS MiB: {out['peak_rss_mib']}",
+        *(
+            [f"RSS growth after warm-up MiB: {out['rss_growth_after_warmup_mib']}"]
+            if "rss_growth_after_warmup_mib" in out
+            else []
+        ),
+        *([f"teardown (hang-up -> all idle): {out['teardown_ms']}"] if "teardown_ms" in out else []),
         f"SLOs met: {out['slo']['met']} {out['slo']['checks']}",
     ]
     return "\n".join(lines)

@@ -6,7 +6,8 @@ Carrying every call between two processes on one stream, with everything that is
 moment in one message, divides that cost by the batch size. A batch leaves as soon as the sender task
 runs, with whatever the other calls queued meanwhile. A client given `interval_s` sends at most one
 message per interval (one ready after a quiet interval still leaves at once), which bounds its gRPC
-messages per second whatever the number of calls, at a cost of at most `interval_s` of added latency.
+messages per second whatever the number of calls, at a cost of at most `interval_s` of added latency;
+that pacing runs on an injectable `clock` (a virtual one in tests).
 Servers answer at once: their senders (media's pacer) already line their calls up on a shared tick.
 
 The per-call code stays as it is. The client hands out `MuxCall`s that behave like a grpc.aio bidi
@@ -33,6 +34,7 @@ import grpc
 
 from voicebridge.v1 import common_pb2
 
+from .clock import Clock, LoopClock
 from .grpc_metrics import ClientStreamMetrics, ServerStreamMetrics
 from .loop_metrics import Counter, Histogram
 
@@ -65,18 +67,18 @@ def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
 class _Pace:
     """At most one send per `interval_s`; the first after a quiet interval goes at once."""
 
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, clock: Clock | None = None) -> None:
         self._interval = interval_s
+        self._clock = clock or LoopClock()
         self._last = -math.inf
 
     async def wait(self) -> None:
         if self._interval <= 0:
             return
-        loop = asyncio.get_running_loop()
-        delay = self._last + self._interval - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        self._last = loop.time()
+        due = self._last + self._interval
+        if due > self._clock.now():
+            await self._clock.sleep_until(due)
+        self._last = self._clock.now()
 
 
 # -- client ------------------------------------------------------------------------------------
@@ -255,7 +257,7 @@ class _ClientStream:
             self._queue(self._client.request_item(call=number, signal=CANCEL))
 
     async def _write_loop(self) -> None:
-        pace = _Pace(self._client.interval_s)
+        pace = _Pace(self._client.interval_s, self._client.clock)
         try:
             while True:
                 await self._wake.wait()
@@ -324,7 +326,8 @@ class MuxClient:
 
     `open_many()` and `open_one()` start the multiplexed and the per-call RPC on a stub;
     `request_batch` and `request_item` are the *ManyRequest message classes; `method` is the per-call
-    method's full name. With `enabled` false every call gets its own stream."""
+    method's full name. With `enabled` false every call gets its own stream. `clock` paces the sends
+    `interval_s` apart (the event loop's clock unless given)."""
 
     def __init__(
         self,
@@ -337,11 +340,13 @@ class MuxClient:
         max_pending: int = 4096,
         max_unread: int = 1024,
         enabled: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         self.open_many, self.open_one = open_many, open_one
         self.request_batch, self.request_item = request_batch, request_item
         self.method, self.many_method = method, f"{method}Many"
         self.interval_s = interval_s
+        self.clock = clock
         self.max_pending = max_pending
         self._max_unread = max_unread
         self._enabled = enabled

@@ -378,10 +378,14 @@ class MediaStreamSession:
                 return response.end
 
     async def _send(self, text: str) -> None:
-        if self._ws.application_state != WebSocketState.CONNECTED:
-            return
+        """Send to Twilio, or drop the message once the socket is gone: the call is ending then, and
+        media's stream must still be read to its end (Twilio closes the socket as soon as a REST
+        hang-up lands, while media may still be sending)."""
         async with self._send_lock:
-            await self._ws.send_text(text)
+            if self._ws.application_state != WebSocketState.CONNECTED:
+                return
+            with contextlib.suppress(WebSocketDisconnect):  # Starlette's word for "the peer left"
+                await self._ws.send_text(text)
 
     async def _close(self, code: int, reason: str) -> None:
         if self._ws.application_state == WebSocketState.DISCONNECTED:

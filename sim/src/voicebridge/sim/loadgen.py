@@ -192,8 +192,11 @@ class StackInfo:
             log.close()
 
 
-def start_services(workdir: Path, emulator_url: str) -> StackInfo:
-    """agent, media, edge from their console scripts, each ready before the next starts."""
+def start_services(
+    workdir: Path, emulator_url: str, extra_env: dict[str, dict[str, str]] | None = None
+) -> StackInfo:
+    """agent, media, edge from their console scripts, each ready before the next starts;
+    `extra_env` adds variables per service name."""
     bin_dir = Path(sys.executable).parent
     agent_port, media_port, edge_port = _free_port(), _free_port(), _free_port()
     metrics_ports = {"agent": _free_port(), "media": _free_port()}
@@ -243,6 +246,7 @@ def start_services(workdir: Path, emulator_url: str) -> StackInfo:
     )
     try:
         for name, env, ready_url in specs:
+            env.update((extra_env or {}).get(name, {}))
             log = (workdir / f"{name}.log").open("ab")
             info.logs.append(log)
             proc = subprocess.Popen(  # noqa: S603 - our own console scripts

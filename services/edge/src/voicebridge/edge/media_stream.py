@@ -256,11 +256,10 @@ class MediaStreamSession:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await reader
-        if reader in done and reader.exception() is None:
-            self._decide(reader.result())
-            return reader.result()
-        if reader in done:
+        if reader in done and reader.exception() is not None and not self._decided.done():
             raise reader.exception()  # a bug, not bad input: let the caller's finally clean up
+        if reader in done and reader.exception() is None:
+            self._decide(reader.result())  # unless media decided first (Twilio closes on a REST hang-up)
         return self._decided.result()
 
     async def _read_twilio(self) -> common_pb2.CallEnd:

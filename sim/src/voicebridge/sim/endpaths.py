@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, EmulatedSession, tone
-from voicebridge.sim.loadgen import StackInfo, machine, scrape, start_services
+from voicebridge.sim.loadgen import machine, scrape, start_services
 from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
 from voicebridge.sim.twilio_rest_fake import FakeCall, TwilioRestFake
 
@@ -58,6 +58,31 @@ TRANSFER_TO = "+15557770000"
 GAUGES = {"edge": "edge_calls_active", "media": "media_calls_active", "agent": "agent_sessions_active"}
 GREETING_S = 0.3
 CALL_TIMEOUT_S = 30.0
+
+
+def service_env(twilio_api_base_url: str) -> dict[str, dict[str, str]]:
+    """What each service needs beyond the stack's basics: the agent's key (so signed URLs), the edge's
+    REST credentials and transfer destination. Multiplexing is the default and is left on."""
+    return {
+        "agent": {
+            "AGENT_BACKEND": "elevenlabs",
+            "ELEVENLABS_AGENT_ID": AGENT_ID,
+            "ELEVENLABS_API_KEY": API_KEY,
+        },
+        "media": {},
+        "edge": {
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_API_BASE_URL": twilio_api_base_url,
+            "TWILIO_VALIDATE_SIGNATURES": "false",
+            "EDGE_TRANSFER_DESTINATIONS": TRANSFER_TO,
+        },
+    }
+
+
+def agent_script() -> AgentScript:
+    """The emulated agent every end-path call talks to: private (signed URLs), μ-law both ways."""
+    return AgentScript("ulaw_8000", "ulaw_8000", requires_auth=True, scenario=scenario)
 
 
 async def scenario(session: EmulatedSession) -> None:
@@ -86,8 +111,19 @@ class PathStats:
 
 
 class EndPaths:
-    def __init__(self, stack: StackInfo, emulator: ConvAIEmulator, fake: TwilioRestFake, args: Any) -> None:
-        self.stack, self.emulator, self.fake, self.args = stack, emulator, fake, args
+    """Places calls that end by a given path, on a running stack (`ws_url`, each service's /metrics)."""
+
+    def __init__(
+        self,
+        ws_url: str,
+        metrics: dict[str, str],
+        emulator: ConvAIEmulator,
+        fake: TwilioRestFake,
+        concurrency: int = 1,
+        settle_timeout: float = 10.0,
+    ) -> None:
+        self.ws_url, self.metrics, self.emulator, self.fake = ws_url, metrics, emulator, fake
+        self.concurrency, self.settle_timeout = concurrency, settle_timeout
         self.callers: dict[str, TwilioCaller] = {}
         self._closers: set[asyncio.Task[None]] = set()
         fake.on_update = self._twilio_ends_stream
@@ -105,7 +141,7 @@ class EndPaths:
         sid = "CA" + secrets.token_hex(16)
         self.fake.calls[sid] = FakeCall(sid, ACCOUNT_SID, "+15550002222", "+15550001111", "in-progress")
         cfg = CallerConfig(
-            url=self.stack.ws_url, call_sid=sid, account_sid=ACCOUNT_SID, custom_parameters={"end_path": path}
+            url=self.ws_url, call_sid=sid, account_sid=ACCOUNT_SID, custom_parameters={"end_path": path}
         )
         caller = self.callers[sid] = TwilioCaller(cfg)
         try:
@@ -141,7 +177,7 @@ class EndPaths:
     def gauges(self) -> dict[str, float]:
         values = {}
         for service, name in GAUGES.items():
-            samples = scrape(self.stack.metrics[service]).get(name, {})
+            samples = scrape(self.metrics[service]).get(name, {})
             values[service] = sum(samples.values())
         values["emulator_open_conversations"] = self.emulator.open_conversations
         return values
@@ -149,7 +185,7 @@ class EndPaths:
     async def settle(self) -> tuple[float, dict[str, float]]:
         """Seconds until every gauge is 0 and no conversation is open (or the timeout); the last reading."""
         began = time.monotonic()
-        deadline = began + self.args.settle_timeout
+        deadline = began + self.settle_timeout
         while True:
             values = await asyncio.to_thread(self.gauges)
             if not any(values.values()) or time.monotonic() > deadline:
@@ -159,7 +195,7 @@ class EndPaths:
     async def run_path(self, path: str, n: int) -> PathStats:
         stats = PathStats()
         while stats.calls < n:
-            batch = min(self.args.concurrency, n - stats.calls)
+            batch = min(self.concurrency, n - stats.calls)
             first_session = len(self.emulator.sessions)
             outcomes = await asyncio.gather(*(self.one_call(path) for _ in range(batch)))
             stats.calls += batch
@@ -267,29 +303,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
     emulator = ConvAIEmulator(host="127.0.0.1", port=0, api_key=API_KEY)
-    emulator.add_agent(
-        AGENT_ID,
-        AgentScript(
-            input_format="ulaw_8000", output_format="ulaw_8000", requires_auth=True, scenario=scenario
-        ),
-    )
+    emulator.add_agent(AGENT_ID, agent_script())
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="voicebridge-endpaths-"))
     workdir.mkdir(parents=True, exist_ok=True)
     async with emulator, TwilioRestFake({ACCOUNT_SID: AUTH_TOKEN}) as fake:
-        extra = {
-            "agent": {"ELEVENLABS_AGENT_ID": AGENT_ID, "ELEVENLABS_API_KEY": API_KEY, "LOG_LEVEL": "INFO"},
-            "media": {"LOG_LEVEL": "INFO"},
-            "edge": {
-                "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-                "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-                "TWILIO_API_BASE_URL": fake.base_url,
-                "TWILIO_VALIDATE_SIGNATURES": "false",
-                "EDGE_TRANSFER_DESTINATIONS": TRANSFER_TO,
-                "LOG_LEVEL": "INFO",
-            },
-        }
+        extra = service_env(fake.base_url)
+        extra["agent"]["LOG_LEVEL"] = extra["media"]["LOG_LEVEL"] = extra["edge"]["LOG_LEVEL"] = "INFO"
         stack = await asyncio.to_thread(start_services, workdir, emulator.base_url, extra)
-        soak = EndPaths(stack, emulator, fake, args)
+        soak = EndPaths(stack.ws_url, stack.metrics, emulator, fake, args.concurrency, args.settle_timeout)
         began = time.monotonic()
         try:
             results = {path: await soak.run_path(path, args.calls) for path in args.paths}

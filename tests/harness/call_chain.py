@@ -19,14 +19,13 @@ from voicebridge.agent.converse import ConverseServicer
 from voicebridge.edge.config import EdgeSettings
 from voicebridge.edge.media_stream import MediaStreamSession, StreamGate
 from voicebridge.edge.twilio_actions import TwilioActions
-from voicebridge.media.agent_link import CONVERSE
 from voicebridge.media.config import MediaSettings
 from voicebridge.media.servicer import MediaServicer
 from voicebridge.runtime.config import Env
-from voicebridge.v1 import agent_pb2, media_pb2
+from voicebridge.v1 import media_pb2
 
 from .core_fakes import FakeCallControl, FakeTwilioSocket, ScriptedBackend
-from .inmemory_grpc import InMemoryChannel, mux_client
+from .inmemory_grpc import InMemoryChannel, converse_client, mux_client
 from .virtual_clock import VirtualClock
 
 CALL_METHOD = "/voicebridge.v1.MediaService/Call"
@@ -135,15 +134,7 @@ def build_chain(
     backend = ScriptedBackend()
     converse = ConverseServicer(backend)
     to_agent, to_media = InMemoryChannel(), InMemoryChannel()
-    agent_calls = mux_client(
-        to_agent,
-        converse.ConverseMany,
-        converse.Converse,
-        agent_pb2.ConverseManyRequest,
-        agent_pb2.ConverseManyRequestItem,
-        CONVERSE,
-        enabled=multiplex,
-    )
+    agent_calls = converse_client(to_agent, converse.ConverseMany, converse.Converse, enabled=multiplex)
     media = MediaServicer(media_settings(**(media_env or {})), agent_calls, clock)
     media_calls = mux_client(
         to_media,

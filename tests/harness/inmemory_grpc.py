@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 
 from voicebridge.runtime.mux import MuxClient
+from voicebridge.v1 import agent_pb2
 
 _HALF_CLOSE = object()
 _END = object()
@@ -179,5 +180,23 @@ def mux_client(
         request_item,
         method,
         interval_s=0.0,
+        enabled=enabled,
+    )
+
+
+def converse_client(
+    channel: InMemoryChannel,
+    many: Callable[..., AsyncIterator[Any]],
+    one: Callable[..., AsyncIterator[Any]],
+    enabled: bool = True,
+) -> MuxClient:
+    """media's client of the AgentService (Converse, carried by ConverseMany) over `channel`."""
+    return mux_client(
+        channel,
+        many,
+        one,
+        agent_pb2.ConverseManyRequest,
+        agent_pb2.ConverseManyRequestItem,
+        "/voicebridge.v1.AgentService/Converse",
         enabled=enabled,
     )

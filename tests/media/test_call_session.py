@@ -13,11 +13,10 @@ import pytest
 from harness.call_chain import media_settings
 from harness.core_fakes import FRAME, ScriptedBackend, ScriptedSession
 from harness.feeds import Feed
-from harness.inmemory_grpc import InMemoryChannel, mux_client
+from harness.inmemory_grpc import InMemoryChannel, converse_client
 from harness.virtual_clock import VirtualClock
 
 from voicebridge.agent.converse import ConverseServicer
-from voicebridge.media.agent_link import CONVERSE
 from voicebridge.media.call import CallSession
 from voicebridge.media.servicer import MediaServicer
 from voicebridge.sim.loadgen import speech_like
@@ -65,14 +64,7 @@ async def rig() -> AsyncIterator[Rig]:
     backend = ScriptedBackend()
     converse = ConverseServicer(backend)
     channel = InMemoryChannel()
-    agent_calls = mux_client(
-        channel,
-        converse.ConverseMany,
-        converse.Converse,
-        agent_pb2.ConverseManyRequest,
-        agent_pb2.ConverseManyRequestItem,
-        CONVERSE,
-    )
+    agent_calls = converse_client(channel, converse.ConverseMany, converse.Converse)
     built = Rig(VirtualClock(), backend, converse, agent_calls, channel)
     yield built
     await agent_calls.aclose()

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from harness.inmemory_grpc import InMemoryChannel, mux_client
+from harness.inmemory_grpc import InMemoryChannel, converse_client
 
 from voicebridge.runtime.mux import MuxServer
 from voicebridge.v1 import agent_pb2, common_pb2
@@ -44,14 +44,7 @@ class Echo:
 @pytest.fixture
 async def setup():
     echo, channel = Echo(), InMemoryChannel()
-    client = mux_client(
-        channel,
-        echo.converse_many,
-        echo.converse,
-        agent_pb2.ConverseManyRequest,
-        agent_pb2.ConverseManyRequestItem,
-        CONVERSE,
-    )
+    client = converse_client(channel, echo.converse_many, echo.converse)
     warm = client.open()  # settle the shared stream, so later calls join it at once
     await warm.write(digit("w"))
     assert (await asyncio.wait_for(warm.read(), 5)).transcript.text == "w"

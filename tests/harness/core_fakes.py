@@ -162,10 +162,11 @@ class ScriptedSession(AgentSession):
         self._response_id = 0
 
     # the agent's side, driven by the test
-    def say(self, ms: int) -> int:
-        """One reply of `ms` of audio in 20 ms chunks; returns its response id."""
+    def say(self, ms: int, pattern: bytes = b"\x10\x90") -> int:
+        """One reply of `ms` of audio (a square wave of μ-law `pattern`, loud by default) in 20 ms
+        chunks; returns its response id."""
         self._response_id += 1
-        data = speech(ms)
+        data = pattern * (4 * ms)
         for offset in range(0, len(data), FRAME):
             chunk = agent_pb2.AudioChunk(
                 data=data[offset : offset + FRAME], format=ULAW_8K, response_id=self._response_id

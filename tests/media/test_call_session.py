@@ -273,3 +273,59 @@ async def test_service_shutdown_ends_calls_with_shutdown(rig) -> None:
     assert collected[-1].end.reason == common_pb2.END_REASON_SHUTDOWN
     assert agent.closed_with.reason == common_pb2.END_REASON_SHUTDOWN
     assert media.calls_in_progress == 0
+
+
+# -- local barge-in (through CallSession's public behaviour only) ------------------------------------
+
+
+def _speak_live(rig: Rig, ms: int, start_ms: int, then_silence_ms: int = 1000):
+    """The caller talks in real time, then is quiet (Twilio sends frames all along): one 20 ms frame
+    per 20 ms of virtual time."""
+    audio = speech_like(ms / 1000) + b"\xff" * (8 * then_silence_ms)
+
+    async def talk() -> None:
+        for i, offset in enumerate(range(0, len(audio), FRAME)):
+            rig.edge.put(
+                media_pb2.CallRequest(
+                    audio=media_pb2.CallerAudio(
+                        payload=audio[offset : offset + FRAME], timestamp_ms=start_ms + 20 * i
+                    )
+                )
+            )
+            await rig.clock.sleep_until(rig.clock.now() + 0.02)
+
+    return asyncio.create_task(talk())
+
+
+async def test_caller_talking_over_the_agent_clears_then_tells_the_agent_what_was_heard(rig) -> None:
+    task, agent = await _ready(rig, BARGE_IN="true")
+    agent.say(4000, pattern=b"\x70\xf0")  # quieter than the caller: not taken for its echo
+    await rig.clock.advance(1.0)
+    talking = _speak_live(rig, 1200, 1000)
+    await rig.until(lambda: "clear" in rig.kinds(), "the clear")
+    played = rig.played_bytes()
+    await rig.until(lambda: "interrupted" in agent.received_kinds(), "the agent is told")
+    await rig.until(talking.done, "the caller finishes")
+    await rig.clock.advance(3.0)
+    assert rig.played_bytes() == played  # the rest of the interrupted reply never resumes
+    (interrupted,) = [r.interrupted for r in agent.received if r.WhichOneof("event") == "interrupted"]
+    assert 900 <= interrupted.heard_ms <= played / 8  # about the second heard before the caller cut in
+    rig.edge.close()
+    await rig.finish(task)
+
+
+async def test_a_short_backchannel_pauses_the_reply_then_it_resumes_and_the_agent_is_not_told(rig) -> None:
+    task, agent = await _ready(rig, BARGE_IN="true")
+    agent.say(4000, pattern=b"\x70\xf0")
+    await rig.clock.advance(1.0)
+    talking = _speak_live(rig, 120, 1000)  # "mm-hm"
+    await rig.until(lambda: "clear" in rig.kinds(), "the pause")
+    paused_at = rig.played_bytes()
+    await rig.until(talking.done, "the caller finishes")
+    await rig.clock.advance(1.0)
+    assert rig.played_bytes() > paused_at  # the reply resumed
+    assert "interrupted" not in agent.received_kinds()
+    await rig.clock.advance(4.0)
+    assert rig.played_bytes() >= 4000 * 8 - 200 * 8  # all of it heard but what played while paused
+    rig.edge.close()
+    await rig.finish(task)

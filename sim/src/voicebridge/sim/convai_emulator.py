@@ -193,6 +193,7 @@ class EmulatedSession:
         self.malformed: list[str] = []
         self._event_id = 0
         self._ping_id = 0
+        self._tool_calls = 0
         self._waiters: list[_Waiter] = []
         self._closed = asyncio.Event()
         self._we_closed = False
@@ -260,6 +261,24 @@ class EmulatedSession:
         return await self.wait_for_message(
             lambda m: m.get("type") == "pong" and m.get("event_id") == event_id, timeout
         )
+
+    async def call_tool(self, tool_name: str, parameters: dict[str, Any] | None = None) -> str:
+        """The agent calls a client tool (`end_call`, `transfer_to_number`, ...); returns its call id.
+        Shape: AAPI-P `ClientToolCallMessage`."""
+        self._tool_calls += 1
+        tool_call_id = f"tool_{self._tool_calls}"
+        await self.send_event(
+            {
+                "type": "client_tool_call",
+                "client_tool_call": {
+                    "tool_name": tool_name,
+                    "tool_call_id": tool_call_id,
+                    "parameters": parameters or {},
+                    "event_id": self.next_event_id(),
+                },
+            }
+        )
+        return tool_call_id
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self._we_closed = True
@@ -408,6 +427,11 @@ class ConvAIEmulator:
         """WebSockets still being served (accepted conversations and refusals alike): 0 once every client
         has closed its socket, which is how leak tests see that nothing is left open."""
         return len(self._handlers)
+
+    @property
+    def open_conversations(self) -> int:
+        """Conversations accepted and not closed yet: what a leak would keep billing on the real service."""
+        return sum(1 for session in self.sessions if not session.closed)
 
     async def start(self) -> None:
         self._server = await serve(

@@ -213,9 +213,15 @@ def _tls_env(bin_dir: Path, workdir: Path) -> dict[str, dict[str, str]]:
     }
 
 
-def start_services(workdir: Path, emulator_url: str, tls: bool = False) -> StackInfo:
+def start_services(
+    workdir: Path,
+    emulator_url: str,
+    tls: bool = False,
+    extra_env: dict[str, dict[str, str]] | None = None,
+) -> StackInfo:
     """agent, media, edge from their console scripts, each ready before the next starts; with `tls`
-    every gRPC hop is mutual TLS with development certificates (as docker-compose.yml runs them)."""
+    every gRPC hop is mutual TLS with development certificates (as docker-compose.yml runs them);
+    `extra_env` adds variables per service name."""
     bin_dir = Path(sys.executable).parent
     agent_port, media_port, edge_port = _free_port(), _free_port(), _free_port()
     metrics_ports = {"agent": _free_port(), "media": _free_port(), "edge": _free_port()}
@@ -270,6 +276,7 @@ def start_services(workdir: Path, emulator_url: str, tls: bool = False) -> Stack
     )
     try:
         for name, env, ready_url in specs:
+            env.update((extra_env or {}).get(name, {}))
             log = (workdir / f"{name}.log").open("ab")
             info.logs.append(log)
             proc = subprocess.Popen(  # noqa: S603 - our own console scripts

@@ -414,6 +414,12 @@ class TwilioCaller:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(changed.wait(), delay)
 
+    async def send_raw(self, text: str) -> None:
+        """Send one text frame verbatim (what a broken or hostile peer would send)."""
+        assert self._ws is not None
+        async with self._send_lock:
+            await self._ws.send(text)
+
     async def _send(self, msg: dict[str, Any]) -> None:
         assert self._ws is not None
         async with self._send_lock:

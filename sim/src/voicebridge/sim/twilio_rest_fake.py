@@ -21,7 +21,7 @@ import base64
 import binascii
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -117,6 +117,9 @@ class TwilioRestFake:
         self.app = self._build_app()
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
+        # Runs after a call update (hang-up, new TwiML) has landed: real Twilio ends the call's media
+        # stream then, so a simulation closes the stream's socket here.
+        self.on_update: Callable[[str, dict[str, str]], None] | None = None
 
     async def __aenter__(self) -> TwilioRestFake:
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
@@ -260,6 +263,8 @@ class TwilioRestFake:
                 call.twiml = fields["Twiml"]
             if "Url" in fields:
                 call.url = fields["Url"]
+            if self.on_update is not None:
+                self.on_update(call_sid, fields)
             return JSONResponse(call.resource())
 
         @app.get(API + "/Accounts/{account_sid}/Calls/{call_sid}.json")

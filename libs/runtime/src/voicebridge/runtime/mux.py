@@ -123,7 +123,7 @@ class MuxCall:
             self._inbox.clear()
             self._finish(grpc.StatusCode.RESOURCE_EXHAUSTED, "responses piled up unread")
             if self._stream is not None:
-                self._stream.cancel_call(self._number)
+                self._stream.cancel_call(self)
 
     def _finish(self, code: grpc.StatusCode, details: str) -> None:
         if self._code is None:
@@ -137,7 +137,7 @@ class MuxCall:
         stream = self._stream
         if stream is None or self._code is not None or self._writes_closed:
             return False
-        return stream.send_nowait(self._number, message)
+        return stream.send_nowait(self, message)
 
     async def write(self, message: Any) -> None:
         await self._attached.wait()
@@ -147,7 +147,7 @@ class MuxCall:
         if self._code is not None or self._writes_closed:
             raise asyncio.InvalidStateError("the call has finished or was half-closed")
         assert self._stream is not None
-        await self._stream.send(self._number, request=message)
+        await self._stream.send(self, request=message)
 
     async def done_writing(self) -> None:
         await self._attached.wait()
@@ -157,7 +157,7 @@ class MuxCall:
         if self._code is None and not self._writes_closed:
             self._writes_closed = True
             assert self._stream is not None
-            await self._stream.send(self._number, signal=HALF_CLOSE)
+            await self._stream.send(self, signal=HALF_CLOSE)
 
     async def read(self) -> Any:
         """The next message; grpc.aio.EOF after an OK end; raises AioRpcError after any other end."""
@@ -180,7 +180,7 @@ class MuxCall:
             return False
         self._finish(grpc.StatusCode.CANCELLED, "cancelled by the client")
         if self._stream is not None:
-            self._stream.cancel_call(self._number)
+            self._stream.cancel_call(self)
         elif not self._attached.is_set():  # still settling: nothing was sent for it
             self._attached.set()
         return True
@@ -205,7 +205,8 @@ class _ClientStream:
     def __init__(self, client: MuxClient) -> None:
         self._client = client
         self._rpc = client.open_many()
-        self._calls: dict[int, MuxCall] = {}
+        self._calls: dict[int, MuxCall] = {}  # calls that have sent something, by number
+        self._unnumbered: set[MuxCall] = set()  # calls on this stream that have sent nothing yet
         self._next = 1
         self._pending: list[Any] = []
         self._wake = asyncio.Event()
@@ -224,15 +225,28 @@ class _ClientStream:
         )
 
     def add(self, call: MuxCall) -> None:
-        number, self._next = self._next, self._next + 1
-        self._calls[number] = call
-        call._attach(self, number)
+        self._unnumbered.add(call)
+        call._attach(self, 0)
 
-    async def send(self, number: int, request: Any = None, signal: int = 0) -> None:
+    def _number_for(self, call: MuxCall) -> int | None:
+        """The call's number, given when it first sends: numbers then first appear on the wire in
+        increasing order, which is how the server tells a new call from the late messages of an ended
+        one. None once the call has ended."""
+        if call._number:
+            return call._number if call._number in self._calls else None
+        if call not in self._unnumbered:
+            return None
+        self._unnumbered.discard(call)
+        call._number, self._next = self._next, self._next + 1
+        self._calls[call._number] = call
+        return call._number
+
+    async def send(self, call: MuxCall, request: Any = None, signal: int = 0) -> None:
         while len(self._pending) >= self._client.max_pending and not self.failed:
             self._room.clear()
             await self._room.wait()
-        if self.failed or number not in self._calls:
+        number = None if self.failed else self._number_for(call)
+        if number is None:
             raise asyncio.InvalidStateError("the multiplexed stream or the call has ended")
         item_cls = self._client.request_item
         self._queue(
@@ -241,9 +255,12 @@ class _ClientStream:
             else item_cls(call=number, signal=signal)
         )
 
-    def send_nowait(self, number: int, request: Any) -> bool:
+    def send_nowait(self, call: MuxCall, request: Any) -> bool:
         """`send` for a request when there is room now; False (nothing queued) otherwise."""
-        if len(self._pending) >= self._client.max_pending or self.failed or number not in self._calls:
+        if len(self._pending) >= self._client.max_pending or self.failed:
+            return False
+        number = self._number_for(call)
+        if number is None:
             return False
         self._queue(self._client.request_item(call=number, request=request))
         return True
@@ -252,9 +269,10 @@ class _ClientStream:
         self._pending.append(item)
         self._wake.set()
 
-    def cancel_call(self, number: int) -> None:
-        if self._calls.pop(number, None) is not None and not self.failed:
-            self._queue(self._client.request_item(call=number, signal=CANCEL))
+    def cancel_call(self, call: MuxCall) -> None:
+        self._unnumbered.discard(call)  # never sent anything: nothing to cancel on the server
+        if call._number and self._calls.pop(call._number, None) is not None and not self.failed:
+            self._queue(self._client.request_item(call=call._number, signal=CANCEL))
 
     async def _write_loop(self) -> None:
         pace = _Pace(self._client.interval_s, self._client.clock)
@@ -307,7 +325,8 @@ class _ClientStream:
         self.failed = True
         self._room.set()
         calls, self._calls = self._calls, {}
-        for call in calls.values():
+        unnumbered, self._unnumbered = self._unnumbered, set()
+        for call in [*calls.values(), *unnumbered]:
             call._finish(code, details)
         self._tasks[0].cancel()
         self._rpc.cancel()
@@ -512,10 +531,10 @@ class MuxServer:
                     self._received_items.observe(len(batch.items))
                     for item in batch.items:
                         call = calls.get(item.call)
+                        if call is None and item.call <= highest:
+                            continue  # the call already ended here; its last messages crossed
                         if item.WhichOneof("kind") == "request":
                             if call is None:
-                                if item.call <= highest:
-                                    continue  # the call already ended here; its last messages crossed
                                 highest = item.call
                                 call = calls[item.call] = _ServerCall(item.call, self._max_unread)
                                 call.task = asyncio.create_task(run_call(call), name="mux-call")
@@ -526,13 +545,19 @@ class MuxServer:
                                     "multiplexed call %d fell behind its requests; ending it", call.number
                                 )
                                 end_call(call, grpc.StatusCode.RESOURCE_EXHAUSTED, "requests piled up unread")
-                        elif call is not None and item.signal == HALF_CLOSE:
+                        elif item.signal == HALF_CLOSE:
+                            if call is None:  # a call that sent nothing: its handler sees no requests
+                                highest = item.call
+                                call = calls[item.call] = _ServerCall(item.call, self._max_unread)
+                                call.task = asyncio.create_task(run_call(call), name="mux-call")
                             call.half_close()
-                        elif call is not None and item.signal == CANCEL:
-                            call.cancelled = True
-                            calls.pop(item.call, None)
-                            if call.task is not None:
-                                call.task.cancel()
+                        elif item.signal == CANCEL:
+                            highest = max(highest, item.call)  # cancelled before it opened: never opens
+                            if call is not None:
+                                call.cancelled = True
+                                calls.pop(item.call, None)
+                                if call.task is not None:
+                                    call.task.cancel()
             finally:
                 reading_done = True
                 for call in calls.values():

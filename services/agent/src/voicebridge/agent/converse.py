@@ -71,6 +71,10 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
         self._idle = asyncio.Event()
         self._idle.set()
 
+    @property
+    def sessions_in_progress(self) -> int:
+        return len(self._outboxes)
+
     async def drain(self) -> None:
         """End every call in progress (process shutdown) and wait until they are gone."""
         for outbox in list(self._outboxes):

@@ -50,7 +50,11 @@ CLOSE_PROTOCOL = 1002
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
-MEDIA_END_WAIT_S = 1.0
+# After the edge has sent `stop`, media ends the agent's session and then its own stream. The edge
+# reads media's stream to its end before it drops the RPC: cancelling earlier can cut media off before
+# it has told the agent (which then keeps a live, billed conversation). This bound only detects a
+# media service that never answers.
+MEDIA_END_TIMEOUT_S = 10.0
 
 
 _PROCESSING_IN = PROCESSING.labels("inbound")
@@ -106,6 +110,8 @@ class MediaStreamSession:
         self._close_code = CLOSE_NORMAL
         self._close_reason = ""
         self._send_lock = asyncio.Lock()
+        # How the call ends, decided by whichever side ends it first (Twilio's side, or media's).
+        self._decided: asyncio.Future[common_pb2.CallEnd] = asyncio.get_running_loop().create_future()
 
     async def run(self, gate: StreamGate) -> None:
         if not gate.try_enter():
@@ -193,17 +199,13 @@ class MediaStreamSession:
         )
         self._writer.control(media_pb2.CallRequest(start=media_pb2.CallStart(call=info)))
         media_task = asyncio.create_task(self._read_media(call), name="media-reader")
+        media_task.add_done_callback(self._media_task_done)
         end = common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP, detail="stream closed")
         try:
-            end = await self._race(media_task)
+            end = await self._race()
         finally:
             await self._writer.close(media_pb2.CallRequest(stop=end))
-            # Let media finish its side (it ends the agent session) before we drop the RPC.
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
-                await asyncio.wait_for(asyncio.shield(media_task), MEDIA_END_WAIT_S)
-            media_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await media_task
+            await self._await_media_end(media_task)
             if not call.done():
                 call.cancel()
             try:
@@ -216,21 +218,49 @@ class MediaStreamSession:
             CALL_ENDS.labels(common_pb2.EndReason.Name(end.reason).removeprefix("END_REASON_").lower()).inc()
             log.info("media stream ended: %s %s", common_pb2.EndReason.Name(end.reason), end.detail)
 
-    async def _race(self, media_task: asyncio.Task) -> common_pb2.CallEnd:
-        """Run the Twilio reader against media's reader; whichever ends the call first decides why."""
+    async def _await_media_end(self, media_task: asyncio.Task) -> None:
+        """Read media's stream to its end (media has closed the agent's session by then), then stop.
+
+        Media's own end message comes after it has ended the agent's session; an RPC cancelled before
+        that can leave the session open in the agent (see MEDIA_END_TIMEOUT_S)."""
+        with contextlib.suppress(asyncio.CancelledError):  # cleanup goes on if we are cancelled
+            done, _ = await asyncio.wait({media_task}, timeout=MEDIA_END_TIMEOUT_S)
+            if not done:
+                log.warning("media did not end the call within %.0fs; dropping it", MEDIA_END_TIMEOUT_S)
+        media_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await media_task
+
+    def _media_task_done(self, media_task: asyncio.Task) -> None:
+        """Media's stream ended (or failed) before it decided anything: that decides the call's end."""
+        if self._decided.done() or media_task.cancelled():
+            return
+        if (exc := media_task.exception()) is not None:
+            log.error("media stream failed: %s", exc)
+            self._close_code, self._close_reason = CLOSE_INTERNAL, "media service unavailable"
+            self._decide(common_pb2.CallEnd(reason=common_pb2.END_REASON_UNAVAILABLE, detail=str(exc)))
+        else:
+            self._decide(media_task.result())
+
+    def _decide(self, end: common_pb2.CallEnd) -> None:
+        if not self._decided.done():
+            self._decided.set_result(end)
+
+    async def _race(self) -> common_pb2.CallEnd:
+        """Run the Twilio reader against media's decision; whichever ends the call first decides why."""
         reader = asyncio.create_task(self._read_twilio(), name="twilio-reader")
         try:
-            done, _ = await asyncio.wait({reader, media_task}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({reader, self._decided}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not reader.done():
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await reader
-        if reader in done and reader.exception() is None:
-            return reader.result()
-        if reader in done:
+        if reader in done and reader.exception() is not None and not self._decided.done():
             raise reader.exception()  # a bug, not bad input: let the caller's finally clean up
-        return self._media_outcome(media_task)
+        if reader in done and reader.exception() is None:
+            self._decide(reader.result())  # unless media decided first (Twilio closes on a REST hang-up)
+        return self._decided.result()
 
     async def _read_twilio(self) -> common_pb2.CallEnd:
         """Forward Twilio's messages to media until the Twilio side ends; returns why it ended."""
@@ -288,16 +318,11 @@ class MediaStreamSession:
             return common_pb2.CallEnd(reason=common_pb2.END_REASON_PROTOCOL_ERROR, detail=self._close_reason)
         return None
 
-    def _media_outcome(self, media_task: asyncio.Task) -> common_pb2.CallEnd:
-        exc = media_task.exception()
-        if exc is not None:
-            log.error("media stream failed: %s", exc)
-            self._close_code, self._close_reason = CLOSE_INTERNAL, "media service unavailable"
-            return common_pb2.CallEnd(reason=common_pb2.END_REASON_UNAVAILABLE, detail=str(exc))
-        return media_task.result()
-
     async def _read_media(self, call: MuxCall | grpc.aio.StreamStreamCall) -> common_pb2.CallEnd:
-        """Carry out what media sends until it ends the call; returns media's end."""
+        """Carry out what media sends until its stream ends; returns media's end.
+
+        A hang-up or transfer decides how the call ends at once (the first one only), but the stream
+        is still read to its end: media closes the agent's session before it sends its own end."""
         metrics = ClientStreamMetrics.for_method("/voicebridge.v1.MediaService/Call")
         while True:
             try:
@@ -328,30 +353,38 @@ class MediaStreamSession:
                 who = "caller" if t.role == common_pb2.Transcript.ROLE_CALLER else "agent"
                 if t.final:
                     log.info("%s%s: %s", who, " (corrected)" if t.correction else "", t.text)
-            elif kind == "hangup":
+            elif kind == "hangup" and not self._decided.done():
                 log.info("hanging up: %s", response.hangup.reason)
-                await self._actions.hang_up(self._call_sid)
                 self._close_reason = "agent hung up"
-                return common_pb2.CallEnd(
-                    reason=response.hangup.end_reason or common_pb2.END_REASON_AGENT_ENDED,
-                    detail=response.hangup.reason,
+                self._decide(
+                    common_pb2.CallEnd(
+                        reason=response.hangup.end_reason or common_pb2.END_REASON_AGENT_ENDED,
+                        detail=response.hangup.reason,
+                    )
                 )
-            elif kind == "transfer":
+                await self._actions.hang_up(self._call_sid)
+            elif kind == "transfer" and not self._decided.done():
                 log.info("transferring to %s", response.transfer.destination)
-                await self._actions.transfer(self._call_sid, response.transfer.destination)
-                return common_pb2.CallEnd(
-                    reason=common_pb2.END_REASON_TRANSFERRED, detail=response.transfer.reason
+                self._decide(
+                    common_pb2.CallEnd(
+                        reason=common_pb2.END_REASON_TRANSFERRED, detail=response.transfer.reason
+                    )
                 )
+                await self._actions.transfer(self._call_sid, response.transfer.destination)
             elif kind == "error":
                 log.warning("media reported %s", response.error.message)
             elif kind == "end":
                 return response.end
 
     async def _send(self, text: str) -> None:
-        if self._ws.application_state != WebSocketState.CONNECTED:
-            return
+        """Send to Twilio, or drop the message once the socket is gone: the call is ending then, and
+        media's stream must still be read to its end (Twilio closes the socket as soon as a REST
+        hang-up lands, while media may still be sending)."""
         async with self._send_lock:
-            await self._ws.send_text(text)
+            if self._ws.application_state != WebSocketState.CONNECTED:
+                return
+            with contextlib.suppress(WebSocketDisconnect):  # Starlette's word for "the peer left"
+                await self._ws.send_text(text)
 
     async def _close(self, code: int, reason: str) -> None:
         if self._ws.application_state == WebSocketState.DISCONNECTED:

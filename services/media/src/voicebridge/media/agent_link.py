@@ -8,6 +8,7 @@ oldest chunk when the agent is slow, so the caller's audio path never blocks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import grpc
@@ -20,6 +21,7 @@ from voicebridge.v1 import agent_pb2, agent_pb2_grpc
 from .metrics import FRAMES_DROPPED
 
 CONVERSE = "/voicebridge.v1.AgentService/Converse"
+END_TIMEOUT_S = 10.0  # the agent closes its backend session (up to 2 s for ElevenLabs) first
 
 
 def agent_calls(stub: agent_pb2_grpc.AgentServiceStub, enabled: bool, interval_s: float) -> MuxClient:
@@ -59,8 +61,16 @@ class AgentLink:
         return message
 
     async def close(self, final: agent_pb2.ConverseRequest | None = None) -> None:
-        """Send `final` (usually end), half-close, and release the RPC. Idempotent."""
+        """Send `final` (usually end), half-close, read the agent's stream to its end, release the RPC.
+
+        Idempotent. The agent answers an end by closing its backend session and then its stream;
+        cancelling the RPC before that would race the end message (on a shared stream, a cancel that
+        lands with it ends the agent's handler before it has read it). The timeout only detects an
+        agent that never answers."""
         await self._writer.close(final)
+        if not self._call.done():
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, grpc.RpcError):
+                await asyncio.wait_for(self._read_to_end(), END_TIMEOUT_S)
         if not self._call.done():
             self._call.cancel()
         try:
@@ -68,3 +78,7 @@ class AgentLink:
         except (TimeoutError, asyncio.CancelledError, grpc.RpcError):
             code = grpc.StatusCode.UNKNOWN
         self._m.handled(code, time.monotonic() - self._begin)
+
+    async def _read_to_end(self) -> None:
+        while await self._call.read() is not grpc.aio.EOF:
+            pass  # the call is over: what the agent still sends has no one to play to

@@ -161,23 +161,28 @@ class CallSession:
             asyncio.create_task(self._playout.run(), name="pacer"),
             asyncio.create_task(self._wait_stop(), name="stop-watch"),
         }
-        reason, detail = common_pb2.END_REASON_UNSPECIFIED, ""
+        # If this task is cancelled (the edge cancelled its stream, or the stream was lost), the
+        # agent's session must still be ended: `_finish` runs in the finally either way.
+        reason, detail = common_pb2.END_REASON_CALLER_HANGUP, "the edge's stream was cancelled"
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                exc = task.exception()
-                if isinstance(exc, CallEnded):
-                    reason, detail = exc.reason, exc.detail
-                    break
-                if exc is not None:
-                    log.error("call task %s failed", task.get_name(), exc_info=exc)
-                    reason, detail = common_pb2.END_REASON_UNSPECIFIED, f"internal error: {exc!r}"
-                    break
-            else:
-                reason, detail = common_pb2.END_REASON_CALLER_HANGUP, "caller stream closed"
+            reason, detail = await self._until_ended(tasks)
         finally:
             await cancel_and_wait(tasks)
-        return await self._finish(reason, detail)
+            end = await self._finish(reason, detail)
+        return end
+
+    @staticmethod
+    async def _until_ended(tasks: set[asyncio.Task]) -> tuple[int, str]:
+        """Why the call ended: the first of its tasks to finish says so."""
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            exc = task.exception()
+            if isinstance(exc, CallEnded):
+                return exc.reason, exc.detail
+            if exc is not None:
+                log.error("call task %s failed", task.get_name(), exc_info=exc)
+                return common_pb2.END_REASON_UNSPECIFIED, f"internal error: {exc!r}"
+        return common_pb2.END_REASON_CALLER_HANGUP, "caller stream closed"
 
     def request_stop(self, reason: int, detail: str) -> None:
         """End the call from outside (service shutdown)."""

@@ -11,11 +11,12 @@ import grpc
 
 from voicebridge.runtime.grpc_server import CLIENT_OPTIONS
 from voicebridge.runtime.logs import call_context
-from voicebridge.runtime.mux import MuxServer
+from voicebridge.runtime.mux import MuxClient, MuxServer
 from voicebridge.v1 import agent_pb2_grpc, common_pb2, media_pb2, media_pb2_grpc
 
 from .agent_link import agent_calls
 from .call import CallSession
+from .clock import Clock
 from .config import MediaSettings
 from .metrics import CALL_ENDS, CALLS_ACTIVE
 
@@ -25,13 +26,21 @@ _OUT_QUEUE = 256  # messages for the edge; the pacer keeps this nearly empty
 
 
 class MediaServicer(media_pb2_grpc.MediaServiceServicer):
-    def __init__(self, settings: MediaSettings) -> None:
+    def __init__(
+        self, settings: MediaSettings, agent: MuxClient | None = None, clock: Clock | None = None
+    ) -> None:
+        """`agent` (the calls to the agent service) and `clock` are for tests; by default a channel to
+        `settings.agent_target` and the event loop's clock."""
         self._settings = settings
+        self._clock = clock
         # One long-lived channel to the agent service per process (created inside the running loop).
-        self._channel = settings.tls.aio_channel(settings.agent_target, CLIENT_OPTIONS)
-        self._agent = agent_calls(
-            agent_pb2_grpc.AgentServiceStub(self._channel), settings.mux.enabled, settings.mux.interval_s
-        )
+        self._channel: grpc.aio.Channel | None = None
+        if agent is None:
+            self._channel = settings.tls.aio_channel(settings.agent_target, CLIENT_OPTIONS)
+            agent = agent_calls(
+                agent_pb2_grpc.AgentServiceStub(self._channel), settings.mux.enabled, settings.mux.interval_s
+            )
+        self._agent = agent
         self._many = MuxServer(
             self.Call,
             media_pb2.CallManyResponse,
@@ -42,13 +51,18 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         self._idle = asyncio.Event()
         self._idle.set()
 
+    @property
+    def calls_in_progress(self) -> int:
+        return len(self._sessions)
+
     async def drain(self) -> None:
         """Service shutdown: end every call in progress with a reason, and wait for them."""
         for session in list(self._sessions):
             session.request_stop(common_pb2.END_REASON_SHUTDOWN, "media service shutting down")
         await self._idle.wait()
         await self._agent.aclose()
-        await self._channel.close()
+        if self._channel is not None:
+            await self._channel.close()
 
     async def CallMany(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[media_pb2.CallManyRequest], context: grpc.aio.ServicerContext
@@ -61,7 +75,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         self, request_iterator: AsyncIterator[media_pb2.CallRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[media_pb2.CallResponse]:
         out: asyncio.Queue[media_pb2.CallResponse | None] = asyncio.Queue(maxsize=_OUT_QUEUE)
-        session = CallSession(self._settings, self._agent, out.put)
+        session = CallSession(self._settings, self._agent, out.put, self._clock)
         self._sessions.add(session)
         self._idle.clear()
         CALLS_ACTIVE.inc()

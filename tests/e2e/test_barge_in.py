@@ -1,4 +1,6 @@
-"""The caller talks over the agent: playback stops at once and the agent learns what was heard."""
+"""The caller talks over the agent: playback stops, the rest of that reply is never heard, the agent
+learns what was heard, and its next reply is heard in full — whether ElevenLabs numbers audio event ids
+per reply or per chunk (docs/elevenlabs.md)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import asyncio
 import itertools
 
 import numpy as np
+import pytest
 from harness.audio import espeak_ulaw
 from harness.stack import Stack
 
@@ -13,6 +16,9 @@ from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, Emulate
 from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
 
 REPLY = "Your order shipped yesterday and should arrive by Friday afternoon, weather permitting of course."
+ANSWER = "Of course, go ahead."
+FRAME_S = 0.020
+NUMBERINGS = ["per_reply", "per_chunk"]
 _ids = itertools.count()
 
 
@@ -26,48 +32,99 @@ def _alignment(text: str, duration_ms: int) -> dict[str, list]:
     }
 
 
-async def test_talking_over_the_agent_stops_it_fast_and_tells_it_what_was_heard(
-    elevenlabs_stack: Stack, convai_emulator: ConvAIEmulator
+def _voiced(ulaw: bytes) -> int:
+    """Index of the first sample that is not near silence."""
+    return int(np.argmax(np.abs(np.frombuffer(ulaw, np.uint8).astype(int) - 0xFF) > 8))
+
+
+def _find(haystack: bytes, needle: bytes, start: int = 0) -> int:
+    at = haystack.find(needle, start)
+    assert at >= 0, "expected audio not found in the caller's recording"
+    return at
+
+
+def _agent_event(kind: str, key: str, field: str, text: str) -> dict[str, object]:
+    return {"type": kind, key: {field: text, "event_id": 0}}
+
+
+@pytest.mark.parametrize("numbering", NUMBERINGS)
+async def test_talking_over_the_agent_stops_the_reply_for_good_and_tells_it_what_was_heard(
+    elevenlabs_stack: Stack, convai_emulator: ConvAIEmulator, numbering: str
 ) -> None:
     reply = espeak_ulaw(REPLY, voice="en-gb")
+    answer = espeak_ulaw(ANSWER, voice="en-gb")
     # One continuous phrase: a pause between words may briefly resume the agent (by design, see
     # docs/barge-in.md; tested in tests/media), which this test is not about.
     interruption = espeak_ulaw("Hold on a second I need to ask you something about my bill")
-    agent_id = f"barge-in-{next(_ids)}"
+    agent_id = f"barge-in-{numbering}-{next(_ids)}"
     sessions: asyncio.Queue[EmulatedSession] = asyncio.Queue()
+    caller_done = asyncio.Event()
 
     async def scenario(session: EmulatedSession) -> None:
         sessions.put_nowait(session)
-        # The whole reply at once, faster than real time, as TTS does: media paces it.
-        await session.send_audio(
-            reply, chunk_ms=len(reply) // 8, alignment=_alignment(REPLY, len(reply) // 8)
+        # The whole reply at once, faster than real time, in 100 ms chunks, as TTS does: media paces it.
+        await session.send_event(
+            _agent_event("agent_response", "agent_response_event", "agent_response", REPLY)
         )
+        await session.send_audio(reply, chunk_ms=100, alignment=_alignment(REPLY, len(reply) // 8))
+        # ElevenLabs is not told of the local barge-in; it answers once the caller's turn is over.
+        await session.wait_for_message("contextual_update", timeout=30)
+        await caller_done.wait()
+        await session.send_event(
+            _agent_event("user_transcript", "user_transcription_event", "user_transcript", "Hold on")
+        )
+        await session.send_event(
+            _agent_event("agent_response", "agent_response_event", "agent_response", ANSWER)
+        )
+        await session.send_audio(answer, chunk_ms=100)
 
     convai_emulator.add_agent(
-        agent_id, AgentScript(input_format="ulaw_8000", output_format="ulaw_8000", scenario=scenario)
+        agent_id,
+        AgentScript(
+            input_format="ulaw_8000", output_format="ulaw_8000", scenario=scenario, event_ids=numbering
+        ),
     )
     config = CallerConfig(url=elevenlabs_stack.media_ws_url, custom_parameters={"agent_id": agent_id})
     async with TwilioCaller(config) as call:
         session = await asyncio.wait_for(sessions.get(), 10)
-        await call.wait_heard(2.0, timeout=10)
+        await call.wait_heard(1.5, timeout=10)
         cut_in = len(call.heard_ulaw)  # the caller starts talking here (sample index)
         await call.speak(interruption)
-        update = await session.wait_for_message("contextual_update", timeout=5)
-        await call.wait_for_event("clear", timeout=1)
-        heard = call.heard_spans()
+        update = await session.wait_for_message("contextual_update", timeout=10)
+        clears = call.clears_received
+        caller_done.set()
+        # Event-driven: the answer has been played to its last sample.
+        heard_before_answer = call.samples_heard()
+        await call.wait_heard((heard_before_answer + len(answer)) / 8000, timeout=20)
+        await call.wait_agent_quiet(0.3, timeout=10)
+        recording = call.heard_ulaw
         assert call.violations == []
+        assert call.clears_received == clears == 1, "one barge-in, one clear"
 
-    # The agent's audio stopped soon after the caller's first word (onset -> silence on the line).
-    onset = cut_in + int(np.argmax(np.abs(np.frombuffer(interruption, np.uint8).astype(int) - 0xFF) > 8))
-    stopped = max(b for a, b in heard if a < onset)
-    assert (stopped - onset) / 8000 <= 0.150
-    assert not any(a > onset for a, _ in heard), "agent audio leaked after the clear"
-    # The agent was told how much of its reply the caller heard, in words.
-    heard_words = update["text"]
-    assert "heard only the first" in heard_words
-    spoken = heard_words.split('"')[1]
+    # Where the reply started and where the caller stopped hearing it, from the recording alone.
+    reply_at = _find(recording, reply[: 8 * 200])
+    heard = 0
+    while reply_at + heard < len(recording) and recording[reply_at + heard] == reply[heard]:
+        heard += 1
+    onset = cut_in + _voiced(interruption)
+    assert reply_at < onset < reply_at + heard + 8000, "the reply was cut off while the caller spoke"
+    # The rest of the interrupted reply never reaches the caller: nothing of it after the cut.
+    rest = reply[heard:]
+    after_cut = recording[reply_at + heard :]
+    for at in range(0, len(rest) - 160, 160):
+        piece = rest[at : at + 160]
+        if len(set(piece)) > 4:  # a voiced 20 ms of the reply (silence would match anywhere)
+            assert piece not in after_cut, f"the interrupted reply resumed ({at / 8} ms after the cut)"
+    # The next reply is heard in full, after the cut.
+    assert _find(recording, answer, reply_at + heard) > reply_at + heard
+    # The agent was told how long and which words of the reply were heard, from the reply's start.
+    text = update["text"]
+    assert "heard only the first" in text
+    told_s = float(text.split("first ")[1].split(" seconds")[0])
+    heard_s = heard / 8000
+    assert abs(told_s - heard_s) <= FRAME_S + 0.005, (told_s, heard_s)  # 0.005: the text rounds to 10 ms
+    spoken = text.split('"')[1]
     assert spoken
     assert REPLY.startswith(spoken)
-    heard_reply_s = sum(min(b, onset) - a for a, b in heard if a < onset) / 8000
-    words_s = len(spoken) / len(REPLY) * len(reply) / 8000  # the alignment spreads chars evenly
-    assert abs(words_s - heard_reply_s) <= 0.3
+    char_s = len(reply) / 8000 / len(REPLY)  # the alignment spreads chars evenly
+    assert abs(len(spoken) * char_s - heard_s) <= 2 * char_s + FRAME_S

@@ -43,6 +43,19 @@ def _find(haystack: bytes, needle: bytes, start: int = 0) -> int:
     return at
 
 
+def _reply_heard(recording: bytes, reply: bytes) -> tuple[int, int]:
+    """Where the reply starts in the caller's recording and how many of its samples play unbroken."""
+    reply_at = _find(recording, reply[: 8 * 200])
+    heard = 0
+    while (
+        reply_at + heard < len(recording)
+        and heard < len(reply)
+        and recording[reply_at + heard] == reply[heard]
+    ):
+        heard += 1
+    return reply_at, heard
+
+
 def _agent_event(kind: str, key: str, field: str, text: str) -> dict[str, object]:
     return {"type": kind, key: {field: text, "event_id": 0}}
 
@@ -102,19 +115,11 @@ async def test_talking_over_the_agent_stops_the_reply_for_good_and_tells_it_what
         assert call.clears_received == clears == 1, "one barge-in, one clear"
 
     # Where the reply started and where the caller stopped hearing it, from the recording alone.
-    reply_at = _find(recording, reply[: 8 * 200])
-    heard = 0
-    while reply_at + heard < len(recording) and recording[reply_at + heard] == reply[heard]:
-        heard += 1
+    reply_at, heard = _reply_heard(recording, reply)
     onset = cut_in + _voiced(interruption)
     assert reply_at < onset < reply_at + heard + 8000, "the reply was cut off while the caller spoke"
     # The rest of the interrupted reply never reaches the caller: nothing of it after the cut.
-    rest = reply[heard:]
-    after_cut = recording[reply_at + heard :]
-    for at in range(0, len(rest) - 160, 160):
-        piece = rest[at : at + 160]
-        if len(set(piece)) > 4:  # a voiced 20 ms of the reply (silence would match anywhere)
-            assert piece not in after_cut, f"the interrupted reply resumed ({at / 8} ms after the cut)"
+    _rest_never_heard(recording, reply, heard, reply_at + heard)
     # The next reply is heard in full, after the cut.
     assert _find(recording, answer, reply_at + heard) > reply_at + heard
     # The agent was told how long and which words of the reply were heard, from the reply's start.
@@ -128,3 +133,63 @@ async def test_talking_over_the_agent_stops_the_reply_for_good_and_tells_it_what
     assert REPLY.startswith(spoken)
     char_s = len(reply) / 8000 / len(REPLY)  # the alignment spreads chars evenly
     assert abs(len(spoken) * char_s - heard_s) <= 2 * char_s + FRAME_S
+
+
+def _rest_never_heard(recording: bytes, reply: bytes, heard: int, after: int) -> None:
+    """No voiced 20 ms of `reply` past its first `heard` samples appears in `recording` after `after`."""
+    rest, tail = reply[heard:], recording[after:]
+    for at in range(0, len(rest) - 160, 160):
+        piece = rest[at : at + 160]
+        if len(set(piece)) > 4:  # silence would match anywhere
+            assert piece not in tail, f"the interrupted reply resumed ({at / 8} ms after the cut)"
+
+
+@pytest.mark.parametrize("numbering", NUMBERINGS)
+async def test_an_elevenlabs_interruption_stops_the_reply_for_good_and_the_next_is_heard(
+    elevenlabs_stack: Stack, convai_emulator: ConvAIEmulator, numbering: str
+) -> None:
+    reply = espeak_ulaw(REPLY, voice="en-gb")
+    answer = espeak_ulaw(ANSWER, voice="en-gb")
+    agent_id = f"server-interruption-{numbering}-{next(_ids)}"
+    sessions: asyncio.Queue[EmulatedSession] = asyncio.Queue()
+    interrupt = asyncio.Event()
+
+    async def scenario(session: EmulatedSession) -> None:
+        sessions.put_nowait(session)
+        await session.send_event(
+            _agent_event("agent_response", "agent_response_event", "agent_response", REPLY)
+        )
+        last = await session.send_audio(reply, chunk_ms=100)
+        await interrupt.wait()  # ElevenLabs' own turn-taking decides the caller cut in
+        await session.send_event({"type": "interruption", "interruption_event": {"event_id": last}})
+        await session.send_event(
+            _agent_event("user_transcript", "user_transcription_event", "user_transcript", "Hold on")
+        )
+        await session.send_event(
+            _agent_event("agent_response", "agent_response_event", "agent_response", ANSWER)
+        )
+        await session.send_audio(answer, chunk_ms=100)
+
+    convai_emulator.add_agent(
+        agent_id,
+        AgentScript(
+            input_format="ulaw_8000", output_format="ulaw_8000", scenario=scenario, event_ids=numbering
+        ),
+    )
+    config = CallerConfig(url=elevenlabs_stack.media_ws_url, custom_parameters={"agent_id": agent_id})
+    async with TwilioCaller(config) as call:
+        await asyncio.wait_for(sessions.get(), 10)
+        await call.wait_heard(1.0, timeout=10)
+        interrupt.set()
+        await call.wait_for_event("clear", timeout=10)
+        heard_before_answer = call.samples_heard()
+        await call.wait_heard((heard_before_answer + len(answer)) / 8000, timeout=20)
+        await call.wait_agent_quiet(0.3, timeout=10)
+        recording = call.heard_ulaw
+        assert call.violations == []
+        assert call.clears_received == 1
+
+    reply_at, heard = _reply_heard(recording, reply)
+    assert 8000 <= heard < len(reply), "the reply was cut off after the caller heard a second of it"
+    _rest_never_heard(recording, reply, heard, reply_at + heard)
+    assert _find(recording, answer, reply_at + heard) > reply_at + heard

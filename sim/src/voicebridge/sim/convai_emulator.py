@@ -1,8 +1,10 @@
 """A loopback ElevenLabs Agents (ConvAI) server speaking the real WebSocket protocol, for tests and by hand.
 
 Why: the agent service must be tested against every protocol corner (ping without `ping_ms`, late audio
-after an interruption, each close code, signed URLs, busy refusals) with no network. Shapes follow
-../shared/reference/elevenlabs.md, from the repo root §1 (AsyncAPI of elevenlabs/packages, "AAPI-P").
+after an interruption, each close code, signed URLs, busy refusals, audio ids per reply or per chunk)
+with no network. Shapes follow ElevenLabs' AsyncAPI schema ("AAPI-P",
+https://github.com/elevenlabs/packages/blob/main/packages/types/schemas/agent.asyncapi.yaml); what the
+project relies on is in docs/elevenlabs.md.
 
 Endpoints, all on one port:
 * `GET /v1/convai/conversation?agent_id=...[&conversation_signature=...]` (WebSocket). The client sends

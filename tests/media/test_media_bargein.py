@@ -323,6 +323,21 @@ async def test_a_reply_in_many_chunks_is_reported_heard_from_its_start_and_never
     assert call.clears == 1
 
 
+async def test_words_of_the_reply_playing_survive_a_next_reply_whose_id_jumps_ahead(
+    call, caller_speech
+) -> None:
+    """Reply ids need not be consecutive (ElevenLabs' are chunk ids): a queued next reply with a far
+    larger id must not make media forget the words of the one the caller is hearing."""
+    call.agent_says(1, 4000, text=REPLY_TEXT, chunk_ms=100)
+    call.agent_says(100, 500, text="Anything else?")
+    await call.advance(1.5)
+    await call.caller(phone(caller_speech))
+    (told,) = call.told
+    assert told.response_id == 1
+    assert told.heard_text
+    assert REPLY_TEXT.startswith(told.heard_text)
+
+
 def test_the_evaluation_reports_every_condition_and_target() -> None:
     report = bargein_eval.evaluate(trials=2, minutes=0.05, seed=1)
     names = [row["condition"] for row in report["conditions"]]

@@ -338,7 +338,7 @@ class ResponseWords:
                 (offset + start, char)
                 for char, start in zip(chunk.alignment.chars, chunk.alignment.char_start_ms, strict=False)
             )
-        for old in [r for r in self._ms if r < rid - self._keep]:
+        for old in sorted(self._ms)[: -self._keep]:  # by count: reply ids may jump
             self._ms.pop(old, None)
             self._chars.pop(old, None)
 

@@ -12,7 +12,7 @@ import pytest
 from harness.audio import espeak_ulaw
 from harness.stack import Stack
 
-from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, EmulatedSession
+from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, EmulatedSession, Scenario
 from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
 
 REPLY = "Your order shipped yesterday and should arrive by Friday afternoon, weather permitting of course."
@@ -78,16 +78,48 @@ def _heard_reply_then_answer(call: TwilioCaller, reply: bytes, answer: bytes) ->
     return heard, cut
 
 
+async def _answer(session: EmulatedSession, answer: bytes) -> None:
+    """ElevenLabs after the caller's turn: its transcript, then the next reply's text and audio."""
+    await session.send_event(
+        _agent_event("user_transcript", "user_transcription_event", "user_transcript", "Hold on")
+    )
+    await session.send_event(_agent_event("agent_response", "agent_response_event", "agent_response", ANSWER))
+    await session.send_audio(answer, chunk_ms=100)
+
+
+async def _hear_out(call: TwilioCaller, answer: bytes) -> None:
+    """Event-driven: until the answer has been played to its last sample and the line is quiet."""
+    await call.wait_heard((call.samples_heard() + len(answer)) / 8000, timeout=20)
+    await call.wait_agent_quiet(0.3, timeout=10)
+
+
+def _caller_of(
+    stack: Stack, emulator: ConvAIEmulator, agent_id: str, scenario: Scenario, numbering: str
+) -> CallerConfig:
+    emulator.add_agent(
+        agent_id,
+        AgentScript(
+            input_format="ulaw_8000", output_format="ulaw_8000", scenario=scenario, event_ids=numbering
+        ),
+    )
+    return CallerConfig(url=stack.media_ws_url, custom_parameters={"agent_id": agent_id})
+
+
 def _agent_event(kind: str, key: str, field: str, text: str) -> dict[str, object]:
     return {"type": kind, key: {field: text, "event_id": 0}}
 
 
+@pytest.fixture(scope="module")
+def voices() -> tuple[bytes, bytes]:
+    """The agent's reply and its answer after the caller's turn, as μ-law 8 kHz."""
+    return espeak_ulaw(REPLY, voice="en-gb"), espeak_ulaw(ANSWER, voice="en-gb")
+
+
 @pytest.mark.parametrize("numbering", NUMBERINGS)
 async def test_talking_over_the_agent_stops_the_reply_for_good_and_tells_it_what_was_heard(
-    elevenlabs_stack: Stack, convai_emulator: ConvAIEmulator, numbering: str
+    elevenlabs_stack: Stack, convai_emulator: ConvAIEmulator, voices: tuple[bytes, bytes], numbering: str
 ) -> None:
-    reply = espeak_ulaw(REPLY, voice="en-gb")
-    answer = espeak_ulaw(ANSWER, voice="en-gb")
+    reply, answer = voices
     # One continuous phrase: a pause between words may briefly resume the agent (by design, see
     # docs/barge-in.md; tested in tests/media), which this test is not about.
     interruption = espeak_ulaw("Hold on a second I need to ask you something about my bill")
@@ -109,21 +141,9 @@ async def test_talking_over_the_agent_stops_the_reply_for_good_and_tells_it_what
         rest = _part(timing, FIRST // 8, len(reply) // 8)
         await session.send_audio(reply[FIRST:], chunk_ms=100, event_id=first, alignment=rest)
         await caller_done.wait()
-        await session.send_event(
-            _agent_event("user_transcript", "user_transcription_event", "user_transcript", "Hold on")
-        )
-        await session.send_event(
-            _agent_event("agent_response", "agent_response_event", "agent_response", ANSWER)
-        )
-        await session.send_audio(answer, chunk_ms=100)
+        await _answer(session, answer)
 
-    convai_emulator.add_agent(
-        agent_id,
-        AgentScript(
-            input_format="ulaw_8000", output_format="ulaw_8000", scenario=scenario, event_ids=numbering
-        ),
-    )
-    config = CallerConfig(url=elevenlabs_stack.media_ws_url, custom_parameters={"agent_id": agent_id})
+    config = _caller_of(elevenlabs_stack, convai_emulator, agent_id, scenario, numbering)
     async with TwilioCaller(config) as call:
         session = await asyncio.wait_for(sessions.get(), 10)
         await call.wait_heard(1.5, timeout=10)
@@ -132,10 +152,7 @@ async def test_talking_over_the_agent_stops_the_reply_for_good_and_tells_it_what
         update = await session.wait_for_message("contextual_update", timeout=10)
         clears = call.clears_received
         caller_done.set()
-        # Event-driven: the answer has been played to its last sample.
-        heard_before_answer = call.samples_heard()
-        await call.wait_heard((heard_before_answer + len(answer)) / 8000, timeout=20)
-        await call.wait_agent_quiet(0.3, timeout=10)
+        await _hear_out(call, answer)
         assert call.violations == []
         assert call.clears_received == clears == 1, "one barge-in, one clear"
 
@@ -157,10 +174,9 @@ async def test_talking_over_the_agent_stops_the_reply_for_good_and_tells_it_what
 
 @pytest.mark.parametrize("numbering", NUMBERINGS)
 async def test_an_elevenlabs_interruption_stops_the_reply_for_good_and_the_next_is_heard(
-    elevenlabs_stack: Stack, convai_emulator: ConvAIEmulator, numbering: str
+    elevenlabs_stack: Stack, convai_emulator: ConvAIEmulator, voices: tuple[bytes, bytes], numbering: str
 ) -> None:
-    reply = espeak_ulaw(REPLY, voice="en-gb")
-    answer = espeak_ulaw(ANSWER, voice="en-gb")
+    reply, answer = voices
     agent_id = f"server-interruption-{numbering}-{next(_ids)}"
     sessions: asyncio.Queue[EmulatedSession] = asyncio.Queue()
     interrupt = asyncio.Event()
@@ -173,29 +189,15 @@ async def test_an_elevenlabs_interruption_stops_the_reply_for_good_and_the_next_
         last = await session.send_audio(reply, chunk_ms=100)
         await interrupt.wait()  # ElevenLabs' own turn-taking decides the caller cut in
         await session.send_event({"type": "interruption", "interruption_event": {"event_id": last}})
-        await session.send_event(
-            _agent_event("user_transcript", "user_transcription_event", "user_transcript", "Hold on")
-        )
-        await session.send_event(
-            _agent_event("agent_response", "agent_response_event", "agent_response", ANSWER)
-        )
-        await session.send_audio(answer, chunk_ms=100)
+        await _answer(session, answer)
 
-    convai_emulator.add_agent(
-        agent_id,
-        AgentScript(
-            input_format="ulaw_8000", output_format="ulaw_8000", scenario=scenario, event_ids=numbering
-        ),
-    )
-    config = CallerConfig(url=elevenlabs_stack.media_ws_url, custom_parameters={"agent_id": agent_id})
+    config = _caller_of(elevenlabs_stack, convai_emulator, agent_id, scenario, numbering)
     async with TwilioCaller(config) as call:
         await asyncio.wait_for(sessions.get(), 10)
         await call.wait_heard(1.0, timeout=10)
         interrupt.set()
         await call.wait_for_event("clear", timeout=10)
-        heard_before_answer = call.samples_heard()
-        await call.wait_heard((heard_before_answer + len(answer)) / 8000, timeout=20)
-        await call.wait_agent_quiet(0.3, timeout=10)
+        await _hear_out(call, answer)
         assert call.violations == []
         assert call.clears_received == 1
 

@@ -338,6 +338,20 @@ async def test_words_of_the_reply_playing_survive_a_next_reply_whose_id_jumps_ah
     assert REPLY_TEXT.startswith(told.heard_text)
 
 
+async def test_a_reply_queued_behind_the_interrupted_one_does_not_resume_either(call, caller_speech) -> None:
+    call.agent_says(1, 4000, chunk_ms=100)
+    call.agent_says(100, 500)  # the head of a next reply, queued: the clear drops it too
+    await call.advance(1.5)
+    await call.caller(phone(caller_speech))
+    sent = len(call.frames)
+    call.agent_says(100, 500)  # its tail, late
+    await call.advance(1.0)
+    assert len(call.frames) == sent
+    call.agent_says(101, 300)  # a reply after the barge-in plays in full
+    await call.advance(1.0)
+    assert sum(len(f) for f in call.frames[sent:]) == 8 * 300
+
+
 def test_the_evaluation_reports_every_condition_and_target() -> None:
     report = bargein_eval.evaluate(trials=2, minutes=0.05, seed=1)
     names = [row["condition"] for row in report["conditions"]]

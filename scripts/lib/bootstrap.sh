@@ -13,8 +13,8 @@ VB_VENV="${VB_VENV:-$VB_ROOT/.venv}"
 VB_PY="$VB_VENV/bin/python"
 VB_STAMP="$VB_VENV/.voicebridge-install-stamp"
 
-# The local dists, in install order. media's [bench] extra brings scipy/pesq for the benchmarks.
-VB_LOCAL_DISTS=(proto/python libs/runtime "services/media[bench]" services/agent services/edge sim)
+# The local dists, in install order. bench (the media benchmarks) brings scipy/pesq.
+VB_LOCAL_DISTS=(proto/python libs/runtime services/media services/agent services/edge sim bench)
 
 vb_section() {
   printf '\n\033[1m==> %s\033[0m\n' "$*"
@@ -91,13 +91,13 @@ vb_pick_python() {
 }
 
 vb_install_hash() {
-  # Everything that decides what pip installs: pins, dev tools, the six pyprojects, this script, Python.
+  # Everything that decides what pip installs: pins, dev tools, the seven pyprojects, this script, Python.
   (
     cd "$VB_ROOT" || exit 1
     "$VB_PY" -c 'import sys; print(sys.version)'
     cat requirements/constraints.txt requirements/dev.txt \
       proto/python/pyproject.toml libs/runtime/pyproject.toml services/media/pyproject.toml \
-      services/agent/pyproject.toml services/edge/pyproject.toml sim/pyproject.toml \
+      services/agent/pyproject.toml services/edge/pyproject.toml sim/pyproject.toml bench/pyproject.toml \
       scripts/lib/bootstrap.sh
   ) | sha256sum | cut -d' ' -f1
 }
@@ -129,7 +129,7 @@ vb_bootstrap_venv() {
     return 0
   fi
   vb_log "installing pinned dependencies and local dists into $VB_VENV"
-  # pesq (media [bench]) ships only an sdist: building it needs a C compiler and Python's headers.
+  # pesq (bench) ships only an sdist: building it needs a C compiler and Python's headers.
   command -v cc >/dev/null 2>&1 || vb_apt_install gcc libc6-dev || vb_log "no C compiler: pesq may fail to build"
   if ! "$VB_PY" -c 'import os, sys, sysconfig
 sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)'; then

@@ -1,4 +1,4 @@
-"""The ElevenLabs handshake must give up before the servicer does (reference §7.3).
+"""The ElevenLabs handshake must give up before the servicer does (docs/elevenlabs.md#the-websocket).
 
 Why: when the backend times out first, it closes its own socket and reports *why* (no metadata, or no
 WebSocket) in the refusal the caller's busy prompt follows; when the servicer's AGENT_OPEN_TIMEOUT_S

@@ -9,7 +9,7 @@ import pytest
 from harness.audio import espeak_ulaw
 from harness.virtual_clock import VirtualClock
 
-from voicebridge.media import bargein_eval
+from voicebridge.bench import bargein_eval
 from voicebridge.media.audio.g711 import ulaw_decode, ulaw_encode
 from voicebridge.media.bargein import BargeInController, BargeInDetector, Decision
 from voicebridge.media.config import BargeInConfig, PlayoutConfig

@@ -17,13 +17,13 @@ from packaging.utils import canonicalize_name
 
 from ._tools import ROOT, SERVICES, run, venv_tool
 
-LOCAL_DISTS = {"proto/python", "libs/runtime", *(f"services/{s}" for s in SERVICES), "sim"}
+LOCAL_DISTS = {"proto/python", "libs/runtime", *(f"services/{s}" for s in SERVICES), "sim", "bench"}
 PORTS = {"edge": {"8000"}, "media": {"50051", "9102"}, "agent": {"50052", "9103"}}
 # What each image must not contain: the heavy audio stack stays out of the edge, the web stack out of agent.
 FORBIDDEN = {
     "edge": {"numpy", "webrtcvad", "webrtcvad-wheels", "scipy"},
     "agent": {"fastapi", "starlette", "uvicorn", "webrtcvad", "webrtcvad-wheels"},
-    "media": {"fastapi", "starlette", "uvicorn", "twilio", "elevenlabs"},
+    "media": {"fastapi", "starlette", "uvicorn", "twilio", "elevenlabs", "scipy", "pesq"},
 }
 
 
@@ -101,7 +101,7 @@ def test_dockerfile_installs_only_its_own_service(service):
         assert "-e" not in words, "images install non-editable (package data is copied)"
     assert installed == {"proto/python", "libs/runtime", f"services/{service}"}
     copied = {args.split()[0] for op, args in steps if op == "COPY" and not args.startswith("--from")}
-    others = {f"services/{s}" for s in SERVICES if s != service} | {"sim", "tests", "."}
+    others = {f"services/{s}" for s in SERVICES if s != service} | {"sim", "bench", "tests", "."}
     assert not copied & others, f"copies another component: {copied & others}"
 
 

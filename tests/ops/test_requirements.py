@@ -18,9 +18,10 @@ PYPROJECTS = [
     "services/media/pyproject.toml",
     "services/agent/pyproject.toml",
     "sim/pyproject.toml",
+    "bench/pyproject.toml",
 ]
 LOCAL = {"voicebridge-proto", "voicebridge-runtime", "voicebridge-edge", "voicebridge-media"}
-LOCAL |= {"voicebridge-agent", "voicebridge-sim"}
+LOCAL |= {"voicebridge-agent", "voicebridge-sim", "voicebridge-bench"}
 
 
 def requirement_lines(path) -> list[str]:

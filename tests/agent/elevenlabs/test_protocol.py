@@ -1,4 +1,4 @@
-"""The ConvAI wire shapes (reference §1.4/§1.5) decode and encode exactly."""
+"""The ConvAI wire shapes (docs/elevenlabs.md, messages and events) decode and encode exactly."""
 
 from __future__ import annotations
 

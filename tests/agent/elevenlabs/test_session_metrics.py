@@ -1,4 +1,4 @@
-"""The per-call observability of reference §7.12 that the elevenlabs backend exports: time to the first
+"""The per-call observability the elevenlabs backend exports (docs/elevenlabs.md): time to the first
 agent audio, turn latency (caller's final transcript → first audio of the next response), interruptions,
 and seconds of audio each way at the negotiated rates."""
 

@@ -1,4 +1,4 @@
-"""Media Streams codec: exact message shapes from Twilio's docs (reference twilio.md §1.2/§1.3)."""
+"""Media Streams codec: exact message shapes from Twilio's docs (docs/twilio.md#media-streams)."""
 
 import base64
 import contextlib

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from voicebridge.media import bench
+from voicebridge.bench import media_bench as bench
 from voicebridge.media.audio.formats import SUPPORTED_FORMATS
 
 

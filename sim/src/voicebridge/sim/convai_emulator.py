@@ -2,9 +2,8 @@
 
 Why: the agent service must be tested against every protocol corner (ping without `ping_ms`, late audio
 after an interruption, each close code, signed URLs, busy refusals, audio ids per reply or per chunk)
-with no network. Shapes follow ElevenLabs' AsyncAPI schema ("AAPI-P",
-https://github.com/elevenlabs/packages/blob/main/packages/types/schemas/agent.asyncapi.yaml); what the
-project relies on is in docs/elevenlabs.md.
+with no network. Shapes follow docs/elevenlabs.md (from ElevenLabs' AsyncAPI spec of the protocol,
+"the spec" below).
 
 Endpoints, all on one port:
 * `GET /v1/convai/conversation?agent_id=...[&conversation_signature=...]` (WebSocket). The client sends
@@ -13,17 +12,17 @@ Endpoints, all on one port:
 * `GET /v1/convai/conversation/get-signed-url?agent_id=...` with `xi-api-key` (plain HTTP) returns
   `{"signed_url": "ws://HOST:PORT/v1/convai/conversation?agent_id=...&conversation_signature=..."}`.
 
-Refusals, as the real service does them (AAPI-P `ErrorData`/`WebSocketCloseCode`): an `error` event
+Refusals, as the real service does them (the spec's `ErrorData`/`WebSocketCloseCode`): an `error` event
 `{"type":"error","error_event":{"code":...,"message":...,"error_type":...,"reason":...}}` then the close.
-* Unknown agent, or a private agent without a valid signature: code 1008 (AAPI-P: "auth/validation
+* Unknown agent, or a private agent without a valid signature: code 1008 (the spec: "auth/validation
   errors"). Whether the live service refuses at the upgrade or after it is not documented; the
   emulator accepts the upgrade and closes 1008, the path a client must handle anyway.
-* Busy (workspace concurrency limit, §1.7 "calls are rejected at connect"): no error_type for it is
+* Busy (workspace concurrency limit, docs/elevenlabs.md#capacity): no error_type for it is
   documented; the closest one is `http_exception` ("HTTP exception converted to WebSocket error",
   code 1002), so `busy="error_event"` sends that with `details.status_code=429` and closes 1002.
   `busy="http_429"` instead rejects the upgrade with HTTP 429, the other plausible shape.
 * Audio before the metadata is recorded (`early_audio`); with `close_on_early_audio` it is answered
-  with 1008 "Invalid message received" (third-party report [3P-RJ]). Malformed JSON → 1008 `invalid_message`.
+  with 1008 "Invalid message received" (reported by a third party). Malformed JSON → 1008 `invalid_message`.
 
 By hand (`voicebridge-convai-emulator --port 8765`): the default agent greets with two short beeps, then
 echoes each caller utterance back (speech is detected by level; the echo starts after 700 ms of quiet)
@@ -151,7 +150,7 @@ def error_event(
     reason: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An `error` event exactly as AAPI-P `ErrorPayload` describes it."""
+    """An `error` event exactly as the spec's `ErrorPayload` describes it."""
     data: dict[str, Any] = {"code": code, "message": message, "error_type": error_type, "reason": reason}
     if details is not None:
         data["details"] = details

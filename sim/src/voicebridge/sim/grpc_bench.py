@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     child.start()
     try:
         port = port_out.get(timeout=30)
+        assert child.pid is not None  # started above
         rows = uvloop.run(_run(args, port, child.pid))
     finally:
         child.terminate()

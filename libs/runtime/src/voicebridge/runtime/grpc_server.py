@@ -22,7 +22,7 @@ from .metrics import BUILD_INFO, start_metrics_server, watch_loop_lag
 
 log = logging.getLogger(__name__)
 
-# Keepalive for hour-long bidi streams that may carry no data while both sides are silent (ops.md §4.3).
+# Keepalive for hour-long bidi streams carrying no data while both sides are silent (docs/grpc.md#keepalive).
 SERVER_OPTIONS = [
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),

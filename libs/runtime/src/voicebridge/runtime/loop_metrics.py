@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client.core import REGISTRY, CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -48,7 +49,10 @@ class HistogramChild:
         self.sum += amount
 
 
-class _Family(Collector):
+ChildT = TypeVar("ChildT", CounterChild, HistogramChild)
+
+
+class _Family(Collector, Generic[ChildT]):
     """A metric with fixed label names; children are created on first use, like prometheus_client's."""
 
     _kind = ""
@@ -63,16 +67,16 @@ class _Family(Collector):
         self._name = name
         self._documentation = documentation
         self._labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], CounterChild | HistogramChild] = {}
+        self._children: dict[tuple[str, ...], ChildT] = {}
         if not self._labelnames:
             self._children[()] = self._new_child()
         if registry is not None:
             registry.register(self)
 
-    def _new_child(self) -> CounterChild | HistogramChild:
+    def _new_child(self) -> ChildT:
         raise NotImplementedError
 
-    def labels(self, *values: object, **named: object):
+    def labels(self, *values: object, **named: object) -> ChildT:
         if named:
             if values:
                 raise ValueError("use positional or keyword label values, not both")
@@ -90,12 +94,12 @@ class _Family(Collector):
             child = self._children[key] = self._new_child()
         return child
 
-    def _unlabelled(self):
+    def _unlabelled(self) -> ChildT:
         if self._labelnames:
             raise ValueError(f"{self._name} has labels {self._labelnames}: use .labels() first")
         return self._children[()]
 
-    def _items(self) -> list[tuple[tuple[str, ...], CounterChild | HistogramChild]]:
+    def _items(self) -> list[tuple[tuple[str, ...], ChildT]]:
         return list(self._children.items())  # one C call: safe against the loop adding a child
 
     def describe(self) -> list[Metric]:
@@ -105,7 +109,7 @@ class _Family(Collector):
         raise NotImplementedError
 
 
-class Counter(_Family):
+class Counter(_Family[CounterChild]):
     """prometheus_client.Counter's `labels(...).inc()` / `inc()`, exposed as `<name>_total`."""
 
     def _new_child(self) -> CounterChild:
@@ -124,7 +128,7 @@ class Counter(_Family):
         yield family
 
 
-class Histogram(_Family):
+class Histogram(_Family[HistogramChild]):
     """prometheus_client.Histogram's `observe()` (and `labels(...).observe()`), same exposition."""
 
     def __init__(

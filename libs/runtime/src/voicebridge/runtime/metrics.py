@@ -1,13 +1,12 @@
 """Prometheus conventions shared by every service: latency buckets, the /metrics server, loop lag.
 
-Names follow Prometheus practice (ops.md §1): base units, `_total` counters, no per-call labels.
+Names follow Prometheus practice (docs/prometheus.md): base units, `_total` counters, no per-call labels.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 import prometheus_client
 from prometheus_client import Gauge
@@ -59,8 +58,3 @@ async def watch_loop_lag(interval_s: float = 0.1, tasks_every: int = 5) -> None:
             tick += 1
             if tick % tasks_every == 0:
                 TASKS.set(len(asyncio.all_tasks(loop)))
-
-
-def unix_nanos() -> int:
-    """Wall-clock timestamp carried in frames for cross-service latency (services share a host clock)."""
-    return time.time_ns()

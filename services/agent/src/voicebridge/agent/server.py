@@ -5,13 +5,14 @@ from __future__ import annotations
 import grpc
 
 from voicebridge.runtime.grpc_server import GrpcServiceSpec
+from voicebridge.runtime.version import package_version
 from voicebridge.v1 import agent_pb2, agent_pb2_grpc
 
 from .backends.base import AgentBackend
 from .config import AgentSettings
 from .converse import ConverseServicer
 
-VERSION = "0.1.0"
+VERSION = package_version("voicebridge-agent")
 SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
 
 

@@ -20,7 +20,7 @@ def main() -> None:
         port=settings.port,
         loop="uvloop",
         http="httptools",
-        ws="websockets-sansio",  # the cheapest WebSocket implementation measured (audio-perf §5)
+        ws="websockets-sansio",  # the cheapest WebSocket implementation measured (docs/performance.md)
         ws_max_size=settings.max_message_bytes,
         ws_per_message_deflate=False,  # +35% CPU for nothing: audio does not compress
         ws_ping_interval=None,  # Twilio streams media continuously; it does not answer pings

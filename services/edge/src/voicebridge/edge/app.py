@@ -18,6 +18,7 @@ from prometheus_client import make_asgi_app
 from voicebridge.runtime.grpc_server import CLIENT_OPTIONS
 from voicebridge.runtime.metrics import BUILD_INFO, watch_loop_lag
 from voicebridge.runtime.mux import MuxClient
+from voicebridge.runtime.version import package_version
 from voicebridge.v1 import media_pb2, media_pb2_grpc
 
 from .config import MEDIA_STREAM_PATH, EdgeSettings
@@ -27,7 +28,7 @@ from .twilio import media_streams as ms
 from .twilio_actions import CallControl, TwilioActions
 
 log = logging.getLogger(__name__)
-VERSION = "0.1.0"
+VERSION = package_version("voicebridge-edge")
 
 
 def create_app(

@@ -2,7 +2,7 @@
 
 Every URL that is checked is rebuilt from PUBLIC_BASE_URL and the path the app routed, never from the
 Host header or scheme of the request: behind a TLS-terminating proxy or a tunnel those differ from what
-Twilio signed (reference twilio.md §3.3–3.4). Every check fails closed. With
+Twilio signed (docs/twilio.md#behind-proxies-and-tunnels). Every check fails closed. With
 TWILIO_VALIDATE_SIGNATURES=false (explicit, local development only) all of them pass.
 
 Stream tokens: an inbound call's token is bound to its CallSid (known to the signed voice webhook). An

@@ -3,7 +3,7 @@
 Every one of them is signature-checked (security.EdgeSecurity.signed_request) before anything else.
 The voice webhook answers `<Connect><Stream>` to our Media Streams socket with the per-call token and
 the caller's numbers as <Parameter>s (Twilio's `start` carries no numbers), then `<Hangup/>`: when the
-stream ends the call ends, never dead air (reference twilio.md §2.1).
+stream ends the call ends, never dead air (docs/twilio.md#twiml).
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ class BargeInDetector:
         rule holds: louder than the loudest agent audio of the echo window, minus `echo_margin_db`.
         A tracked noise floor (by default the median caller-line level of the last 3 s: steady noise and
     most background chatter sit there, the caller cutting in rises above it) keeps noise from passing for
-    speech; webrtcvad alone calls babble speech in every mode (audio-perf.md §3).
+    speech; webrtcvad alone calls babble speech in every mode (docs/telephone-audio.md#vad).
     """
 
     UPDATE_EVERY = 50  # frames (500 ms) between estimates while learning...

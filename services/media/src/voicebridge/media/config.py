@@ -36,7 +36,7 @@ class BargeInConfig:
     """When the caller's voice stops the agent (see bargein.py for the why of each knob)."""
 
     enabled: bool = True
-    # webrtcvad mode while the agent talks: 3 rejects most non-speech (audio-perf.md §3).
+    # webrtcvad mode while the agent talks: 3 rejects most non-speech (docs/telephone-audio.md#vad).
     aggressiveness: int = 3
     # Gated speech in this many ms of the last `onset_window_ms` -> pause the agent.
     onset_ms: int = 40

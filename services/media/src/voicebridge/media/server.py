@@ -5,12 +5,13 @@ from __future__ import annotations
 import grpc
 
 from voicebridge.runtime.grpc_server import GrpcServiceSpec
+from voicebridge.runtime.version import package_version
 from voicebridge.v1 import media_pb2, media_pb2_grpc
 
 from .config import MediaSettings
 from .servicer import MediaServicer
 
-VERSION = "0.1.0"
+VERSION = package_version("voicebridge-media")
 SERVICE_NAME = media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name
 
 

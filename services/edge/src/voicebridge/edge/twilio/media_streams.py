@@ -16,6 +16,7 @@ Decisions:
 from __future__ import annotations
 
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,7 +234,7 @@ def _stop(msg: dict[str, Any]) -> Stop:
     )
 
 
-_DECODERS = {
+_DECODERS: dict[str, Callable[[dict[str, Any]], Inbound]] = {
     "connected": _connected,
     "start": _start,
     "media": _media,

@@ -1,13 +1,13 @@
 """Twilio REST calls the bridge makes (outbound call, hang up, transfer), awaitable from asyncio.
 
-Choice: twilio-python's sync ``Client`` run in a small dedicated thread pool, not ``AsyncTwilioHttpClient``.
-The async client needs aiohttp/aiohttp-retry (two more dependencies for the edge) while these calls are
-rare control-plane requests (a few per call), where a thread hop costs nothing that matters; the sync
-``TwilioHttpClient`` pools connections through ``requests``. The pool also bounds how many REST
-requests run at once. ``create`` is never retried: a retried POST can place a second call.
+Choice: twilio-python's sync ``Client`` run in a small dedicated thread pool, not ``AsyncTwilioHttpClient``
+(aiohttp, which twilio installs anyway): these are rare control-plane requests (a few per call), where a
+thread hop costs nothing that matters, and the sync ``TwilioHttpClient`` pools connections through
+``requests``. The pool also bounds how many REST requests run at once. ``create`` is never retried: a
+retried POST can place a second call.
 
 ``TWILIO_REGION``/``TWILIO_EDGE`` in the process environment must not rewrite the API host (they even mangle
-a local base URL into ``127.ie1.0.1``: reference twilio.md §4). ``environment={}`` is NOT enough: twilio
+a local base URL into ``127.ie1.0.1``: docs/twilio.md#rest-api). ``environment={}`` is NOT enough: twilio
 9.13 does ``environment = environment or os.environ`` and an empty dict is falsy (checked here, see
 tests/sim/test_twilio_rest_fake.py). So the Client gets a non-empty mapping without those keys, and
 ``edge``/``region`` are cleared after construction.

@@ -1,4 +1,4 @@
-"""TwiML the edge returns to Twilio, built with ``twilio.twiml.voice_response`` (reference twilio.md §2.1).
+"""TwiML the edge returns to Twilio, built with ``twilio.twiml.voice_response`` (docs/twilio.md#twiml).
 
 Rules (https://www.twilio.com/docs/voice/twiml/stream): the stream URL is ``wss`` and carries no query
 string (per-call data goes in ``<Parameter>``s, whose name + value must be under 500 characters); after

@@ -11,7 +11,7 @@ __all__ = ["PCM_16000", "SUPPORTED_FORMATS", "ULAW_8000", "Encoding", "Format", 
 
 Encoding = Literal["mulaw", "pcm_s16le"]
 
-_TO_PROTO: dict[str, int] = {
+_TO_PROTO: dict[str, common_pb2.AudioEncoding] = {
     "mulaw": common_pb2.AUDIO_ENCODING_MULAW,
     "pcm_s16le": common_pb2.AUDIO_ENCODING_PCM_S16LE,
 }

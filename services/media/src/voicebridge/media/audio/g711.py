@@ -1,7 +1,7 @@
 """G.711 μ-law codec, bit-exact with ITU-T G.191 (`ulaw_compress` / `ulaw_expand`).
 
 Why lookup tables: a 256-entry decode table and a 65 536-entry encode table indexed by the uint16 view of
-the samples are the fastest bit-exact route in numpy (audio-perf.md §1). `audioop` is used for decoding only
+the samples are the fastest bit-exact numpy route (docs/telephone-audio.md#g711). `audioop` decodes only
 where it exists (Python ≤ 3.12, or `audioop-lts`) and only after checking at import that it matches the
 table on all 256 codes; its encoder differs from G.191 on 508 inputs, so it is never used for encoding.
 """

@@ -1,6 +1,6 @@
 """The `elevenlabs` agent backend: one ElevenLabs Agents conversation per phone call.
 
-Why our own WebSocket client rather than the SDK's AsyncConversation (reference §2.3): the SDK polls
+Why our own WebSocket client, not the SDK's AsyncConversation (docs/elevenlabs.md#why-not-the-sdk): it polls
 recv every 0.5 s, runs client tools on a thread of its own unless told otherwise, ignores the
 negotiated audio formats, error events and close codes, and ends the session on one malformed frame.
 Here: `websockets` directly, compression off, one loop, no thread per call. The SDK serves where it
@@ -12,7 +12,7 @@ Failures, chosen and tested end to end (tests/e2e/test_agent_failures.py, docs/a
   the servicer plays the spoken "busy" prompt, then ends the call.
 * Dropped mid-call (any close but 1000, an error event and 1011 included, or the TCP connection lost) →
   the caller hears the bundled apology, then the session ends with AGENT_ERROR and media hangs up. No
-  reconnect: a new conversation would start with none of the context (reference §7.10), which is worse
+  reconnect: a new conversation would start with none of the context (docs/elevenlabs.md#no-resume): worse
   than a clear apology.
 """
 
@@ -52,7 +52,7 @@ def dynamic_variables(
     call: common_pb2.CallInfo, extra: dict[str, Any] | None = None
 ) -> dict[str, p.DynamicValue]:
     """What the agent's prompt can use as {{name}}: configured defaults, then every Twilio <Parameter>,
-    then the call's facts (authoritative). The reserved `system__` prefix is never sent (reference §1.4).
+    then the call's facts (authoritative). The reserved `system__` prefix is never sent (docs/elevenlabs.md).
     Every name is always present, empty when unknown: a variable the agent defines but the init lacks
     closes the conversation with 1008 missing_dynamic_variable.
     """

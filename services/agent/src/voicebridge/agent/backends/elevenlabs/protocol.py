@@ -1,6 +1,6 @@
 """The ElevenLabs Agents (ConvAI) WebSocket protocol as pure encode/decode functions, no I/O.
 
-Why separate: the wire shapes (reference §1.4/§1.5, AsyncAPI of elevenlabs/packages) are the part most
+Why separate: the wire shapes (docs/elevenlabs.md#messages-we-send, #events-we-receive) are the part most
 likely to drift; keeping them here makes them table-testable and keeps the session logic readable.
 
 Decoding is tolerant the way a phone call needs it: unknown event types become `Unknown`, optional
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,7 +255,7 @@ def _vad(m: dict[str, Any]) -> VadScore:
     return VadScore(float(_required(p, "vad_score", "vad_score", (int, float))))
 
 
-_DECODERS = {
+_DECODERS: dict[str, Callable[[dict[str, Any]], ServerEvent]] = {
     "conversation_initiation_metadata": _metadata,
     "audio": _audio,
     "interruption": _interruption,

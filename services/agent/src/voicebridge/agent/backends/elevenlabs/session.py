@@ -8,24 +8,24 @@ Two tasks per call, both on the service's event loop (no threads):
 * `run()` moves the pending list into the outbox in order. Only it waits for room for audio
   (backpressure from media), so a slow media link never stops pongs.
 
-Decisions, with their sources (vendor pages in docs/elevenlabs.md; § numbers are engineering notes):
+Decisions, with their sources (docs/elevenlabs.md, section named in brackets):
 * Replies are told apart by `replies.ReplyTracker`, not by the audio `event_id` (documented only as a
-  chunk id): `response_id` towards media is the tracker's reply id. An `interruption` voids the open
-  reply and every chunk with event_id <= its id (the Python SDK rule). Media's own barge-in
-  (CallerInterrupted) voids the reply it stopped until the next reply boundary, and the agent gets a
-  `contextual_update` saying how much of it the caller heard.
-* DTMF: `user_activity` (resets the agent's turn timeout while the caller types, §7.9) followed by a
+  chunk id) [#replies]: `response_id` towards media is the tracker's reply id. An `interruption` voids
+  the open reply and every chunk with event_id <= its id, the Python SDK rule [#interruption]. Media's
+  own barge-in (CallerInterrupted) voids the reply it stopped until the next reply boundary, and the
+  agent gets a `contextual_update` saying how much of it the caller heard.
+* DTMF: `user_activity` (resets the agent's turn timeout while the caller types, [#dtmf]) followed by a
   `contextual_update` naming the key. `user_message` was rejected: it would make the key a spoken turn.
 * Client tools: `end_call` → HangUp, `transfer_call`/`transfer_to_number` → TransferCall (destination from
   `phone_number`, `destination`, `transfer_number` or `number`), both answered `client_tool_result` at
-  once; any other tool is answered `is_error: true` (§7.11).
-* A frame that is malformed or unknown mid-call is logged, counted and skipped (§7.7).
-* Close codes (§1.7): 1000 → AGENT_ENDED; 1002/1011 → AGENT_ERROR; 1008 → PROTOCOL_ERROR; the detail
+  once; any other tool is answered `is_error: true` [#client-tools].
+* A frame that is malformed or unknown mid-call is logged, counted and skipped [#events-we-receive].
+* Close codes [#close-codes]: 1000 → AGENT_ENDED; 1002/1011 → AGENT_ERROR; 1008 → PROTOCOL_ERROR; the detail
   names the `error_type` of the preceding `error` event (e.g. missing_dynamic_variable).
 * An error close after the call started (anything but 1000, including a lost connection) plays the
   bundled `apology` prompt (espeak-ng, stored as μ-law 8 kHz and rendered to the negotiated output format
   by `voicebridge.agent.prompts.load_prompt`), then run() returns AGENT_ERROR: the caller hears why the
-  line goes quiet instead of dead air, and no silent reconnect starts a new conversation (§7.10).
+  line goes quiet instead of dead air, and no silent reconnect starts a new conversation [#no-resume].
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _transcript(role: int, text: str, *, final: bool = True, correction: bool = 
 
 
 def _close_end(code: int | None, reason: str, error: p.ErrorEvent | None) -> SessionEndInfo:
-    """Map a close (code, the last `error` event) to the contract's end reason (reference §1.7)."""
+    """Map a close (code, last `error` event) to the contract's end reason: docs/elevenlabs.md#close-codes."""
     error_type = error.error_type if error else None
     message = (error.message if error else "") or reason
     extra = {"close_code": str(code if code is not None else 1006)}
@@ -164,8 +164,8 @@ def _close_end(code: int | None, reason: str, error: p.ErrorEvent | None) -> Ses
 def looks_busy(code: int | None, error: p.ErrorEvent | None, reason: str = "") -> bool:
     """A refusal for capacity: HTTP 429 behind an `http_exception`, or words of a concurrency/quota limit.
 
-    No error_type for it is documented (AAPI-P's list has none); the concurrency limit rejects calls at
-    connect (reference §1.7, [DOC-BURST]), and `http_exception` is how HTTP errors become close frames.
+    No error_type for it is documented (the AsyncAPI spec lists none); the concurrency limit rejects calls at
+    connect (docs/elevenlabs.md#capacity), and `http_exception` is how HTTP errors become close frames.
     """
     if error is not None and error.details and error.details.get("status_code") == 429:
         return True
@@ -212,7 +212,7 @@ class ElevenLabsSession(AgentSession):
         self._audio_lock = asyncio.Lock()
         self._closing: common_pb2.CallEnd | None = None
         self._ended = False
-        # Latency watch (reference §7.12): when the conversation started (until its first audio), and
+        # Latency watch (docs/elevenlabs.md#observability): when the conversation began (until 1st audio), and
         # the caller's last final transcript with the response id current at that moment.
         self._started_at: float | None = None
         self._turn_began: tuple[float, int] | None = None
@@ -574,7 +574,7 @@ class ElevenLabsSession(AgentSession):
         await self._ws.send(p.encode_contextual_update(text))
 
     async def aclose(self, end: common_pb2.CallEnd | None = None) -> None:
-        """Close the WebSocket with 1000 (the server would otherwise keep the conversation, §4.9)."""
+        """Close the WebSocket with 1000 (or the server keeps the conversation: docs/elevenlabs.md)."""
         if self._closing is None:
             self._closing = end or common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP)
             if self._ws.close_code is None:

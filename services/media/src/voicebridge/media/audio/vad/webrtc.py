@@ -1,7 +1,7 @@
 """webrtcvad at 8 kHz with onset/offset hangover, stamping events where speech really began and ended.
 
 Why 8 kHz and 10 ms frames: the caller's audio is telephone-band anyway, running before upsampling gives
-the same precision/recall at less cost, and 10 ms frames give the lowest onset latency (audio-perf.md §3).
+the same precision/recall for less, and 10 ms frames give the least onset delay (docs/telephone-audio.md#vad).
 """
 
 from __future__ import annotations

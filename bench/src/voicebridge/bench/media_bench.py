@@ -1,6 +1,6 @@
 """Media DSP benchmark: CPU per call-second, resampler quality, and PESQ-NB, against the naive audioop path.
 
-Run `voicebridge-media-bench` (or `python -m voicebridge.media.bench`); `--json` prints one JSON object.
+Run `voicebridge-media-bench` (or `python -m voicebridge.bench.media_bench`); `--json` prints one JSON object.
 It is a report, not a test: the exit code is 0 whatever the numbers. scipy and pesq (the `bench` extra) are
 needed for the quality and PESQ sections and espeak-ng for speech; missing pieces are reported as unavailable.
 
@@ -135,7 +135,8 @@ class _RateCv:
     """audioop.ratecv with its state kept between chunks: the 'naive' resampler."""
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
-        self.in_rate, self.out_rate, self.state = in_rate, out_rate, None
+        self.in_rate, self.out_rate = in_rate, out_rate
+        self.state: tuple[int, tuple[tuple[int, int], ...]] | None = None
 
     def process(self, pcm: bytes) -> bytes:
         out, self.state = audioop.ratecv(pcm, 2, 1, self.in_rate, self.out_rate, self.state)
@@ -206,7 +207,7 @@ def _speech_22k() -> np.ndarray | None:
     if any(p is None for p in parts):
         return None
     gap = np.zeros(11025)
-    return np.concatenate([x for p in parts for x in (p, gap)])  # type: ignore[misc]
+    return np.concatenate([x for p in parts for x in (p, gap)])
 
 
 def _to_rate(x22k: np.ndarray, rate: int) -> np.ndarray:
@@ -322,7 +323,7 @@ def quality_section() -> dict[str, Any]:
     try:
         import scipy  # noqa: F401  (bench extra)
     except ImportError:
-        return {"available": False, "reason": "scipy not installed (pip install 'voicebridge-media[bench]')"}
+        return {"available": False, "reason": "scipy not installed (pip install voicebridge-bench)"}
     out: dict[str, Any] = {"available": True}
     ours = _resampler_metrics(make_resampler)
     ours["design_delay_ms"] = {
@@ -340,7 +341,7 @@ def pesq_section(speech_22k: np.ndarray | None) -> dict[str, Any]:
     except ImportError:
         return {
             "available": False,
-            "reason": "pesq/scipy not installed (pip install 'voicebridge-media[bench]')",
+            "reason": "pesq/scipy not installed (pip install voicebridge-bench)",
         }
     if speech_22k is None:
         return {"available": False, "reason": "espeak-ng not found"}
@@ -422,13 +423,13 @@ def _f(v: float | None, fmt: str = "{:.1f}") -> str:
 
 
 def _table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
-    rows = [list(header), *[list(r) for r in rows]]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    table = [list(header), *[list(r) for r in rows]]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     lines = [
         "  ".join(
             c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
         )
-        for r in rows
+        for r in table
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return lines

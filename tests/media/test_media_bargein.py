@@ -151,6 +151,8 @@ class Call:
         self.clears = 0
         self.told: list[agent_pb2.CallerInterrupted] = []
         self.frames: list[bytes] = []
+        self.heard_s: list[float] = []  # at each clear: seconds of agent audio the caller had heard
+        self._emitted_s = 0.0
         self._buffer_end = 0.0
         self._marks: list[tuple[float, str]] = []
         self.playout = Playout(self.clock, self._emit, PlayoutConfig())
@@ -160,12 +162,15 @@ class Call:
 
     async def _emit(self, message: media_pb2.CallResponse) -> None:
         self.frames.append(message.audio.payload)
+        self._emitted_s += len(message.audio.payload) / 8000
         self._buffer_end = max(self._buffer_end, self.clock.now()) + len(message.audio.payload) / 8000
         if message.audio.mark:
             self._marks.append((self._buffer_end, message.audio.mark))
 
     async def _clear(self) -> None:
         self.clears += 1
+        self.heard_s.append(self._emitted_s - max(0.0, self._buffer_end - self.clock.now()))
+        self._emitted_s = self.heard_s[-1]
         self._buffer_end = self.clock.now()
         marks, self._marks = self._marks, []
         for _, name in marks:
@@ -178,16 +183,24 @@ class Call:
             while self._marks and self._marks[0][0] <= self.clock.now() + 1e-9:
                 self.playout.on_mark(self._marks.pop(0)[1])
 
-    def agent_says(self, response_id: int, ms: int, text: str = "") -> None:
-        chunk = agent_pb2.AudioChunk(data=b"\x10" * 8 * ms, response_id=response_id)
-        if text:
-            step = ms // len(text)
-            chunk.alignment.CopyFrom(
-                agent_pb2.TextAlignment(chars=list(text), char_start_ms=[i * step for i in range(len(text))])
-            )
-        self.ctrl.words.note(chunk, ms)
-        if self.ctrl.accepts(response_id):
-            self.playout.enqueue(chunk.data, response_id)
+    def agent_says(self, response_id: int, ms: int, text: str = "", chunk_ms: int | None = None) -> None:
+        """One reply of `ms`, sent in chunks of `chunk_ms` (all of it in one by default), each with the
+        alignment of the characters that start in it, timed from the chunk (as ElevenLabs sends it)."""
+        step = ms / len(text) if text else 0.0
+        chunk_ms = chunk_ms or ms
+        for begin in range(0, ms, chunk_ms):
+            length = min(chunk_ms, ms - begin)
+            chunk = agent_pb2.AudioChunk(data=b"\x10" * 8 * length, response_id=response_id)
+            if text:
+                mine = [i for i in range(len(text)) if begin <= i * step < begin + length]
+                chunk.alignment.CopyFrom(
+                    agent_pb2.TextAlignment(
+                        chars=[text[i] for i in mine], char_start_ms=[round(i * step - begin) for i in mine]
+                    )
+                )
+            self.ctrl.words.note(chunk, length)
+            if self.ctrl.accepts(response_id):
+                self.playout.enqueue(chunk.data, response_id)
 
     async def caller(self, audio: bytes) -> None:
         for offset in range(0, len(audio) - FRAME + 1, FRAME):
@@ -280,6 +293,63 @@ async def test_a_backchannel_resumes_the_reply_where_the_caller_stopped_hearing_
     assert call.told == []
     assert call.playout.is_playing
     assert not call.ctrl.paused
+
+
+REPLY_TEXT = "Your order shipped yesterday and should arrive by Friday afternoon"
+
+
+async def test_a_reply_in_many_chunks_is_reported_heard_from_its_start_and_never_resumes(
+    call, caller_speech
+) -> None:
+    call.agent_says(7, 4000, text=REPLY_TEXT, chunk_ms=100)  # 40 chunks of one reply
+    await call.advance(1.5)
+    await call.caller(phone(caller_speech))
+    assert call.clears == 1
+    (told,) = call.told
+    assert told.response_id == 7
+    # Counted from the reply's first sample, within one frame of what the caller heard.
+    assert abs(told.heard_ms / 1000 - call.heard_s[0]) <= 0.020
+    assert told.heard_ms > 1500
+    chars = round(told.heard_ms / (4000 / len(REPLY_TEXT)) + 0.5)  # characters started by then
+    assert REPLY_TEXT[:chars].strip().startswith(told.heard_text)
+    assert len(told.heard_text) >= chars - 2
+    sent = len(call.frames)
+    call.agent_says(7, 1000, chunk_ms=100)  # the rest of that reply, late: refused
+    await call.advance(1.0)
+    assert len(call.frames) == sent
+    call.agent_says(8, 600, chunk_ms=100)  # the next reply plays in full
+    await call.advance(1.0)
+    assert sum(len(f) for f in call.frames[sent:]) == 8 * 600
+    assert call.clears == 1
+
+
+async def test_words_of_the_reply_playing_survive_a_next_reply_whose_id_jumps_ahead(
+    call, caller_speech
+) -> None:
+    """Reply ids need not be consecutive (ElevenLabs' are chunk ids): a queued next reply with a far
+    larger id must not make media forget the words of the one the caller is hearing."""
+    call.agent_says(1, 4000, text=REPLY_TEXT, chunk_ms=100)
+    call.agent_says(100, 500, text="Anything else?")
+    await call.advance(1.5)
+    await call.caller(phone(caller_speech))
+    (told,) = call.told
+    assert told.response_id == 1
+    assert told.heard_text
+    assert REPLY_TEXT.startswith(told.heard_text)
+
+
+async def test_a_reply_queued_behind_the_interrupted_one_does_not_resume_either(call, caller_speech) -> None:
+    call.agent_says(1, 4000, chunk_ms=100)
+    call.agent_says(100, 500)  # the head of a next reply, queued: the clear drops it too
+    await call.advance(1.5)
+    await call.caller(phone(caller_speech))
+    sent = len(call.frames)
+    call.agent_says(100, 500)  # its tail, late
+    await call.advance(1.0)
+    assert len(call.frames) == sent
+    call.agent_says(101, 300)  # a reply after the barge-in plays in full
+    await call.advance(1.0)
+    assert sum(len(f) for f in call.frames[sent:]) == 8 * 300
 
 
 def test_the_evaluation_reports_every_condition_and_target() -> None:

@@ -88,6 +88,40 @@ async def test_agent_audio_is_chunked_with_one_event_id_per_response(emu: ConvAI
     assert events[2]["audio_event"]["alignment"] == {"chars": ["a"]}
 
 
+async def test_per_chunk_numbering_gives_every_chunk_a_new_id_and_its_own_alignment(
+    emu: ConvAIEmulator,
+) -> None:
+    emu.add_agent("per_chunk", AgentScript(event_ids="per_chunk", scenario=_idle))
+    alignment = {
+        "chars": list("abcd"),
+        "char_start_times_ms": [0, 60, 110, 190],
+        "char_durations_ms": [50] * 4,
+    }
+    async with connect(_url(emu, "per_chunk")) as ws:
+        await _handshake(ws)
+        session = await emu.wait_for_session()
+        last = await session.send_audio(b"\x00" * 6400, chunk_ms=100, alignment=alignment)  # 2 chunks
+        again = await session.send_audio(b"\x01" * 100, event_id=last)  # an id is never reused
+        events = [await _recv(ws) for _ in range(3)]
+    assert (last, again) == (2, 3)
+    assert [e["audio_event"]["event_id"] for e in events] == [1, 2, 3]
+    assert events[0]["audio_event"]["alignment"] == {
+        "chars": ["a", "b"],
+        "char_start_times_ms": [0, 60],
+        "char_durations_ms": [50, 50],
+    }
+    assert events[1]["audio_event"]["alignment"] == {
+        "chars": ["c", "d"],
+        "char_start_times_ms": [10, 90],
+        "char_durations_ms": [50, 50],
+    }
+
+
+def test_an_unknown_numbering_is_refused() -> None:
+    with pytest.raises(ValueError, match="event_ids"):
+        AgentScript(event_ids="per_word")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(("ping_ms", "expected"), [(42, 42), (None, None), (OMIT, "absent")])
 async def test_ping_waits_for_the_matching_pong(emu: ConvAIEmulator, ping_ms: Any, expected: Any) -> None:
     async with connect(_url(emu, "agent_x")) as ws:

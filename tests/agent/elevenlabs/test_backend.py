@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -291,23 +292,74 @@ async def test_audio_reaches_the_outbox_with_format_and_response_id(
     assert first.audio.received_unix_nanos > 0
 
 
-async def test_interruption_drops_late_audio_up_to_its_id_and_keeps_later(
-    emu: ConvAIEmulator, make_backend: Factory
+NUMBERINGS = ["per_reply", "per_chunk"]  # how the server numbers audio event ids (docs/elevenlabs.md)
+
+
+def _text(text: str) -> dict[str, object]:
+    return {"type": "agent_response", "agent_response_event": {"agent_response": text, "event_id": 0}}
+
+
+def _caller_said(text: str) -> dict[str, object]:
+    return {"type": "user_transcript", "user_transcription_event": {"user_transcript": text, "event_id": 0}}
+
+
+async def _audio_until(outbox: Outbox, data: bytes) -> list[agent_pb2.ConverseResponse]:
+    """Every message up to and including the first audio chunk holding `data`."""
+    last, seen = await next_message(
+        outbox, lambda m: m.WhichOneof("event") == "audio" and m.audio.data == data
+    )
+    return [*seen, last]
+
+
+@pytest.mark.parametrize("numbering", NUMBERINGS)
+async def test_interruption_drops_the_rest_of_the_reply_and_late_chunks_and_keeps_the_next(
+    emu: ConvAIEmulator, make_backend: Factory, numbering: str
 ) -> None:
-    emu.add_agent("agent_x", ulaw_agent())
+    emu.add_agent("agent_x", ulaw_agent(event_ids=numbering))
     async with call(emu, make_backend()) as c:
-        await c.remote.send_audio(b"\x01" * 160, event_id=1)
-        await c.remote.send_audio(b"\x02" * 160, event_id=2)
-        await c.remote.send_event({"type": "interruption", "interruption_event": {"event_id": 2}})
-        await c.remote.send_audio(b"\x22" * 160, event_id=2)  # late chunk of the interrupted response
-        await c.remote.send_audio(b"\x03" * 160, event_id=3)
-        await c.remote.ping()  # the reader has handled everything above
-        kept, before = await next_message(c.outbox, "audio")
-    assert kept.audio.response_id == 3
-    assert kept.audio.data == b"\x03" * 160
-    interruptions = [m for m in before if m.WhichOneof("event") == "interruption"]
-    assert [m.interruption.response_id for m in interruptions] == [2]
-    assert not [m for m in before if m.WhichOneof("event") == "audio"]
+        await c.remote.send_event(_text("Your order shipped"))
+        first = await c.remote.send_audio(b"\x01" * 160, chunk_ms=20)
+        reply, _ = await next_message(c.outbox, "audio")
+        last = await c.remote.send_audio(b"\x02" * 480, chunk_ms=20, event_id=first)  # still the reply
+        await c.remote.send_event({"type": "interruption", "interruption_event": {"event_id": last}})
+        late = {"audio_base_64": base64.b64encode(b"\x22" * 160).decode(), "event_id": last}
+        await c.remote.send_event({"type": "audio", "audio_event": late})  # a chunk with the interrupted id
+        await c.remote.send_event(_caller_said("wait"))
+        await c.remote.send_event(_text("Yes?"))
+        await c.remote.send_audio(b"\x03" * 160)
+        got = await _audio_until(c.outbox, b"\x03" * 160)
+    rid = reply.audio.response_id
+    assert [m.interruption.response_id for m in got if m.WhichOneof("event") == "interruption"] == [rid]
+    played = [m.audio for m in got if m.WhichOneof("event") == "audio"]
+    assert b"\x22" not in b"".join(a.data for a in played)
+    assert all(a.response_id == rid for a in played[:-1])  # what got through before the cut: the reply
+    assert played[-1].response_id > rid
+
+
+@pytest.mark.parametrize("numbering", NUMBERINGS)
+async def test_after_a_local_barge_in_the_rest_of_the_reply_never_reaches_media_and_the_next_does(
+    emu: ConvAIEmulator, make_backend: Factory, numbering: str
+) -> None:
+    emu.add_agent("agent_x", ulaw_agent(event_ids=numbering))
+    async with call(emu, make_backend()) as c:
+        await c.remote.send_event(_text("Your order ships on Friday"))
+        first = await c.remote.send_audio(b"\x01" * 320, chunk_ms=20)
+        played, _ = await next_message(c.outbox, "audio")
+        rid = played.audio.response_id
+        interrupted = agent_pb2.CallerInterrupted(response_id=rid, heard_ms=1234, heard_text="Your order")
+        await c.session.handle(agent_pb2.ConverseRequest(interrupted=interrupted))
+        update = await c.remote.wait_for_message("contextual_update")
+        # ElevenLabs goes on streaming the reply (it has not decided on an interruption itself).
+        await c.remote.send_audio(b"\x02" * 800, chunk_ms=20, event_id=first)
+        await c.remote.send_event(_caller_said("hold on"))
+        await c.remote.send_event(_text("Sure."))
+        await c.remote.send_audio(b"\x03" * 160)
+        got = await _audio_until(c.outbox, b"\x03" * 160)
+    assert "1.23 seconds" in update["text"]
+    assert '"Your order"' in update["text"]
+    audio = [m.audio for m in got if m.WhichOneof("event") == "audio"]
+    assert b"\x02" not in b"".join(a.data for a in audio)
+    assert audio[-1].response_id > rid
 
 
 async def test_transcripts_are_forwarded(emu: ConvAIEmulator, make_backend: Factory) -> None:
@@ -420,22 +472,6 @@ async def test_unknown_and_malformed_frames_do_not_end_the_call(
 
 
 # --- what media sends -----------------------------------------------------------------------------------
-
-
-async def test_local_barge_in_tells_the_agent_what_was_heard(
-    emu: ConvAIEmulator, make_backend: Factory
-) -> None:
-    emu.add_agent("agent_x", ulaw_agent())
-    async with call(emu, make_backend()) as c:
-        interrupted = agent_pb2.CallerInterrupted(response_id=1, heard_ms=1200, heard_text="Your order ships")
-        await c.session.handle(agent_pb2.ConverseRequest(interrupted=interrupted))
-        update = await c.remote.wait_for_message("contextual_update")
-        await c.remote.send_audio(b"\x01" * 160, event_id=1)  # rest of the response media stopped
-        await c.remote.send_audio(b"\x02" * 160, event_id=2)
-        audio, _ = await next_message(c.outbox, "audio")
-    assert "1.2 seconds" in update["text"]
-    assert '"Your order ships"' in update["text"]
-    assert audio.audio.response_id == 2
 
 
 async def test_dtmf_is_user_activity_then_contextual_update(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
+
 from voicebridge.agent.backends.base import Outbox
 from voicebridge.agent.backends.elevenlabs import ElevenLabsBackend
 from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, EmulatedSession
@@ -22,10 +24,11 @@ async def idle(session: EmulatedSession) -> None:
     """The test drives the agent's side."""
 
 
+@pytest.mark.parametrize("numbering", ["per_reply", "per_chunk"])
 async def test_audio_then_its_interruption_in_one_read_keeps_the_session_running(
-    emu: ConvAIEmulator, make_backend: Callable[..., ElevenLabsBackend]
+    emu: ConvAIEmulator, make_backend: Callable[..., ElevenLabsBackend], numbering: str
 ) -> None:
-    emu.add_agent("agent_x", AgentScript("ulaw_8000", "ulaw_8000", scenario=idle))
+    emu.add_agent("agent_x", AgentScript("ulaw_8000", "ulaw_8000", scenario=idle, event_ids=numbering))
     start = agent_pb2.SessionStart(
         call=common_pb2.CallInfo(call_sid="CA1"), input_formats=[ULAW], output_formats=[ULAW]
     )
@@ -34,15 +37,15 @@ async def test_audio_then_its_interruption_in_one_read_keeps_the_session_running
     outbox = Outbox()
     run = asyncio.create_task(session.run(outbox))
     try:
-        for response_id in range(1, 21):
-            await remote.send_audio(b"\x7f" * 160, event_id=response_id)
-            await remote.send_event({"type": "interruption", "interruption_event": {"event_id": response_id}})
+        for _ in range(20):
+            last = await remote.send_audio(b"\x7f" * 480, chunk_ms=20)  # a reply of three chunks
+            await remote.send_event({"type": "interruption", "interruption_event": {"event_id": last}})
             await remote.ping()
             assert not run.done(), run
-        await remote.send_audio(b"\x55" * 160, event_id=21)
+        await remote.send_audio(b"\x55" * 160)
         while (message := await asyncio.wait_for(outbox.get(), 5)).WhichOneof("event") != "audio":
             assert message.WhichOneof("event") == "interruption"
-        assert message.audio.response_id == 21
+        assert message.audio.data == b"\x55" * 160
     finally:
         await session.aclose(common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP))
     info = await asyncio.wait_for(run, 5)

@@ -1,8 +1,9 @@
 """A loopback ElevenLabs Agents (ConvAI) server speaking the real WebSocket protocol, for tests and by hand.
 
 Why: the agent service must be tested against every protocol corner (ping without `ping_ms`, late audio
-after an interruption, each close code, signed URLs, busy refusals) with no network. Shapes follow
-docs/elevenlabs.md (from ElevenLabs' AsyncAPI spec of the protocol, "the spec" below).
+after an interruption, each close code, signed URLs, busy refusals, audio ids per reply or per chunk)
+with no network. Shapes follow docs/elevenlabs.md (from ElevenLabs' AsyncAPI spec of the protocol,
+"the spec" below).
 
 Endpoints, all on one port:
 * `GET /v1/convai/conversation?agent_id=...[&conversation_signature=...]` (WebSocket). The client sends
@@ -117,6 +118,24 @@ def silence(fmt: str, ms: int) -> bytes:
 # ---------------------------------------------------------------------------------------------------
 
 
+def chunk_alignment(alignment: dict[str, Any], start_ms: float, end_ms: float, last: bool) -> dict[str, Any]:
+    """The part of a reply's character timing that starts within [start_ms, end_ms) of it (anything
+    later too, for the last chunk), timed from `start_ms`. Keys missing from `alignment` stay missing."""
+    chars = list(alignment.get("chars") or [])
+    starts = list(alignment.get("char_start_times_ms") or [])
+    durations = list(alignment.get("char_durations_ms") or [])
+    if len(starts) != len(chars):  # not a timing the emulator can split: send it as given
+        return alignment
+    keep = [i for i, t in enumerate(starts) if start_ms <= t and (t < end_ms or last)]
+    part: dict[str, Any] = {
+        "chars": [chars[i] for i in keep],
+        "char_start_times_ms": [round(starts[i] - start_ms) for i in keep],
+    }
+    if "char_durations_ms" in alignment:
+        part["char_durations_ms"] = [durations[i] for i in keep if i < len(durations)]
+    return part
+
+
 def message_kind(message: dict[str, Any]) -> str:
     """The client message's type; audio chunks carry none on the wire ("for performance")."""
     if "user_audio_chunk" in message and "type" not in message:
@@ -152,11 +171,17 @@ class AgentScript:
     metadata_delay_s: float = 0.0
     metadata_gate: asyncio.Event | None = None  # when set, the metadata waits for this event
     conversation_id_prefix: str = "conv_emu_"
+    # How audio `event_id`s are numbered. ElevenLabs documents the id as a "sequential identifier for
+    # the audio chunk" without saying whether one reply's chunks share it (docs/elevenlabs.md):
+    # "per_reply" gives every chunk of one send_audio() the same id, "per_chunk" a new id per chunk.
+    event_ids: Literal["per_reply", "per_chunk"] = "per_reply"
 
     def __post_init__(self) -> None:
         for fmt in (self.input_format, self.output_format):
             if fmt not in FORMATS:
                 raise ValueError(f"unknown audio format {fmt!r}; one of {', '.join(FORMATS)}")
+        if self.event_ids not in ("per_reply", "per_chunk"):
+            raise ValueError(f"event_ids must be per_reply or per_chunk, not {self.event_ids!r}")
 
 
 class SessionClosedError(ConnectionError):
@@ -219,24 +244,37 @@ class EmulatedSession:
         event_id: int | None = None,
         alignment: dict[str, Any] | None = None,
     ) -> int:
-        """Send `raw` (in the agent's output format) as `audio` events; returns the event_id used.
+        """Send `raw` (in the agent's output format) as one reply's `audio` events; returns the last
+        event_id used.
 
-        Without `event_id`, each call is a new response with the next id (ids never decrease).
+        Ids never decrease. With `event_ids="per_reply"` every chunk carries `event_id` (default: the
+        next id; pass the previous return value to go on with the same reply); with "per_chunk" each
+        chunk takes the next id (`event_id` only raises the first one).
+        `alignment` (chars, char_start_times_ms, char_durations_ms) describes the whole of `raw`; each
+        chunk carries the characters that start in it, timed from the chunk's first sample, as
+        ElevenLabs sends them.
         """
-        if event_id is None:
-            event_id = self.next_event_id()
+        per_chunk = self.script.event_ids == "per_chunk"
+        if event_id is None or (per_chunk and event_id <= self._event_id):
+            event_id = self.next_event_id()  # per chunk, an id is never used twice
         else:
             self._event_id = max(self._event_id, event_id)
         step = max(1, int(bytes_per_ms(self.script.output_format) * chunk_ms))
         if self.script.output_format != "ulaw_8000":
             step -= step % 2
-        for offset in range(0, max(len(raw), 1), step):
+        per_ms = bytes_per_ms(self.script.output_format)
+        for n, offset in enumerate(range(0, max(len(raw), 1), step)):
+            if per_chunk and n:
+                event_id = self.next_event_id()
+            data = raw[offset : offset + step]
             audio_event: dict[str, Any] = {
-                "audio_base_64": base64.b64encode(raw[offset : offset + step]).decode(),
+                "audio_base_64": base64.b64encode(data).decode(),
                 "event_id": event_id,
             }
             if alignment is not None:
-                audio_event["alignment"] = alignment
+                audio_event["alignment"] = chunk_alignment(
+                    alignment, offset / per_ms, (offset + len(data)) / per_ms, last=offset + step >= len(raw)
+                )
             await self.send_event({"type": "audio", "audio_event": audio_event})
         return event_id
 

@@ -132,6 +132,7 @@ class TwilioCaller:
         self.closed_by: str | None = None  # "caller" or "server"
         self.media_frames_sent = 0
         self.clears_received = 0
+        self.clears_at: list[int] = []  # heard sample index at which each clear took effect
         self._ws: ClientConnection | None = None
         self._t0 = 0.0
         self._t_end: float | None = None
@@ -564,6 +565,7 @@ class TwilioCaller:
     def _clear(self) -> None:
         self.clears_received += 1
         now = self._now_sample()
+        self.clears_at.append(now)
         kept = []
         for s in self._segments:
             if s.start >= now:

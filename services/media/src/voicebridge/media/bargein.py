@@ -338,9 +338,14 @@ class ResponseWords:
                 (offset + start, char)
                 for char, start in zip(chunk.alignment.chars, chunk.alignment.char_start_ms, strict=False)
             )
-        for old in [r for r in self._ms if r < rid - self._keep]:
+        for old in sorted(self._ms)[: -self._keep]:  # by count: reply ids may jump
             self._ms.pop(old, None)
             self._chars.pop(old, None)
+
+    @property
+    def latest(self) -> int:
+        """The newest response any audio arrived for (0 before any)."""
+        return max(self._ms, default=0)
 
     def heard(self, response_id: int, heard_ms: int) -> str:
         return "".join(c for start, c in self._chars.get(response_id, []) if start < heard_ms).strip()
@@ -400,7 +405,8 @@ class BargeInController:
             paused, self._paused = self._paused, None
             self._playout.clear()
             self._reset_audio()
-            self._min_response_id = max(self._min_response_id, paused.response_id + 1)
+            # The clear dropped every response queued, not only the one playing: none may resume.
+            self._min_response_id = max(self._min_response_id, paused.response_id + 1, self.words.latest + 1)
             heard_text = self.words.heard(paused.response_id, paused.heard_ms)
             BARGE_INS.labels("local").inc()
             log.info(

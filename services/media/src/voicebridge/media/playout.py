@@ -38,6 +38,7 @@ from .metrics import MARK_ACK_LAG, PLAYOUT_GAP, PLAYOUT_STALLS
 log = logging.getLogger(__name__)
 
 BYTES_PER_MS = 8  # mu-law 8 kHz
+_KEEP_RESPONSES = 8  # responses whose accounting is kept
 
 
 @dataclass
@@ -372,7 +373,9 @@ class Playout:
             self._started.add(response_id)
             self._current_response = response_id
             self.stats.responses_started.append(response_id)
-            for old in [r for r in self._started if r < response_id - 8]:  # only recent ones matter
+            # Only recent responses matter: keep the last few by count (ids may jump, e.g. ElevenLabs'
+            # reply ids are chunk ids, so arithmetic on them would forget a reply still playing).
+            for old in sorted(self._started)[:-_KEEP_RESPONSES]:
                 self._started.discard(old)
                 self._heard.pop(old, None)
                 self._response_length_ms.pop(old, None)

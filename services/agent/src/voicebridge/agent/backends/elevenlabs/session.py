@@ -9,9 +9,11 @@ Two tasks per call, both on the service's event loop (no threads):
   (backpressure from media), so a slow media link never stops pongs.
 
 Decisions, with their sources (docs/elevenlabs.md, section named in brackets):
-* Interruption drops audio with event_id <= the interrupted id, the Python SDK [#interruption]. Media's own
-  barge-in (CallerInterrupted) raises the same bound for the response it stopped, and the agent gets a
-  `contextual_update` saying how much of it the caller heard.
+* Replies are told apart by `replies.ReplyTracker`, not by the audio `event_id` (documented only as a
+  chunk id) [#replies]: `response_id` towards media is the tracker's reply id. An `interruption` voids
+  the open reply and every chunk with event_id <= its id, the Python SDK rule [#interruption]. Media's
+  own barge-in (CallerInterrupted) voids the reply it stopped until the next reply boundary, and the
+  agent gets a `contextual_update` saying how much of it the caller heard.
 * DTMF: `user_activity` (resets the agent's turn timeout while the caller types, [#dtmf]) followed by a
   `contextual_update` naming the key. `user_message` was rejected: it would make the key a spoken turn.
 * Client tools: `end_call` → HangUp, `transfer_call`/`transfer_to_number` → TransferCall (destination from
@@ -59,6 +61,7 @@ from .metrics import (
     TURN_SECONDS,
     close_label,
 )
+from .replies import ReplyTracker
 
 log = logging.getLogger(__name__)
 _AUDIO_SENT = AUDIO_CHUNKS.labels("sent")
@@ -204,8 +207,7 @@ class ElevenLabsSession(AgentSession):
         self._metadata: asyncio.Future[p.Metadata] = asyncio.get_running_loop().create_future()
         self._is_ready = False
         self._outbox: Outbox | None = None
-        self._last_interrupt_id = 0
-        self._last_response_id = 0
+        self._replies = ReplyTracker()
         self._last_error: p.ErrorEvent | None = None
         self._audio_lock = asyncio.Lock()
         self._closing: common_pb2.CallEnd | None = None
@@ -339,15 +341,16 @@ class ElevenLabsSession(AgentSession):
             case p.Interruption():
                 self._interrupt(event.event_id)
             case p.UserTranscript():
-                self._turn_began = (time.perf_counter(), self._last_response_id)
+                self._replies.user_turn()
+                self._turn_began = (time.perf_counter(), self._replies.last_reply)
                 self._pending.push(_transcript(common_pb2.Transcript.ROLE_CALLER, event.text))
             case p.TentativeUserTranscript():
                 self._pending.push(_transcript(common_pb2.Transcript.ROLE_CALLER, event.text, final=False))
             case p.AgentResponse():
-                rid = event.event_id or self._last_response_id
+                rid = self._replies.agent_response(event.event_id)
                 self._pending.push(_transcript(common_pb2.Transcript.ROLE_AGENT, event.text, rid=rid))
             case p.AgentResponseCorrection():
-                rid = event.event_id or self._last_response_id
+                rid = self._replies.last_reply  # the reply that was cut off (the correction follows it)
                 self._pending.push(
                     _transcript(common_pb2.Transcript.ROLE_AGENT, event.corrected, correction=True, rid=rid)
                 )
@@ -377,19 +380,19 @@ class ElevenLabsSession(AgentSession):
     def _on_audio(self, event: p.Audio) -> None:
         _AUDIO_RECEIVED.inc()
         begin = time.perf_counter()
-        if event.event_id <= self._last_interrupt_id:
+        reply = self._replies.audio(event.event_id)
+        if reply is None:  # of a reply the caller or the server cut off
             LATE_AUDIO_DROPPED.inc()
             return
         if self._pending_limit and self._pending.audio_bytes + len(event.audio) > self._pending_limit:
             SKIPPED_FRAMES.labels("audio_backlog").inc()
-            log.warning("media is not taking agent audio; dropping a chunk of response %d", event.event_id)
+            log.warning("media is not taking agent audio; dropping a chunk of reply %d", reply)
             return
-        self._observe_agent_audio(event)
-        self._last_response_id = max(self._last_response_id, event.event_id)
+        self._observe_agent_audio(event, reply)
         chunk = agent_pb2.AudioChunk(
             data=event.audio,
             format=self._output_format,
-            response_id=event.event_id,
+            response_id=reply,
             received_unix_nanos=time.time_ns(),
         )
         alignment = _text_alignment(event.alignment)
@@ -398,12 +401,12 @@ class ElevenLabsSession(AgentSession):
         self._pending.push(agent_pb2.ConverseResponse(audio=chunk))
         _PROCESSING_OUT.observe(time.perf_counter() - begin)
 
-    def _observe_agent_audio(self, event: p.Audio) -> None:
+    def _observe_agent_audio(self, event: p.Audio, reply: int) -> None:
         now = time.perf_counter()
         if self._started_at is not None:
             FIRST_AUDIO_SECONDS.observe(now - self._started_at)
             self._started_at = None
-        if self._turn_began is not None and event.event_id > self._turn_began[1]:
+        if self._turn_began is not None and reply > self._turn_began[1]:
             TURN_SECONDS.observe(now - self._turn_began[0])
             self._turn_began = None
         if rate := _bytes_per_s(self._output_format):
@@ -416,11 +419,11 @@ class ElevenLabsSession(AgentSession):
 
     def _interrupt(self, event_id: int) -> None:
         INTERRUPTIONS.inc()
-        self._last_interrupt_id = max(self._last_interrupt_id, event_id)
-        dropped = self._pending.drop_audio_up_to(event_id)
-        message = agent_pb2.ConverseResponse(interruption=agent_pb2.Interruption(response_id=event_id))
+        void_through = self._replies.server_interruption(event_id)
+        dropped = self._pending.drop_audio_up_to(void_through)
+        message = agent_pb2.ConverseResponse(interruption=agent_pb2.Interruption(response_id=void_through))
         if self._outbox is not None:
-            dropped += self._outbox.drop_audio(event_id)
+            dropped += self._outbox.drop_audio(void_through)
             self._outbox.put_control(message)
         else:
             self._pending.push(message)
@@ -492,7 +495,7 @@ class ElevenLabsSession(AgentSession):
                     await self._apologize(outbox)
                 return item.info
             if item.WhichOneof("event") == "audio":
-                if item.audio.response_id <= self._last_interrupt_id:
+                if item.audio.response_id <= self._replies.void_through:
                     LATE_AUDIO_DROPPED.inc()
                     continue
                 await outbox.put_audio(item)
@@ -506,8 +509,7 @@ class ElevenLabsSession(AgentSession):
         except (ValueError, OSError) as exc:
             log.warning("no apology prompt for %s: %s", format_name(fmt), exc)
             return
-        rid = max(self._last_response_id, self._last_interrupt_id) + 1
-        self._last_response_id = rid
+        rid = self._replies.next_reply()
         await outbox.put_audio(
             agent_pb2.ConverseResponse(
                 audio=agent_pb2.AudioChunk(
@@ -562,9 +564,11 @@ class ElevenLabsSession(AgentSession):
                     self._sent_audio(chunk)
 
     async def _on_caller_interrupted(self, interrupted: agent_pb2.CallerInterrupted) -> None:
-        self._last_interrupt_id = max(self._last_interrupt_id, interrupted.response_id)
-        self._pending.drop_audio_up_to(interrupted.response_id)
-        heard = f"{interrupted.heard_ms / 1000:.1f} seconds"
+        void_through = self._replies.caller_interrupted(interrupted.response_id)
+        self._pending.drop_audio_up_to(void_through)
+        if self._outbox is not None:
+            LATE_AUDIO_DROPPED.inc(self._outbox.drop_audio(void_through))
+        heard = f"{interrupted.heard_ms / 1000:.2f} seconds"
         text = f"The caller cut in while you were speaking; they heard only the first {heard} of your reply"
         text += f': "{interrupted.heard_text}".' if interrupted.heard_text else "."
         await self._ws.send(p.encode_contextual_update(text))

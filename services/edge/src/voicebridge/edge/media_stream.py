@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from voicebridge.runtime.grpc_metrics import ClientStreamMetrics
 from voicebridge.runtime.logs import call_context
 from voicebridge.runtime.mux import MuxCall, MuxClient
+from voicebridge.runtime.privacy import mask_number
 from voicebridge.runtime.stream_writer import PriorityStreamWriter
 from voicebridge.v1 import common_pb2, media_pb2
 
@@ -179,7 +180,7 @@ class MediaStreamSession:
             account_sid=start.account_sid,
             custom_parameters=start.custom_parameters,
         )
-        log.info("media stream started (stream %s, from %s)", start.stream_sid, info.from_number or "?")
+        log.info("media stream started (stream %s, from %s)", start.stream_sid, mask_number(info.from_number))
         CALLS_ACTIVE.inc()
         metrics = ClientStreamMetrics.for_method("/voicebridge.v1.MediaService/Call")
         metrics.started.inc()
@@ -275,7 +276,10 @@ class MediaStreamSession:
         elif isinstance(message, ms.Mark):
             self._writer.control(media_pb2.CallRequest(mark=media_pb2.MarkEcho(name=message.name)))
         elif isinstance(message, ms.Dtmf):
-            log.info("caller pressed %s", message.digit)
+            if self._settings.log_transcripts:  # the digits of a PIN or a card number are personal data
+                log.info("caller pressed %s", message.digit)
+            else:
+                log.info("caller pressed a key")
             self._writer.control(media_pb2.CallRequest(dtmf=common_pb2.DtmfDigit(digit=message.digit)))
         elif isinstance(message, ms.Stop):
             return common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP, detail="twilio sent stop")
@@ -326,7 +330,7 @@ class MediaStreamSession:
             elif kind == "transcript":
                 t = response.transcript
                 who = "caller" if t.role == common_pb2.Transcript.ROLE_CALLER else "agent"
-                if t.final:
+                if t.final and self._settings.log_transcripts:  # what people say is personal data
                     log.info("%s%s: %s", who, " (corrected)" if t.correction else "", t.text)
             elif kind == "hangup":
                 log.info("hanging up: %s", response.hangup.reason)
@@ -337,11 +341,14 @@ class MediaStreamSession:
                     detail=response.hangup.reason,
                 )
             elif kind == "transfer":
-                log.info("transferring to %s", response.transfer.destination)
-                await self._actions.transfer(self._call_sid, response.transfer.destination)
-                return common_pb2.CallEnd(
-                    reason=common_pb2.END_REASON_TRANSFERRED, detail=response.transfer.reason
-                )
+                log.info("transferring to %s", mask_number(response.transfer.destination))
+                result = await self._actions.transfer(self._call_sid, response.transfer.destination)
+                assert self._writer is not None
+                self._writer.control(media_pb2.CallRequest(transfer_result=result))
+                if result.transferred:
+                    return common_pb2.CallEnd(
+                        reason=common_pb2.END_REASON_TRANSFERRED, detail=response.transfer.reason
+                    )
             elif kind == "error":
                 log.warning("media reported %s", response.error.message)
             elif kind == "end":

@@ -3,6 +3,7 @@
     voicebridge-load --calls 50 --duration 30 --json \\
         --slo-cpu-ms-per-call-s 10 --slo-p99-added-ms 5 --slo-gaps 0 --slo-lost 0
     voicebridge-load --sequential 1000 --json          # RSS growth over back-to-back calls
+    voicebridge-load --sequential 1000 --signed-urls --json   # ...and the agent's log redaction set
 
 It starts the ConvAI emulator (a child process; its agent greets, then echoes each caller utterance, so
 turns happen) and the three services (agent with the `elevenlabs` backend pointed at the emulator),
@@ -68,6 +69,7 @@ SERVICES = ("edge", "media", "agent")
 INBOUND = "agent_elevenlabs_inbound_added_latency_seconds"
 OUTBOUND = "edge_outbound_added_latency_seconds"
 HEARD = "media_heard_turn_latency_seconds"
+REDACTIONS = "voicebridge_log_redactions"  # the agent's log redaction set (signed URLs of live calls)
 
 
 # --- the caller's voice -----------------------------------------------------------------------------
@@ -92,8 +94,9 @@ def speech_like(seconds: float = 1.2, f0: float = 120.0) -> bytes:
 # --- the emulator, in its own process -------------------------------------------------------------
 
 
-def _emulator_main(port_out: Any, stop: Any, totals_out: Any) -> None:
-    """Child process: the ConvAI emulator with byte counters, until `stop` is set."""
+def _emulator_main(port_out: Any, stop: Any, totals_out: Any, requires_auth: bool = False) -> None:
+    """Child process: the ConvAI emulator with byte counters, until `stop` is set. With
+    `requires_auth` its agent is private: every conversation needs a signed URL."""
     from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, default_scenario
 
     totals = {"sessions": 0, "received_bytes": 0, "sent_bytes": 0}
@@ -117,7 +120,13 @@ def _emulator_main(port_out: Any, stop: Any, totals_out: Any) -> None:
     async def run() -> None:
         emulator = ConvAIEmulator(host="127.0.0.1", port=0)
         emulator.add_agent(
-            "load", AgentScript(input_format="ulaw_8000", output_format="ulaw_8000", scenario=counted)
+            "load",
+            AgentScript(
+                input_format="ulaw_8000",
+                output_format="ulaw_8000",
+                scenario=counted,
+                requires_auth=requires_auth,
+            ),
         )
         await emulator.start()
         port_out.put(emulator.base_url)
@@ -130,11 +139,13 @@ def _emulator_main(port_out: Any, stop: Any, totals_out: Any) -> None:
 
 
 class EmulatorProcess:
-    def __init__(self) -> None:
+    def __init__(self, requires_auth: bool = False) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._urls, self._totals, self._stop = ctx.Queue(), ctx.Queue(), ctx.Event()
         self.proc = ctx.Process(
-            target=_emulator_main, args=(self._urls, self._stop, self._totals), daemon=True
+            target=_emulator_main,
+            args=(self._urls, self._stop, self._totals, requires_auth),
+            daemon=True,
         )
         self.base_url = ""
 
@@ -192,8 +203,9 @@ class StackInfo:
             log.close()
 
 
-def start_services(workdir: Path, emulator_url: str) -> StackInfo:
-    """agent, media, edge from their console scripts, each ready before the next starts."""
+def start_services(workdir: Path, emulator_url: str, signed_urls: bool = False) -> StackInfo:
+    """agent, media, edge from their console scripts, each ready before the next starts. With
+    `signed_urls` the agent has an API key and fetches a signed URL for every call."""
     bin_dir = Path(sys.executable).parent
     agent_port, media_port, edge_port = _free_port(), _free_port(), _free_port()
     metrics_ports = {"agent": _free_port(), "media": _free_port()}
@@ -208,6 +220,7 @@ def start_services(workdir: Path, emulator_url: str) -> StackInfo:
                 "AGENT_BACKEND": "elevenlabs",
                 "ELEVENLABS_AGENT_ID": "load",
                 "ELEVENLABS_BASE_URL": emulator_url,
+                **({"ELEVENLABS_API_KEY": "xi-load-generator-key"} if signed_urls else {}),
             },
             f"http://127.0.0.1:{metrics_ports['agent']}/metrics",
         ),
@@ -278,6 +291,11 @@ def scrape(url: str) -> dict[str, dict[str, float]]:
     for name, labels, value in _SAMPLE.findall(text):
         out.setdefault(name, {})[labels or ""] = float(value)
     return out
+
+
+def scrape_value(url: str, name: str) -> float | None:
+    """One unlabelled sample of a service's /metrics, or None when it is absent."""
+    return scrape(url).get(name, {}).get("")
 
 
 def histogram_delta(before: dict, after: dict, name: str) -> list[tuple[float, float]]:
@@ -595,7 +613,10 @@ async def _sequential(stack: StackInfo, args: argparse.Namespace, speech: bytes)
     for i in range(args.sequential):
         results.append(await run_call(stack.ws_url, speech, args.call_seconds, 0.0, None))
         if stack.pids and ((i + 1) % every == 0 or i == 0):
-            rss_trend.append({"calls": i + 1, **rss_bytes(stack.pids)})
+            row: dict[str, Any] = {"calls": i + 1, **rss_bytes(stack.pids)}
+            if "agent" in stack.metrics:
+                row[REDACTIONS] = scrape_value(stack.metrics["agent"], REDACTIONS)
+            rss_trend.append(row)
     cpu1, t1 = (cpu_seconds(stack.pids) if stack.pids else {}), time.monotonic()
     after = {s: scrape(u) for s, u in stack.metrics.items()}
     return {
@@ -670,8 +691,11 @@ def report(
     if "rss_trend" in run:
         trend = run["rss_trend"]
         out["rss_trend_mib"] = [
-            {k: (v if k == "calls" else _mib(v)) for k, v in row.items()} for row in trend
+            {k: (v if k in ("calls", REDACTIONS) else _mib(v)) for k, v in row.items()} for row in trend
         ]
+        sizes = [row[REDACTIONS] for row in trend if row.get(REDACTIONS) is not None]
+        if sizes:
+            out["agent_log_redactions"] = {"first": sizes[0], "last": sizes[-1], "max": max(sizes)}
         if len(trend) >= 3:
             warm = trend[max(1, len(trend) // 10)]
             out["rss_growth_after_warmup_mib"] = {
@@ -741,6 +765,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--sequential", type=int, default=0, metavar="M", help="M calls one after another instead"
     )
     ap.add_argument("--call-seconds", type=float, default=0.5, help="talking time of each sequential call")
+    ap.add_argument(
+        "--signed-urls",
+        action="store_true",
+        help="private agent: the agent fetches a signed URL per call (watch voicebridge_log_redactions)",
+    )
     ap.add_argument("--attach", metavar="WS_URL", help="use a running stack's edge (Media Streams URL)")
     ap.add_argument("--metrics", action="append", default=[], metavar="SERVICE=URL", help="with --attach")
     ap.add_argument(
@@ -766,9 +795,9 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     else:
         workdir = Path(args.workdir or tempfile.mkdtemp(prefix="voicebridge-load-"))
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-        emulator = EmulatorProcess()
+        emulator = EmulatorProcess(requires_auth=args.signed_urls)
         await asyncio.to_thread(emulator.start)
-        stack = await asyncio.to_thread(start_services, workdir, emulator.base_url)
+        stack = await asyncio.to_thread(start_services, workdir, emulator.base_url, args.signed_urls)
     totals = None
     try:
         run = await (
@@ -804,6 +833,7 @@ def _text(out: dict[str, Any]) -> str:
         f"gRPC messages per call-second (sent + received): {out.get('grpc_wire_messages_per_call_second')}",
         f"event-loop lag p99 ms: {out.get('event_loop_lag_p99_ms')}",
         f"peak RSS MiB: {out['peak_rss_mib']}",
+        f"agent log redaction set (first/last/max): {out.get('agent_log_redactions')}",
         f"SLOs met: {out['slo']['met']} {out['slo']['checks']}",
     ]
     return "\n".join(lines)

@@ -55,11 +55,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import uvloop
 
 from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
-from voicebridge.sim.wav import pcm16_to_ulaw
+from voicebridge.sim.voice import speech_like
 
 RATE = 8000
 FRAME_BYTES = 160
@@ -70,25 +69,6 @@ INBOUND = "agent_elevenlabs_inbound_added_latency_seconds"
 OUTBOUND = "edge_outbound_added_latency_seconds"
 HEARD = "media_heard_turn_latency_seconds"
 REDACTIONS = "voicebridge_log_redactions"  # the agent's log redaction set (signed URLs of live calls)
-
-
-# --- the caller's voice -----------------------------------------------------------------------------
-
-
-def speech_like(seconds: float = 1.2, f0: float = 120.0) -> bytes:
-    """Voiced, syllable-modulated audio (harmonics of f0 under two formant bumps) as 8 kHz μ-law.
-
-    Deterministic and dependency-free; webrtcvad and the emulator's level detector both take it as
-    speech, which is all the load needs (intelligibility does not matter)."""
-    t = np.arange(int(seconds * RATE)) / RATE
-    wave = np.zeros_like(t)
-    for k in range(1, int(3400 / f0)):
-        f = k * f0
-        gain = math.exp(-(((f - 700) / 300) ** 2)) + 0.6 * math.exp(-(((f - 1200) / 400) ** 2)) + 0.05
-        wave += gain * np.sin(2 * np.pi * f * t + k)
-    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)  # ~4 syllables a second
-    pcm = (wave / np.max(np.abs(wave)) * envelope * 0.5 * 32767).astype(np.int16)
-    return pcm16_to_ulaw(pcm)
 
 
 # --- the emulator, in its own process -------------------------------------------------------------

@@ -19,6 +19,7 @@ from test_edge_secured_calls import (
     answer_inbound,
     dial_config,
     eventually,
+    no_agent_work,
     secured_env,
 )
 
@@ -49,13 +50,6 @@ def edges(
     yield stack, second, url
     second.stop()
     stack.stop()
-
-
-def no_agent_work(stack: Stack) -> bool:
-    return (
-        stack.metric("media", "media_calls_active") == 0
-        and stack.metric("agent", "agent_sessions_active") == 0
-    )
 
 
 async def test_stream_on_the_other_edge_is_accepted(edges: tuple[Stack, ServiceProcess, str]) -> None:

@@ -21,6 +21,7 @@ from test_edge_secured_calls import (
     answer_inbound,
     dial_config,
     eventually,
+    no_agent_work,
     secured_env,
 )
 
@@ -84,13 +85,6 @@ def stack(
     started = start_stack(tmp_path_factory.mktemp("privacy-stack"), agent_env, secured_env(fake))
     yield started
     started.stop()
-
-
-def no_agent_work(stack: Stack) -> bool:
-    return (
-        stack.metric("media", "media_calls_active") == 0
-        and stack.metric("agent", "agent_sessions_active") == 0
-    )
 
 
 async def _call_with_personal_data(

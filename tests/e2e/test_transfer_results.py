@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
-import httpx
 import pytest
 from harness.stack import Stack, start_stack
-from test_edge_secured_calls import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, dial_config, eventually, secured_env
+from test_edge_secured_calls import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    call_updates,
+    eventually,
+    place_outbound,
+    secured_env,
+)
 
 from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, EmulatedSession, tone
-from voicebridge.sim.twilio_caller import TwilioCaller, stream_from_twiml
 from voicebridge.sim.twilio_rest_fake import TwilioRestFake
 
 AGENT = "agent_transfers"
@@ -68,30 +73,10 @@ def stack(
     started.stop()
 
 
-async def _outbound(stack: Stack, fake: TwilioRestFake, destination: str) -> TwilioCaller:
-    async with httpx.AsyncClient(base_url=stack.http_base) as client:
-        reply = await client.post(
-            "/calls",
-            json={"to": "+15551230000", "variables": {"destination": destination}},
-            headers={"Authorization": f"Bearer {API_TOKEN}"},
-        )
-    assert reply.status_code == 201, reply.text
-    sid = reply.json()["call_sid"]
-    fake.answer_call(sid)
-    stream_url, params = stream_from_twiml(fake.calls[sid].twiml or "")
-    call = TwilioCaller(dial_config(stack, stream_url, params, call_sid=sid))
-    await call.connect()
-    return call
-
-
-def _updates(fake: TwilioRestFake, sid: str) -> list:
-    return [r for r in fake.requests if r.method == "POST" and r.path.endswith(f"/Calls/{sid}.json")]
-
-
 async def test_a_refused_transfer_is_an_error_result_and_the_call_goes_on(
     stack: Stack, fake: TwilioRestFake
 ) -> None:
-    call = await _outbound(stack, fake, PREMIUM)
+    call = await place_outbound(stack, fake, {"destination": PREMIUM})
     try:
         await call.wait_heard(0.8, timeout=20)  # the words before the tool call, then the words after it
         assert not call.closed
@@ -102,15 +87,15 @@ async def test_a_refused_transfer_is_an_error_result_and_the_call_goes_on(
     assert result["is_error"] is True
     assert "destination not allowed" in result["result"]
     assert "not transferred" in result["result"]
-    assert _updates(fake, call.cfg.call_sid) == []  # nothing dialled, nothing hung up
+    assert call_updates(fake, call.cfg.call_sid) == []  # nothing dialled, nothing hung up
     assert stack.metric("edge", "edge_hangups_total", 'result="refused"') >= 1
 
 
 async def test_an_allowed_transfer_is_dialled_then_reported_done(stack: Stack, fake: TwilioRestFake) -> None:
-    call = await _outbound(stack, fake, ALLOWED)
+    call = await place_outbound(stack, fake, {"destination": ALLOWED})
     await call.wait_closed(timeout=20)  # the edge ends the stream once Twilio has the <Dial>
     await call.hangup()
-    (transfer,) = _updates(fake, call.cfg.call_sid)
+    (transfer,) = call_updates(fake, call.cfg.call_sid)
     assert f"<Number>{ALLOWED}</Number>" in (transfer.field("Twiml") or "")
     assert call.samples_heard() >= 3200  # the words before the transfer were heard first
     # The tool result travels edge -> media -> agent -> emulator after the edge has dialled.

@@ -595,6 +595,7 @@ async def _sequential(stack: StackInfo, args: argparse.Namespace, speech: bytes)
         if stack.pids and ((i + 1) % every == 0 or i == 0):
             row: dict[str, Any] = {"calls": i + 1, **rss_bytes(stack.pids)}
             if "agent" in stack.metrics:
+                await _agent_idle(stack.metrics["agent"])  # the call's session has closed its scope
                 row[REDACTIONS] = scrape_value(stack.metrics["agent"], REDACTIONS)
             rss_trend.append(row)
     cpu1, t1 = (cpu_seconds(stack.pids) if stack.pids else {}), time.monotonic()
@@ -608,6 +609,13 @@ async def _sequential(stack: StackInfo, args: argparse.Namespace, speech: bytes)
         "call_seconds": t1 - t0,
         "rss_trend": rss_trend,
     }
+
+
+async def _agent_idle(url: str, timeout_s: float = 5.0) -> None:
+    """Until the agent has no session open (the last call's teardown is asynchronous), or timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while scrape_value(url, "agent_sessions_active") and time.monotonic() < deadline:  # noqa: ASYNC110 - another process
+        await asyncio.sleep(0.02)
 
 
 def report(

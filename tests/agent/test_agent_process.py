@@ -63,6 +63,7 @@ async def agent(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Agent
             "AGENT_BACKEND": "elevenlabs",
             "ELEVENLABS_AGENT_ID": "unused-default",
             "ELEVENLABS_BASE_URL": emulator.base_url,
+            "ELEVENLABS_ALLOW_AGENT_OVERRIDE": "true",  # each call names its scripted agent
             "LOG_LEVEL": "WARNING",
         },
         workdir / "agent.log",

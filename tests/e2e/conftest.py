@@ -61,12 +61,15 @@ async def convai_emulator() -> AsyncIterator[ConvAIEmulator]:
 def elevenlabs_processes(
     tmp_path_factory: pytest.TempPathFactory, convai_emulator: ConvAIEmulator
 ) -> Iterator[Stack]:
+    """The stack with the real `elevenlabs` backend, pointed at the emulator; tests pick an agent per
+    call with the `agent_id` stream parameter (allowed here explicitly; it is off by default)."""
     stack = start_stack(
         tmp_path_factory.mktemp("elevenlabs-stack"),
         {
             "AGENT_BACKEND": "elevenlabs",
             "ELEVENLABS_AGENT_ID": "default",
             "ELEVENLABS_BASE_URL": convai_emulator.base_url,
+            "ELEVENLABS_ALLOW_AGENT_OVERRIDE": "true",
         },
     )
     yield stack

@@ -80,6 +80,28 @@ def dial_config(stack: Stack, stream_url: str, params: dict[str, str], **fields:
     )
 
 
+async def place_outbound(stack: Stack, fake: TwilioRestFake, variables: dict[str, str]) -> TwilioCaller:
+    """Place an outbound call through the API, answer it, and connect its stream as Twilio would."""
+    async with httpx.AsyncClient(base_url=stack.http_base) as client:
+        reply = await client.post(
+            "/calls",
+            json={"to": "+15551230000", "variables": variables},
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+        )
+    assert reply.status_code == 201, reply.text
+    sid = reply.json()["call_sid"]
+    fake.answer_call(sid)
+    stream_url, params = stream_from_twiml(fake.calls[sid].twiml or "")
+    call = TwilioCaller(dial_config(stack, stream_url, params, call_sid=sid))
+    await call.connect()
+    return call
+
+
+def call_updates(fake: TwilioRestFake, sid: str) -> list:
+    """The REST requests that changed call `sid` (hang-up, transfer)."""
+    return [r for r in fake.requests if r.method == "POST" and r.path.endswith(f"/Calls/{sid}.json")]
+
+
 def no_agent_work(stack: Stack) -> bool:
     return (
         stack.metric("media", "media_calls_active") == 0

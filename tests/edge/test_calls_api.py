@@ -134,3 +134,36 @@ async def test_a_twilio_refusal_is_reported_as_bad_gateway_with_twilios_code(
     assert reply.status_code == 502
     assert reply.json()["detail"]["twilio_code"] == 20003
     assert metric("edge_outbound_calls_total", result="twilio_error") == before + 1
+
+
+@pytest.mark.parametrize("name", ["agent_id", "system__agent_id", "system__caller_id"])
+async def test_calls_api_refuses_variables_that_steer_the_agent(
+    edge_client: ClientFactory, fake_twilio: TwilioRestFake, name: str
+) -> None:
+    reply = await edge_client().post(
+        "/calls", json={"to": "+15551230000", "variables": {name: "agent_other"}}, headers=AUTH
+    )
+    assert reply.status_code == 422, reply.text
+    detail = reply.json()["detail"]
+    assert detail["field"] == f"variables.{name}"
+    assert name in detail["error"]
+    assert fake_twilio.requests == []
+
+
+async def test_agent_id_passes_only_when_the_allow_list_names_it(
+    edge_client: ClientFactory, fake_twilio: TwilioRestFake
+) -> None:
+    client = edge_client(EDGE_API_AGENT_OVERRIDES="agent_id")
+    reply = await client.post(
+        "/calls", json={"to": "+15551230000", "variables": {"agent_id": "agent_sales"}}, headers=AUTH
+    )
+    assert reply.status_code == 201, reply.text
+    params = stream_from_twiml(fake_twilio.requests[0].field("Twiml") or "")[1]
+    assert params["agent_id"] == "agent_sales"
+
+
+async def test_validation_errors_name_the_field(edge_client: ClientFactory) -> None:
+    reply = await edge_client().post("/calls", json={"to": "+15551230000", "from": "x"}, headers=AUTH)
+    assert reply.status_code == 422
+    assert reply.json()["detail"]["field"] == "from"
+    assert "E.164" in reply.json()["detail"]["error"]

@@ -98,6 +98,7 @@ def test_with_validation_explicitly_off_everything_passes() -> None:
         {"EDGE_AGENT_VARIABLES": '{"vb_token": "x"}'},
         {"EDGE_AGENT_VARIABLES": '["a"]'},
         {"EDGE_TRANSFER_DESTINATIONS": "+15550001111,operator"},
+        {"EDGE_API_AGENT_OVERRIDES": "agent_id,voice"},
     ],
 )
 def test_unsafe_or_malformed_settings_stop_the_edge_at_start_up(env: dict[str, str]) -> None:
@@ -108,3 +109,18 @@ def test_unsafe_or_malformed_settings_stop_the_edge_at_start_up(env: dict[str, s
 def test_generated_stream_secret_when_none_is_configured() -> None:
     settings = EdgeSettings.from_env(Env({"TWILIO_VALIDATE_SIGNATURES": "false"}))
     assert len(settings.stream_token_secret) >= 32
+
+
+def test_replicas_sharing_the_twilio_settings_accept_each_others_tokens() -> None:
+    """No EDGE_STREAM_TOKEN_SECRET: the secret is derived from TWILIO_AUTH_TOKEN, the same everywhere."""
+    one = EdgeSecurity(make_settings(EDGE_STREAM_TOKEN_SECRET=""))
+    restarted = EdgeSecurity(make_settings(EDGE_STREAM_TOKEN_SECRET=""))
+    other_account = EdgeSecurity(make_settings(EDGE_STREAM_TOKEN_SECRET="", TWILIO_AUTH_TOKEN="f" * 32))
+    assert restarted.verify_start(_start({"vb_token": one.mint_inbound(CALL)})) is None
+    assert other_account.verify_start(_start({"vb_token": one.mint_inbound(CALL)})) is not None
+
+
+def test_derived_secret_is_not_the_auth_token() -> None:
+    settings = make_settings(EDGE_STREAM_TOKEN_SECRET="")
+    assert settings.stream_token_secret != settings.twilio_auth_token
+    assert len(settings.stream_token_secret) == 64

@@ -41,7 +41,8 @@ async def test_hang_up_of_an_already_ended_call_is_not_an_error(fake_twilio: Twi
 
 async def test_transfer_replaces_the_twiml_with_dial(fake_twilio: TwilioRestFake) -> None:
     sid = await _live_call(fake_twilio)
-    await _actions(fake_twilio, frozenset({"+15557770000"})).transfer(sid, "+15557770000")
+    result = await _actions(fake_twilio, frozenset({"+15557770000"})).transfer(sid, "+15557770000")
+    assert (result.destination, result.transferred) == ("+15557770000", True)
     (request,) = fake_twilio.requests
     assert request.form == [
         (
@@ -52,10 +53,24 @@ async def test_transfer_replaces_the_twiml_with_dial(fake_twilio: TwilioRestFake
     ]
 
 
-async def test_transfer_to_an_unlisted_destination_hangs_up_instead(fake_twilio: TwilioRestFake) -> None:
+async def test_transfer_to_an_unlisted_destination_is_refused_and_reported(
+    fake_twilio: TwilioRestFake,
+) -> None:
     sid = await _live_call(fake_twilio)
-    await _actions(fake_twilio, frozenset({"+15557770000"})).transfer(sid, "+19005550123")
-    assert [r.form for r in fake_twilio.requests] == [[("Status", "completed")]]
+    result = await _actions(fake_twilio, frozenset({"+15557770000"})).transfer(sid, "+19005550123")
+    assert (result.destination, result.transferred, result.detail) == (
+        "+19005550123",
+        False,
+        "destination not allowed",
+    )
+    assert fake_twilio.requests == []  # nothing dialled, and the call is not hung up: it goes on
+    assert fake_twilio.calls[sid].status == "in-progress"
+
+
+async def test_without_rest_credentials_a_transfer_fails_and_says_so() -> None:
+    result = await TwilioActions(None, frozenset({"*"})).transfer("CA1", "+15557770000")
+    assert not result.transferred
+    assert result.detail == "transfers are not available on this line"
 
 
 async def test_without_rest_credentials_hang_up_is_the_socket_closing() -> None:

@@ -97,6 +97,22 @@ class Stack:
         return [p for p in (self.edge, self.media, self.agent) if p is not None]
 
 
+def start_edge(stack: Stack, workdir: Path, name: str, **env: str) -> tuple[ServiceProcess, str]:
+    """Another edge process in front of `stack`'s media, with the same settings as the stack's edge
+    (a replica, or the same edge after a restart) except a port of its own and `env`. Returns it
+    and its Media Streams URL; the caller stops it."""
+    port = free_port()
+    settings = {**stack.edge.env, "EDGE_PORT": str(port), **env}
+    edge = ServiceProcess(name, list(stack.edge.argv), settings, workdir / f"{name}.log")
+    edge.start()
+    try:
+        edge.wait_until(http_ready(f"http://127.0.0.1:{port}/healthz"))
+    except BaseException:
+        edge.stop()
+        raise
+    return edge, f"ws://127.0.0.1:{port}/twilio/media"
+
+
 def start_stack(
     workdir: Path,
     agent_env: dict[str, str],

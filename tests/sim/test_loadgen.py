@@ -51,6 +51,25 @@ def test_two_call_smoke_run_reports_every_figure_as_json(tmp_path):
     assert out["slo"] == {"met": out["failed_calls"] == 0, "checks": out["slo"]["checks"]}
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_sequential_signed_url_run_reports_the_redaction_set_back_at_its_idle_size(tmp_path):
+    argv = [str(BIN / "voicebridge-load"), "--sequential", "3", "--call-seconds", "0", "--signed-urls"]
+    result = subprocess.run(
+        [*argv, "--json", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert (out["mode"], out["calls"], out["failed_calls"]) == ("sequential", 3, 0)
+    # The API key alone: each call's signed URL and signature were forgotten when it ended.
+    assert out["agent_log_redactions"] == {"first": 1.0, "last": 1.0, "max": 1.0}
+    assert all(row["voicebridge_log_redactions"] == 1.0 for row in out["rss_trend_mib"])
+
+
 def test_an_slo_missed_on_the_command_line_fails_the_run():
     args = loadgen.parse_args(["--slo-gaps", "0", "--slo-cpu-ms-per-call-s", "10"])
     out = {"cpu_ms_per_call_second": {"total": 12.0}, "playback_gaps": {"over_40ms": 0}, "failed_calls": 0}

@@ -121,10 +121,16 @@ async def test_init_carries_dynamic_variables_and_custom_parameters(
     assert c.remote.received[0] is init
 
 
-async def test_agent_id_custom_parameter_picks_the_agent(emu: ConvAIEmulator, make_backend: Factory) -> None:
+async def test_agent_id_custom_parameter_picks_the_agent_only_when_allowed(
+    emu: ConvAIEmulator, make_backend: Factory
+) -> None:
     emu.add_agent("agent_sales", ulaw_agent())
-    async with call(emu, make_backend("agent_default"), custom={"agent_id": "agent_sales"}) as c:
+    emu.add_agent("agent_default", ulaw_agent())
+    allowed = make_backend("agent_default", allow_agent_override=True)
+    async with call(emu, allowed, custom={"agent_id": "agent_sales"}) as c:
         assert c.remote.agent_id == "agent_sales"
+    async with call(emu, make_backend("agent_default"), custom={"agent_id": "agent_sales"}) as c:
+        assert c.remote.agent_id == "agent_default"  # off by default: the parameter is ignored
 
 
 async def test_pcm_formats_map_to_the_contract(emu: ConvAIEmulator, make_backend: Factory) -> None:
@@ -425,18 +431,49 @@ async def test_end_call_tool_answers_and_hangs_up_after_the_audio(
     assert [m.WhichOneof("event") for m in before] == ["audio"]
 
 
-async def test_transfer_call_tool_answers_and_transfers(emu: ConvAIEmulator, make_backend: Factory) -> None:
+def _transfer_result(destination: str, transferred: bool, detail: str = "") -> agent_pb2.ConverseRequest:
+    outcome = common_pb2.TransferResult(destination=destination, transferred=transferred, detail=detail)
+    return agent_pb2.ConverseRequest(transfer_result=outcome)
+
+
+async def test_transfer_tool_is_answered_with_what_the_edge_did(
+    emu: ConvAIEmulator, make_backend: Factory
+) -> None:
     emu.add_agent("agent_x", ulaw_agent())
     async with call(emu, make_backend()) as c:
         await c.remote.send_event(
             _tool_call("transfer_call", "tc2", phone_number="+15550123", reason="billing")
         )
-        result = await c.remote.wait_for_message("client_tool_result")
         transfer, _ = await next_message(c.outbox, "transfer")
-    assert result["tool_call_id"] == "tc2"
-    assert result["is_error"] is False
+        assert not any(m.get("type") == "client_tool_result" for m in c.remote.received)  # not yet done
+        await c.session.handle(_transfer_result("+15550123", True))
+        result = await c.remote.wait_for_message("client_tool_result")
     assert transfer.transfer.destination == "+15550123"
     assert transfer.transfer.reason == "billing"
+    assert result == {
+        "type": "client_tool_result",
+        "tool_call_id": "tc2",
+        "result": "The call is being transferred to +15550123.",
+        "is_error": False,
+    }
+
+
+async def test_refused_transfer_is_an_error_result_and_the_conversation_goes_on(
+    emu: ConvAIEmulator, make_backend: Factory
+) -> None:
+    emu.add_agent("agent_x", ulaw_agent())
+    async with call(emu, make_backend()) as c:
+        await c.remote.send_event(_tool_call("transfer_to_number", "tc4", phone_number="+19005550123"))
+        await next_message(c.outbox, "transfer")
+        await c.session.handle(_transfer_result("+19005550123", False, "destination not allowed"))
+        result = await c.remote.wait_for_message("client_tool_result")
+        await c.remote.send_audio(b"\x42" * 160, event_id=3)  # the agent tells the caller, and goes on
+        audio, _ = await next_message(c.outbox, "audio")
+        assert not c.run.done()
+    assert result["tool_call_id"] == "tc4"
+    assert result["is_error"] is True
+    assert "destination not allowed" in result["result"]
+    assert audio.audio.data == b"\x42" * 160
 
 
 async def test_unknown_tool_is_answered_with_is_error(emu: ConvAIEmulator, make_backend: Factory) -> None:

@@ -4,6 +4,7 @@
         --slo-cpu-ms-per-call-s 10 --slo-p99-added-ms 5 --slo-gaps 0 --slo-lost 0
     voicebridge-load --sequential 1000 --json \\
         --slo-rss-growth-mib 4 --slo-teardown-ms 500   # RSS growth, teardown time over back-to-back calls
+    voicebridge-load --sequential 1000 --signed-urls --json   # ...and the agent's log redaction set
 
 It starts the ConvAI emulator (a child process; its agent greets, then echoes each caller utterance, so
 turns happen) and the three services (agent with the `elevenlabs` backend pointed at the emulator),
@@ -58,11 +59,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import uvloop
 
 from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
-from voicebridge.sim.wav import pcm16_to_ulaw
+from voicebridge.sim.voice import speech_like
 
 RATE = 8000
 FRAME_BYTES = 160
@@ -76,30 +76,15 @@ CALLS_ACTIVE = {"edge": "edge_calls_active", "media": "media_calls_active", "age
 TEARDOWN_GIVE_UP_S = 10.0
 
 
-# --- the caller's voice -----------------------------------------------------------------------------
-
-
-def speech_like(seconds: float = 1.2, f0: float = 120.0) -> bytes:
-    """Voiced, syllable-modulated audio (harmonics of f0 under two formant bumps) as 8 kHz μ-law.
-
-    Deterministic and dependency-free; webrtcvad and the emulator's level detector both take it as
-    speech, which is all the load needs (intelligibility does not matter)."""
-    t = np.arange(int(seconds * RATE)) / RATE
-    wave = np.zeros_like(t)
-    for k in range(1, int(3400 / f0)):
-        f = k * f0
-        gain = math.exp(-(((f - 700) / 300) ** 2)) + 0.6 * math.exp(-(((f - 1200) / 400) ** 2)) + 0.05
-        wave += gain * np.sin(2 * np.pi * f * t + k)
-    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)  # ~4 syllables a second
-    pcm = (wave / np.max(np.abs(wave)) * envelope * 0.5 * 32767).astype(np.int16)
-    return pcm16_to_ulaw(pcm)
+REDACTIONS = "voicebridge_log_redactions"  # the agent's log redaction set (signed URLs of live calls)
 
 
 # --- the emulator, in its own process -------------------------------------------------------------
 
 
-def _emulator_main(port_out: Any, stop: Any, totals_out: Any) -> None:
-    """Child process: the ConvAI emulator with byte counters, until `stop` is set."""
+def _emulator_main(port_out: Any, stop: Any, totals_out: Any, requires_auth: bool = False) -> None:
+    """Child process: the ConvAI emulator with byte counters, until `stop` is set. With
+    `requires_auth` its agent is private: every conversation needs a signed URL."""
     from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, default_scenario
 
     totals = {"sessions": 0, "received_bytes": 0, "sent_bytes": 0}
@@ -123,7 +108,13 @@ def _emulator_main(port_out: Any, stop: Any, totals_out: Any) -> None:
     async def run() -> None:
         emulator = ConvAIEmulator(host="127.0.0.1", port=0)
         emulator.add_agent(
-            "load", AgentScript(input_format="ulaw_8000", output_format="ulaw_8000", scenario=counted)
+            "load",
+            AgentScript(
+                input_format="ulaw_8000",
+                output_format="ulaw_8000",
+                scenario=counted,
+                requires_auth=requires_auth,
+            ),
         )
         await emulator.start()
         port_out.put(emulator.base_url)
@@ -136,11 +127,13 @@ def _emulator_main(port_out: Any, stop: Any, totals_out: Any) -> None:
 
 
 class EmulatorProcess:
-    def __init__(self) -> None:
+    def __init__(self, requires_auth: bool = False) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._urls, self._totals, self._stop = ctx.Queue(), ctx.Queue(), ctx.Event()
         self.proc = ctx.Process(
-            target=_emulator_main, args=(self._urls, self._stop, self._totals), daemon=True
+            target=_emulator_main,
+            args=(self._urls, self._stop, self._totals, requires_auth),
+            daemon=True,
         )
         self.base_url = ""
 
@@ -218,10 +211,12 @@ def start_services(
     emulator_url: str,
     tls: bool = False,
     extra_env: dict[str, dict[str, str]] | None = None,
+    signed_urls: bool = False,
 ) -> StackInfo:
     """agent, media, edge from their console scripts, each ready before the next starts; with `tls`
     every gRPC hop is mutual TLS with development certificates (as docker-compose.yml runs them);
-    `extra_env` adds variables per service name."""
+    `extra_env` adds variables per service name. With `signed_urls` the agent has an API key and
+    fetches a signed URL for every call."""
     bin_dir = Path(sys.executable).parent
     agent_port, media_port, edge_port = _free_port(), _free_port(), _free_port()
     metrics_ports = {"agent": _free_port(), "media": _free_port(), "edge": _free_port()}
@@ -238,6 +233,7 @@ def start_services(
                 "ELEVENLABS_AGENT_ID": "load",
                 "ELEVENLABS_BASE_URL": emulator_url,
                 **tls_env["agent"],
+                **({"ELEVENLABS_API_KEY": "xi-load-generator-key"} if signed_urls else {}),
             },
             f"http://127.0.0.1:{metrics_ports['agent']}/metrics",
         ),
@@ -312,6 +308,11 @@ def scrape(url: str) -> dict[str, dict[str, float]]:
     for name, labels, value in _SAMPLE.findall(text):
         out.setdefault(name, {})[labels or ""] = float(value)
     return out
+
+
+def scrape_value(url: str, name: str) -> float | None:
+    """One unlabelled sample of a service's /metrics, or None when it is absent."""
+    return scrape(url).get(name, {}).get("")
 
 
 def histogram_delta(before: dict, after: dict, name: str) -> list[tuple[float, float]]:
@@ -650,7 +651,11 @@ async def _sequential(stack: StackInfo, args: argparse.Namespace, speech: bytes)
         results.append(await run_call(stack.ws_url, speech, args.call_seconds, 0.0, None))
         teardowns.append(await teardown_seconds(stack))
         if stack.pids and ((i + 1) % every == 0 or i == 0):
-            rss_trend.append({"calls": i + 1, **rss_bytes(stack.pids)})
+            row: dict[str, Any] = {"calls": i + 1, **rss_bytes(stack.pids)}
+            if "agent" in stack.metrics:
+                await _agent_idle(stack.metrics["agent"])  # the call's session has closed its scope
+                row[REDACTIONS] = scrape_value(stack.metrics["agent"], REDACTIONS)
+            rss_trend.append(row)
     cpu1, t1 = (cpu_seconds(stack.pids) if stack.pids else {}), time.monotonic()
     after = {s: scrape(u) for s, u in stack.metrics.items()}
     return {
@@ -663,6 +668,13 @@ async def _sequential(stack: StackInfo, args: argparse.Namespace, speech: bytes)
         "rss_trend": rss_trend,
         "teardowns": teardowns,
     }
+
+
+async def _agent_idle(url: str, timeout_s: float = 5.0) -> None:
+    """Until the agent has no session open (the last call's teardown is asynchronous), or timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while scrape_value(url, "agent_sessions_active") and time.monotonic() < deadline:  # noqa: ASYNC110 - another process
+        await asyncio.sleep(0.02)
 
 
 def report(
@@ -727,8 +739,11 @@ def report(
     if "rss_trend" in run:
         trend = run["rss_trend"]
         out["rss_trend_mib"] = [
-            {k: (v if k == "calls" else _mib(v)) for k, v in row.items()} for row in trend
+            {k: (v if k in ("calls", REDACTIONS) else _mib(v)) for k, v in row.items()} for row in trend
         ]
+        sizes = [row[REDACTIONS] for row in trend if row.get(REDACTIONS) is not None]
+        if sizes:
+            out["agent_log_redactions"] = {"first": sizes[0], "last": sizes[-1], "max": max(sizes)}
         if len(trend) >= 3:
             warm = trend[max(1, len(trend) // 10)]
             out["rss_growth_after_warmup_mib"] = {
@@ -819,6 +834,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--sequential", type=int, default=0, metavar="M", help="M calls one after another instead"
     )
     ap.add_argument("--call-seconds", type=float, default=0.5, help="talking time of each sequential call")
+    ap.add_argument(
+        "--signed-urls",
+        action="store_true",
+        help="private agent: the agent fetches a signed URL per call (watch voicebridge_log_redactions)",
+    )
     ap.add_argument("--attach", metavar="WS_URL", help="use a running stack's edge (Media Streams URL)")
     ap.add_argument("--metrics", action="append", default=[], metavar="SERVICE=URL", help="with --attach")
     ap.add_argument(
@@ -856,9 +876,11 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     else:
         workdir = Path(args.workdir or tempfile.mkdtemp(prefix="voicebridge-load-"))
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-        emulator = EmulatorProcess()
+        emulator = EmulatorProcess(requires_auth=args.signed_urls)
         await asyncio.to_thread(emulator.start)
-        stack = await asyncio.to_thread(start_services, workdir, emulator.base_url, args.tls)
+        stack = await asyncio.to_thread(
+            start_services, workdir, emulator.base_url, args.tls, None, args.signed_urls
+        )
     totals = None
     try:
         run = await (
@@ -900,6 +922,7 @@ def _text(out: dict[str, Any]) -> str:
             else []
         ),
         *([f"teardown (hang-up -> all idle): {out['teardown_ms']}"] if "teardown_ms" in out else []),
+        f"agent log redaction set (first/last/max): {out.get('agent_log_redactions')}",
         f"SLOs met: {out['slo']['met']} {out['slo']['checks']}",
     ]
     return "\n".join(lines)

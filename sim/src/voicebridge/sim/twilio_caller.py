@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
@@ -37,6 +38,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from voicebridge.sim.voice import speech_like
 from voicebridge.sim.wav import read_wav_as_ulaw, write_wav
 
 __all__ = ["CallerConfig", "TwilioCaller", "main", "read_wav_as_ulaw", "stream_from_twiml", "write_wav"]
@@ -44,6 +46,7 @@ __all__ = ["CallerConfig", "TwilioCaller", "main", "read_wav_as_ulaw", "stream_f
 RATE = 8000
 SILENCE = b"\xff"
 TURN_GAP_S = 0.3
+GREETING_QUIET_S = 0.6  # --wait-greeting: the greeting is over once nothing has played for this long
 
 _ALLOWED_KEYS = {
     "media": ({"event", "streamSid", "media"}, {"payload"}),
@@ -627,13 +630,14 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         auth_token=args.auth_token,
         signature_url=args.signature_url,
     )
-    voice = read_wav_as_ulaw(args.play) if args.play else b""
+    voice = read_wav_as_ulaw(args.play) if args.play else (speech_like() if args.speak else b"")
     call = TwilioCaller(cfg)
     async with call:
-        speaking = asyncio.create_task(call.speak(voice))
         try:
             async with asyncio.timeout(args.seconds):
-                await speaking
+                if args.wait_greeting:  # speaking at once would barge in on the greeting
+                    await call.wait_agent_quiet(GREETING_QUIET_S, None)
+                await call.speak(voice)
                 if args.hangup_after_silence is not None:
                     await call.wait_agent_quiet(args.hangup_after_silence, None, require_audio=False)
                 else:
@@ -642,6 +646,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             pass
         await call.hangup()
     if args.record:
+        Path(args.record).parent.mkdir(parents=True, exist_ok=True)
         write_wav(args.record, call.heard_ulaw)
     return call.summary()
 
@@ -650,7 +655,16 @@ def main(argv: list[str] | None = None) -> int:
     """``voicebridge-caller``: place one simulated Twilio call against a Media Streams endpoint."""
     parser = argparse.ArgumentParser(prog="voicebridge-caller", description=main.__doc__)
     parser.add_argument("--url", required=True, help="media WebSocket, e.g. ws://127.0.0.1:8000/twilio/media")
-    parser.add_argument("--play", help="WAV to speak as the caller, in real time from the start")
+    voice = parser.add_mutually_exclusive_group()
+    voice.add_argument("--play", help="WAV to speak as the caller, in real time")
+    voice.add_argument(
+        "--speak", action="store_true", help="speak a built-in 1.2 s speech-like phrase (no WAV needed)"
+    )
+    parser.add_argument(
+        "--wait-greeting",
+        action="store_true",
+        help=f"speak only once the agent's greeting has played ({GREETING_QUIET_S:g} s of quiet after it)",
+    )
     parser.add_argument("--record", help="write what the caller heard to this WAV (8 kHz, 16-bit)")
     parser.add_argument("--seconds", type=float, default=20.0, help="longest call duration (default 20)")
     parser.add_argument(

@@ -1,7 +1,8 @@
 """Logging set-up: one line per event, the call's SID on every line, secrets never printed.
 
 `call_context(call_sid)` tags every log record made inside it (contextvars follow asyncio tasks).
-`register_secret(value)` masks a value wherever it would appear in a log line.
+`register_secret(value)` masks a value wherever it would appear in a log line; per-call secrets go in a
+`redaction.SecretScope` instead, forgotten when the call ends.
 """
 
 from __future__ import annotations
@@ -14,22 +15,11 @@ from collections.abc import Iterator
 
 import orjson
 
+from .redaction import redact, register_secret
+
+__all__ = ["call_context", "current_call_sid", "redact", "register_secret", "setup_logging"]
+
 _call_sid: contextvars.ContextVar[str] = contextvars.ContextVar("call_sid", default="-")
-_secrets: set[str] = set()
-_MIN_SECRET_LEN = 6
-
-
-def register_secret(value: str | None) -> None:
-    """Never print `value` (API keys, auth tokens, stream tokens) in any log line."""
-    if value and len(value) >= _MIN_SECRET_LEN:
-        _secrets.add(value)
-
-
-def redact(text: str) -> str:
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, "***")
-    return text
 
 
 @contextlib.contextmanager

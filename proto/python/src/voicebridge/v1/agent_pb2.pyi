@@ -9,20 +9,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ConverseRequest(_message.Message):
-    __slots__ = ("start", "audio", "activity", "interrupted", "dtmf", "end")
+    __slots__ = ("start", "audio", "activity", "interrupted", "dtmf", "end", "transfer_result")
     START_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     ACTIVITY_FIELD_NUMBER: _ClassVar[int]
     INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
     DTMF_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_RESULT_FIELD_NUMBER: _ClassVar[int]
     start: SessionStart
     audio: AudioChunk
     activity: VoiceActivity
     interrupted: CallerInterrupted
     dtmf: _common_pb2.DtmfDigit
     end: _common_pb2.CallEnd
-    def __init__(self, start: _Optional[_Union[SessionStart, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., activity: _Optional[_Union[VoiceActivity, _Mapping]] = ..., interrupted: _Optional[_Union[CallerInterrupted, _Mapping]] = ..., dtmf: _Optional[_Union[_common_pb2.DtmfDigit, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.CallEnd, _Mapping]] = ...) -> None: ...
+    transfer_result: _common_pb2.TransferResult
+    def __init__(self, start: _Optional[_Union[SessionStart, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., activity: _Optional[_Union[VoiceActivity, _Mapping]] = ..., interrupted: _Optional[_Union[CallerInterrupted, _Mapping]] = ..., dtmf: _Optional[_Union[_common_pb2.DtmfDigit, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.CallEnd, _Mapping]] = ..., transfer_result: _Optional[_Union[_common_pb2.TransferResult, _Mapping]] = ...) -> None: ...
 
 class ConverseResponse(_message.Message):
     __slots__ = ("ready", "audio", "interruption", "transcript", "hangup", "transfer", "end", "error")

@@ -38,7 +38,8 @@ class AgentServiceStub:
     3. both ways       AudioChunk: caller audio in input_format (media sends none before
     SessionReady), agent audio in output_format, in chunks of any size; media
     paces agent audio to real time, so send it as fast as it is produced.
-    media -> agent  VoiceActivity, CallerInterrupted, DtmfDigit: what happens on the call.
+    media -> agent  VoiceActivity, CallerInterrupted, DtmfDigit: what happens on the call;
+    TransferResult: whether a TransferCall was carried out (if not, the call goes on).
     agent -> media  Interruption: stop playing responses up to an id (the agent heard the caller
     cut in); Transcript; HangUp and TransferCall (carried out after the audio sent
     before them has been heard).
@@ -78,7 +79,8 @@ class AgentServiceServicer:
     3. both ways       AudioChunk: caller audio in input_format (media sends none before
     SessionReady), agent audio in output_format, in chunks of any size; media
     paces agent audio to real time, so send it as fast as it is produced.
-    media -> agent  VoiceActivity, CallerInterrupted, DtmfDigit: what happens on the call.
+    media -> agent  VoiceActivity, CallerInterrupted, DtmfDigit: what happens on the call;
+    TransferResult: whether a TransferCall was carried out (if not, the call goes on).
     agent -> media  Interruption: stop playing responses up to an id (the agent heard the caller
     cut in); Transcript; HangUp and TransferCall (carried out after the audio sent
     before them has been heard).
@@ -137,7 +139,8 @@ class AgentService:
     3. both ways       AudioChunk: caller audio in input_format (media sends none before
     SessionReady), agent audio in output_format, in chunks of any size; media
     paces agent audio to real time, so send it as fast as it is produced.
-    media -> agent  VoiceActivity, CallerInterrupted, DtmfDigit: what happens on the call.
+    media -> agent  VoiceActivity, CallerInterrupted, DtmfDigit: what happens on the call;
+    TransferResult: whether a TransferCall was carried out (if not, the call goes on).
     agent -> media  Interruption: stop playing responses up to an id (the agent heard the caller
     cut in); Transcript; HangUp and TransferCall (carried out after the audio sent
     before them has been heard).

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvoicebridge/v1/common.proto\x12\x0evoicebridge.v1\"V\n\x0b\x41udioFormat\x12/\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x1d.voicebridge.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\"\xa3\x02\n\x08\x43\x61llInfo\x12\x10\n\x08\x63\x61ll_sid\x18\x01 \x01(\t\x12\x12\n\nstream_sid\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63\x63ount_sid\x18\x03 \x01(\t\x12\x13\n\x0b\x66rom_number\x18\x04 \x01(\t\x12\x11\n\tto_number\x18\x05 \x01(\t\x12\x30\n\tdirection\x18\x06 \x01(\x0e\x32\x1d.voicebridge.v1.CallDirection\x12I\n\x11\x63ustom_parameters\x18\x07 \x03(\x0b\x32..voicebridge.v1.CallInfo.CustomParametersEntry\x1a\x37\n\x15\x43ustomParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"D\n\x07\x43\x61llEnd\x12)\n\x06reason\x18\x01 \x01(\x0e\x32\x19.voicebridge.v1.EndReason\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"P\n\x05\x45rror\x12\'\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x19.voicebridge.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66\x61tal\x18\x03 \x01(\x08\"\x1a\n\tDtmfDigit\x12\r\n\x05\x64igit\x18\x01 \x01(\t\"\xc0\x01\n\nTranscript\x12-\n\x04role\x18\x01 \x01(\x0e\x32\x1f.voicebridge.v1.Transcript.Role\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\x12\x12\n\ncorrection\x18\x04 \x01(\x08\x12\x13\n\x0bresponse_id\x18\x05 \x01(\x04\"=\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_CALLER\x10\x01\x12\x0e\n\nROLE_AGENT\x10\x02\"G\n\x06HangUp\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12-\n\nend_reason\x18\x02 \x01(\x0e\x32\x19.voicebridge.v1.EndReason\"3\n\x0cTransferCall\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"-\n\x0cStreamStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t*g\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_S16LE\x10\x01\x12\x18\n\x14\x41UDIO_ENCODING_MULAW\x10\x02*h\n\rCallDirection\x12\x1e\n\x1a\x43\x41LL_DIRECTION_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41LL_DIRECTION_INBOUND\x10\x01\x12\x1b\n\x17\x43\x41LL_DIRECTION_OUTBOUND\x10\x02*\xe9\x02\n\tEndReason\x12\x1a\n\x16\x45ND_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45ND_REASON_CALLER_HANGUP\x10\x01\x12\x1a\n\x16\x45ND_REASON_AGENT_ENDED\x10\x02\x12\x1a\n\x16\x45ND_REASON_TRANSFERRED\x10\x03\x12\x19\n\x15\x45ND_REASON_AGENT_BUSY\x10\x04\x12\x1a\n\x16\x45ND_REASON_AGENT_ERROR\x10\x05\x12\x1c\n\x18\x45ND_REASON_AGENT_TIMEOUT\x10\x06\x12\x1d\n\x19\x45ND_REASON_PROTOCOL_ERROR\x10\x07\x12!\n\x1d\x45ND_REASON_UNSUPPORTED_FORMAT\x10\x08\x12\x1e\n\x1a\x45ND_REASON_UNAUTHENTICATED\x10\t\x12\x17\n\x13\x45ND_REASON_SHUTDOWN\x10\n\x12\x1a\n\x16\x45ND_REASON_UNAVAILABLE\x10\x0b*\x86\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x01\x12\"\n\x1e\x45RROR_CODE_FAILED_PRECONDITION\x10\x02\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\x03\x12!\n\x1d\x45RROR_CODE_RESOURCE_EXHAUSTED\x10\x04\x12 \n\x1c\x45RROR_CODE_DEADLINE_EXCEEDED\x10\x05\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x06\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x07*e\n\x0cStreamSignal\x12\x1d\n\x19STREAM_SIGNAL_UNSPECIFIED\x10\x00\x12\x1c\n\x18STREAM_SIGNAL_HALF_CLOSE\x10\x01\x12\x18\n\x14STREAM_SIGNAL_CANCEL\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvoicebridge/v1/common.proto\x12\x0evoicebridge.v1\"V\n\x0b\x41udioFormat\x12/\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x1d.voicebridge.v1.AudioEncoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\"\xa3\x02\n\x08\x43\x61llInfo\x12\x10\n\x08\x63\x61ll_sid\x18\x01 \x01(\t\x12\x12\n\nstream_sid\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63\x63ount_sid\x18\x03 \x01(\t\x12\x13\n\x0b\x66rom_number\x18\x04 \x01(\t\x12\x11\n\tto_number\x18\x05 \x01(\t\x12\x30\n\tdirection\x18\x06 \x01(\x0e\x32\x1d.voicebridge.v1.CallDirection\x12I\n\x11\x63ustom_parameters\x18\x07 \x03(\x0b\x32..voicebridge.v1.CallInfo.CustomParametersEntry\x1a\x37\n\x15\x43ustomParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"D\n\x07\x43\x61llEnd\x12)\n\x06reason\x18\x01 \x01(\x0e\x32\x19.voicebridge.v1.EndReason\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"P\n\x05\x45rror\x12\'\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x19.voicebridge.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66\x61tal\x18\x03 \x01(\x08\"\x1a\n\tDtmfDigit\x12\r\n\x05\x64igit\x18\x01 \x01(\t\"\xc0\x01\n\nTranscript\x12-\n\x04role\x18\x01 \x01(\x0e\x32\x1f.voicebridge.v1.Transcript.Role\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\x12\x12\n\ncorrection\x18\x04 \x01(\x08\x12\x13\n\x0bresponse_id\x18\x05 \x01(\x04\"=\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_CALLER\x10\x01\x12\x0e\n\nROLE_AGENT\x10\x02\"G\n\x06HangUp\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12-\n\nend_reason\x18\x02 \x01(\x0e\x32\x19.voicebridge.v1.EndReason\"3\n\x0cTransferCall\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"J\n\x0eTransferResult\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x13\n\x0btransferred\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"-\n\x0cStreamStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t*g\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41UDIO_ENCODING_PCM_S16LE\x10\x01\x12\x18\n\x14\x41UDIO_ENCODING_MULAW\x10\x02*h\n\rCallDirection\x12\x1e\n\x1a\x43\x41LL_DIRECTION_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41LL_DIRECTION_INBOUND\x10\x01\x12\x1b\n\x17\x43\x41LL_DIRECTION_OUTBOUND\x10\x02*\xe9\x02\n\tEndReason\x12\x1a\n\x16\x45ND_REASON_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45ND_REASON_CALLER_HANGUP\x10\x01\x12\x1a\n\x16\x45ND_REASON_AGENT_ENDED\x10\x02\x12\x1a\n\x16\x45ND_REASON_TRANSFERRED\x10\x03\x12\x19\n\x15\x45ND_REASON_AGENT_BUSY\x10\x04\x12\x1a\n\x16\x45ND_REASON_AGENT_ERROR\x10\x05\x12\x1c\n\x18\x45ND_REASON_AGENT_TIMEOUT\x10\x06\x12\x1d\n\x19\x45ND_REASON_PROTOCOL_ERROR\x10\x07\x12!\n\x1d\x45ND_REASON_UNSUPPORTED_FORMAT\x10\x08\x12\x1e\n\x1a\x45ND_REASON_UNAUTHENTICATED\x10\t\x12\x17\n\x13\x45ND_REASON_SHUTDOWN\x10\n\x12\x1a\n\x16\x45ND_REASON_UNAVAILABLE\x10\x0b*\x86\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45RROR_CODE_INVALID_ARGUMENT\x10\x01\x12\"\n\x1e\x45RROR_CODE_FAILED_PRECONDITION\x10\x02\x12\x1a\n\x16\x45RROR_CODE_UNAVAILABLE\x10\x03\x12!\n\x1d\x45RROR_CODE_RESOURCE_EXHAUSTED\x10\x04\x12 \n\x1c\x45RROR_CODE_DEADLINE_EXCEEDED\x10\x05\x12\x1e\n\x1a\x45RROR_CODE_UNAUTHENTICATED\x10\x06\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x07*e\n\x0cStreamSignal\x12\x1d\n\x19STREAM_SIGNAL_UNSPECIFIED\x10\x00\x12\x1c\n\x18STREAM_SIGNAL_HALF_CLOSE\x10\x01\x12\x18\n\x14STREAM_SIGNAL_CANCEL\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,16 +33,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CALLINFO_CUSTOMPARAMETERSENTRY']._loaded_options = None
   _globals['_CALLINFO_CUSTOMPARAMETERSENTRY']._serialized_options = b'8\001'
-  _globals['_AUDIOENCODING']._serialized_start=977
-  _globals['_AUDIOENCODING']._serialized_end=1080
-  _globals['_CALLDIRECTION']._serialized_start=1082
-  _globals['_CALLDIRECTION']._serialized_end=1186
-  _globals['_ENDREASON']._serialized_start=1189
-  _globals['_ENDREASON']._serialized_end=1550
-  _globals['_ERRORCODE']._serialized_start=1553
-  _globals['_ERRORCODE']._serialized_end=1815
-  _globals['_STREAMSIGNAL']._serialized_start=1817
-  _globals['_STREAMSIGNAL']._serialized_end=1918
+  _globals['_AUDIOENCODING']._serialized_start=1053
+  _globals['_AUDIOENCODING']._serialized_end=1156
+  _globals['_CALLDIRECTION']._serialized_start=1158
+  _globals['_CALLDIRECTION']._serialized_end=1262
+  _globals['_ENDREASON']._serialized_start=1265
+  _globals['_ENDREASON']._serialized_end=1626
+  _globals['_ERRORCODE']._serialized_start=1629
+  _globals['_ERRORCODE']._serialized_end=1891
+  _globals['_STREAMSIGNAL']._serialized_start=1893
+  _globals['_STREAMSIGNAL']._serialized_end=1994
   _globals['_AUDIOFORMAT']._serialized_start=47
   _globals['_AUDIOFORMAT']._serialized_end=133
   _globals['_CALLINFO']._serialized_start=136
@@ -63,6 +63,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HANGUP']._serialized_end=875
   _globals['_TRANSFERCALL']._serialized_start=877
   _globals['_TRANSFERCALL']._serialized_end=928
-  _globals['_STREAMSTATUS']._serialized_start=930
-  _globals['_STREAMSTATUS']._serialized_end=975
+  _globals['_TRANSFERRESULT']._serialized_start=930
+  _globals['_TRANSFERRESULT']._serialized_end=1004
+  _globals['_STREAMSTATUS']._serialized_start=1006
+  _globals['_STREAMSTATUS']._serialized_end=1051
 # @@protoc_insertion_point(module_scope)

@@ -175,6 +175,16 @@ class TransferCall(_message.Message):
     reason: str
     def __init__(self, destination: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class TransferResult(_message.Message):
+    __slots__ = ("destination", "transferred", "detail")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    TRANSFERRED_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    transferred: bool
+    detail: str
+    def __init__(self, destination: _Optional[str] = ..., transferred: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
+
 class StreamStatus(_message.Message):
     __slots__ = ("code", "message")
     CODE_FIELD_NUMBER: _ClassVar[int]

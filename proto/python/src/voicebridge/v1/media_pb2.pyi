@@ -8,18 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CallRequest(_message.Message):
-    __slots__ = ("start", "audio", "mark", "dtmf", "stop")
+    __slots__ = ("start", "audio", "mark", "dtmf", "stop", "transfer_result")
     START_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     MARK_FIELD_NUMBER: _ClassVar[int]
     DTMF_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_RESULT_FIELD_NUMBER: _ClassVar[int]
     start: CallStart
     audio: CallerAudio
     mark: MarkEcho
     dtmf: _common_pb2.DtmfDigit
     stop: _common_pb2.CallEnd
-    def __init__(self, start: _Optional[_Union[CallStart, _Mapping]] = ..., audio: _Optional[_Union[CallerAudio, _Mapping]] = ..., mark: _Optional[_Union[MarkEcho, _Mapping]] = ..., dtmf: _Optional[_Union[_common_pb2.DtmfDigit, _Mapping]] = ..., stop: _Optional[_Union[_common_pb2.CallEnd, _Mapping]] = ...) -> None: ...
+    transfer_result: _common_pb2.TransferResult
+    def __init__(self, start: _Optional[_Union[CallStart, _Mapping]] = ..., audio: _Optional[_Union[CallerAudio, _Mapping]] = ..., mark: _Optional[_Union[MarkEcho, _Mapping]] = ..., dtmf: _Optional[_Union[_common_pb2.DtmfDigit, _Mapping]] = ..., stop: _Optional[_Union[_common_pb2.CallEnd, _Mapping]] = ..., transfer_result: _Optional[_Union[_common_pb2.TransferResult, _Mapping]] = ...) -> None: ...
 
 class CallStart(_message.Message):
     __slots__ = ("call",)

@@ -71,7 +71,7 @@ def _elevenlabs(env: Env) -> ElevenLabsSettings:
             # With a key, fetch a signed URL per call (works for public and private agents alike).
             requires_auth=env.bool("ELEVENLABS_REQUIRES_AUTH", api_key is not None),
             handshake_timeout_s=env.float("ELEVENLABS_HANDSHAKE_TIMEOUT_S", 8.0),
-            allow_agent_override=env.bool("ELEVENLABS_ALLOW_AGENT_OVERRIDE", True),
+            allow_agent_override=env.bool("ELEVENLABS_ALLOW_AGENT_OVERRIDE", False),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -6,23 +6,34 @@
 
 Off (503, saying why) without EDGE_API_TOKEN or Twilio REST credentials: an API that places calls on
 someone's bill must never be open by accident. The token is checked in constant time before the body is
-even read. The TwiML is inline (no webhook round trip) with status callbacks for every call event.
+even read, then the body is validated by a pydantic model (422 with the field and the reason). Variables
+that steer the agent itself (`agent_id`, ElevenLabs' `system__` variables) are refused unless
+EDGE_API_AGENT_OVERRIDES lists them: a token for placing calls must not also pick which agent (and so
+which prompt, voice and tools) runs. The TwiML is inline (no webhook round trip) with status callbacks
+for every call event.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Mapping
-from typing import Any
+from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from voicebridge.runtime.logs import call_context
+from voicebridge.runtime.privacy import mask_number
 
-from .config import CALL_STATUS_PATH, CALLS_API_PATH, E164, EdgeSettings, variable_problem
+from .config import (
+    CALL_STATUS_PATH,
+    CALLS_API_PATH,
+    E164,
+    EdgeSettings,
+    agent_control_problem,
+    variable_problem,
+)
 from .metrics import API_REQUESTS_REJECTED, OUTBOUND_CALLS
 from .security import EdgeSecurity, read_body
 from .twilio import twiml
@@ -55,34 +66,60 @@ def check_bearer(settings: EdgeSettings, authorization: str | None) -> None:
         raise _error(403, "invalid bearer token")
 
 
-def parse_call_request(body: bytes, default_from: str | None) -> tuple[str, str, dict[str, str]]:
+def _e164(value: str) -> str:
+    if not E164.fullmatch(value):
+        raise ValueError("must be an E.164 number like +15551234567")
+    return value
+
+
+E164Number = Annotated[str, AfterValidator(_e164)]
+
+
+class CallRequestBody(BaseModel):
+    """The body of `POST /calls`; anything else (an unknown field, a non-string variable) is a 422."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    to: E164Number
+    from_: E164Number | None = Field(default=None, alias="from")
+    variables: dict[str, str] = Field(default_factory=dict, max_length=MAX_VARIABLES)
+
+    @field_validator("variables")
+    @classmethod
+    def _usable_names(cls, variables: dict[str, str]) -> dict[str, str]:
+        for name, value in variables.items():
+            problem = variable_problem(name, value)
+            if problem:
+                raise ValueError(problem)
+        return variables
+
+
+def _validation_error(exc: ValidationError) -> HTTPException:
+    first = exc.errors(include_url=False)[0]
+    if first["type"] in ("json_invalid", "model_type", "json_type") and not first["loc"]:
+        return _error(400, "body must be a JSON object")
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return _error(422, f"`{where}`: {message}"[:300], field=where)
+
+
+def parse_call_request(
+    body: bytes, default_from: str | None, agent_overrides: frozenset[str] = frozenset()
+) -> tuple[str, str, dict[str, str]]:
     """(to, from, variables) from the JSON body; raises 400/422 with what is wrong."""
     try:
-        data: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise _error(400, "body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise _error(400, "body must be a JSON object")
-    unknown = set(data) - {"to", "from", "variables"}
-    if unknown:
-        raise _error(422, f"unknown fields: {', '.join(sorted(unknown))[:200]}")
-    to, from_ = data.get("to"), data.get("from") or default_from
-    if not isinstance(to, str) or not E164.fullmatch(to):
-        raise _error(422, "`to` must be an E.164 number like +15551234567")
+        request = CallRequestBody.model_validate_json(body)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    from_ = request.from_ or default_from
     if from_ is None:
-        raise _error(422, "`from` is required (no TWILIO_FROM_NUMBER configured)")
-    if not isinstance(from_, str) or not E164.fullmatch(from_):
-        raise _error(422, "`from` must be an E.164 number like +15551234567")
-    variables = data.get("variables") or {}
-    if not isinstance(variables, Mapping):
-        raise _error(422, "`variables` must be an object of strings")
-    if len(variables) > MAX_VARIABLES:
-        raise _error(422, f"at most {MAX_VARIABLES} variables")
-    for name, value in variables.items():
-        problem = variable_problem(name, value)
+        raise _error(422, "`from` is required (no TWILIO_FROM_NUMBER configured)", field="from")
+    for name in request.variables:
+        problem = agent_control_problem(name, agent_overrides)
         if problem:
-            raise _error(422, problem)
-    return to, from_, dict(variables)
+            API_REQUESTS_REJECTED.labels("agent_override").inc()
+            raise _error(422, problem, field=f"variables.{name}")
+    return request.to, from_, request.variables
 
 
 def router(settings: EdgeSettings, security: EdgeSecurity, rest: TwilioRest | None) -> APIRouter:
@@ -94,8 +131,9 @@ def router(settings: EdgeSettings, security: EdgeSecurity, rest: TwilioRest | No
         if rest is None:
             API_REQUESTS_REJECTED.labels("no_rest").inc()
             raise _error(503, "outbound calls need TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN on the edge")
+        raw = await read_body(request, MAX_BODY_BYTES)
         to, from_, variables = parse_call_request(
-            await read_body(request, MAX_BODY_BYTES), settings.twilio_from_number
+            raw, settings.twilio_from_number, settings.api_agent_overrides
         )
         try:
             body = stream_twiml(
@@ -117,7 +155,8 @@ def router(settings: EdgeSettings, security: EdgeSecurity, rest: TwilioRest | No
             )
         except TwilioApiError as exc:
             OUTBOUND_CALLS.labels("twilio_error").inc()
-            log.warning("outbound call to %s refused by Twilio: %s", to, exc)
+            detail = str(exc).replace(to, mask_number(to))  # Twilio's messages can quote the number
+            log.warning("outbound call to %s refused by Twilio: %s", mask_number(to), detail)
             raise _error(
                 502,
                 "Twilio refused the call",
@@ -127,11 +166,13 @@ def router(settings: EdgeSettings, security: EdgeSecurity, rest: TwilioRest | No
             ) from None
         except Exception as exc:
             OUTBOUND_CALLS.labels("unreachable").inc()
-            log.error("outbound call to %s failed: %s", to, type(exc).__name__)
+            log.error("outbound call to %s failed: %s", mask_number(to), type(exc).__name__)
             raise _error(502, "Twilio could not be reached") from None
         OUTBOUND_CALLS.labels("created").inc()
         with call_context(created.sid):
-            log.info("outbound call placed to %s from %s (%s)", to, from_, created.status)
+            log.info(
+                "outbound call placed to %s from %s (%s)", mask_number(to), mask_number(from_), created.status
+            )
         return JSONResponse(
             {"call_sid": created.sid, "status": created.status, "to": to, "from": from_}, status_code=201
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -39,6 +41,49 @@ def variable_problem(name: object, value: object) -> str | None:
     if len(name) + len(value) >= 500:  # Twilio: name + value under 500 characters
         return f"variable {name!r}: name + value must be under 500 characters"
     return None
+
+
+# --- privacy and agent control (issue 11: LOG_TRANSCRIPTS, EDGE_API_AGENT_OVERRIDES, stream secret) ---
+
+# Stream parameters that steer the agent rather than inform it; the calls API refuses them unless
+# EDGE_API_AGENT_OVERRIDES lists them (the agent service must also allow them, e.g.
+# ELEVENLABS_ALLOW_AGENT_OVERRIDE=true for agent_id).
+AGENT_CONTROL_VARIABLES = {"agent_id": "selects which agent answers the call"}
+AGENT_SYSTEM_PREFIX = "system__"  # ElevenLabs' own system variables: never set by a caller
+STREAM_SECRET_LABEL = b"voicebridge stream-token secret v1"
+
+
+def agent_control_problem(name: str, allowed: frozenset[str]) -> str | None:
+    """Why the calls API must refuse variable `name` (it steers the agent), or None."""
+    if name.startswith(AGENT_SYSTEM_PREFIX):
+        return f"variable {name!r} is reserved: {AGENT_SYSTEM_PREFIX} variables are set by ElevenLabs"
+    if name in AGENT_CONTROL_VARIABLES and name not in allowed:
+        return (
+            f"variable {name!r} {AGENT_CONTROL_VARIABLES[name]}; the API may set it only when "
+            f"EDGE_API_AGENT_OVERRIDES lists it"
+        )
+    return None
+
+
+def _agent_overrides(raw: str | None) -> frozenset[str]:
+    items = frozenset(item.strip() for item in (raw or "").split(",") if item.strip())
+    unknown = sorted(items - AGENT_CONTROL_VARIABLES.keys())
+    if unknown:
+        known = ", ".join(sorted(AGENT_CONTROL_VARIABLES))
+        raise ConfigError(f"EDGE_API_AGENT_OVERRIDES: {', '.join(unknown)} unknown (one of: {known})")
+    return items
+
+
+def stream_token_secret(configured: str | None, auth_token: str | None) -> str:
+    """EDGE_STREAM_TOKEN_SECRET if set, else a key derived from TWILIO_AUTH_TOKEN (HMAC-SHA256 under a
+    fixed label), so every replica and every restart that shares the Twilio settings checks the tokens
+    the others minted. Without either (signatures off, local development: tokens are not checked), one
+    random secret per process."""
+    if configured:
+        return configured
+    if auth_token:
+        return hmac.new(auth_token.encode(), STREAM_SECRET_LABEL, hashlib.sha256).hexdigest()
+    return secrets.token_urlsafe(32)
 
 
 def _agent_variables(raw: str | None) -> dict[str, str]:
@@ -98,6 +143,10 @@ class EdgeSettings:
     metrics_port: int = 9101
     metrics_host: str = "127.0.0.1"
     tls: GrpcTls = field(default_factory=GrpcTls)
+    # Privacy and agent control: transcripts and DTMF digits in logs only when asked (personal data);
+    # agent-steering variables the calls API may set (EDGE_API_AGENT_OVERRIDES).
+    log_transcripts: bool = False
+    api_agent_overrides: frozenset[str] = frozenset()
 
     @property
     def rest_configured(self) -> bool:
@@ -123,9 +172,10 @@ class EdgeSettings:
             raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) URL, got {public!r}")
         validate = exposure.decide(env, token, host, port, public).validate_signatures
         media_target = env.str("MEDIA_TARGET", "127.0.0.1:50051")
-        stream_secret = env.optional("EDGE_STREAM_TOKEN_SECRET") or secrets.token_urlsafe(32)
+        configured_secret = env.optional("EDGE_STREAM_TOKEN_SECRET")
+        stream_secret = stream_token_secret(configured_secret, token)
         api_token = env.optional("EDGE_API_TOKEN")
-        for name, value in (("EDGE_STREAM_TOKEN_SECRET", stream_secret), ("EDGE_API_TOKEN", api_token)):
+        for name, value in (("EDGE_STREAM_TOKEN_SECRET", configured_secret), ("EDGE_API_TOKEN", api_token)):
             if value is not None and len(value) < MIN_SECRET_CHARS:
                 raise ConfigError(f"{name} must be at least {MIN_SECRET_CHARS} characters")
         from_number = env.optional("TWILIO_FROM_NUMBER")
@@ -159,4 +209,6 @@ class EdgeSettings:
             metrics_port=env.int("EDGE_METRICS_PORT", 9101),
             metrics_host=env.str("METRICS_HOST", "127.0.0.1"),
             tls=GrpcTls.from_env(env).checked(targets=(media_target,)),
+            log_transcripts=env.bool("LOG_TRANSCRIPTS", False),
+            api_agent_overrides=_agent_overrides(env.optional("EDGE_API_AGENT_OVERRIDES")),
         )

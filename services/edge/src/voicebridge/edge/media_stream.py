@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from voicebridge.runtime.grpc_metrics import ClientStreamMetrics
 from voicebridge.runtime.logs import call_context
 from voicebridge.runtime.mux import MuxCall, MuxClient
+from voicebridge.runtime.privacy import mask_number
 from voicebridge.runtime.stream_writer import PriorityStreamWriter
 from voicebridge.v1 import common_pb2, media_pb2
 
@@ -55,6 +56,9 @@ CLOSE_INTERNAL = 1011
 # it has told the agent (which then keeps a live, billed conversation). This bound only detects a
 # media service that never answers.
 MEDIA_END_TIMEOUT_S = 10.0
+# How long a closed Twilio socket waits for an in-flight REST transfer to answer before it counts as the
+# caller hanging up (Twilio closes the stream as soon as the transfer lands).
+TRANSFER_ANSWER_TIMEOUT_S = 15.0
 
 
 _PROCESSING_IN = PROCESSING.labels("inbound")
@@ -112,6 +116,7 @@ class MediaStreamSession:
         self._send_lock = asyncio.Lock()
         # How the call ends, decided by whichever side ends it first (Twilio's side, or media's).
         self._decided: asyncio.Future[common_pb2.CallEnd] = asyncio.get_running_loop().create_future()
+        self._transferring: asyncio.Future[None] | None = None  # a REST transfer awaiting its answer
 
     async def run(self, gate: StreamGate) -> None:
         if not gate.try_enter():
@@ -185,7 +190,7 @@ class MediaStreamSession:
             account_sid=start.account_sid,
             custom_parameters=start.custom_parameters,
         )
-        log.info("media stream started (stream %s, from %s)", start.stream_sid, info.from_number or "?")
+        log.info("media stream started (stream %s, from %s)", start.stream_sid, mask_number(info.from_number))
         CALLS_ACTIVE.inc()
         metrics = ClientStreamMetrics.for_method("/voicebridge.v1.MediaService/Call")
         metrics.started.inc()
@@ -259,6 +264,8 @@ class MediaStreamSession:
         if reader in done and reader.exception() is not None and not self._decided.done():
             raise reader.exception()  # a bug, not bad input: let the caller's finally clean up
         if reader in done and reader.exception() is None:
+            if self._transferring is not None:  # did the socket close because the transfer landed?
+                await asyncio.wait({self._transferring}, timeout=TRANSFER_ANSWER_TIMEOUT_S)
             self._decide(reader.result())  # unless media decided first (Twilio closes on a REST hang-up)
         return self._decided.result()
 
@@ -305,7 +312,10 @@ class MediaStreamSession:
         elif isinstance(message, ms.Mark):
             self._writer.control(media_pb2.CallRequest(mark=media_pb2.MarkEcho(name=message.name)))
         elif isinstance(message, ms.Dtmf):
-            log.info("caller pressed %s", message.digit)
+            if self._settings.log_transcripts:  # the digits of a PIN or a card number are personal data
+                log.info("caller pressed %s", message.digit)
+            else:
+                log.info("caller pressed a key")
             self._writer.control(media_pb2.CallRequest(dtmf=common_pb2.DtmfDigit(digit=message.digit)))
         elif isinstance(message, ms.Stop):
             return common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP, detail="twilio sent stop")
@@ -351,7 +361,7 @@ class MediaStreamSession:
             elif kind == "transcript":
                 t = response.transcript
                 who = "caller" if t.role == common_pb2.Transcript.ROLE_CALLER else "agent"
-                if t.final:
+                if t.final and self._settings.log_transcripts:  # what people say is personal data
                     log.info("%s%s: %s", who, " (corrected)" if t.correction else "", t.text)
             elif kind == "hangup" and not self._decided.done():
                 log.info("hanging up: %s", response.hangup.reason)
@@ -364,13 +374,22 @@ class MediaStreamSession:
                 )
                 await self._actions.hang_up(self._call_sid)
             elif kind == "transfer" and not self._decided.done():
-                log.info("transferring to %s", response.transfer.destination)
-                self._decide(
-                    common_pb2.CallEnd(
-                        reason=common_pb2.END_REASON_TRANSFERRED, detail=response.transfer.reason
-                    )
-                )
-                await self._actions.transfer(self._call_sid, response.transfer.destination)
+                log.info("transferring to %s", mask_number(response.transfer.destination))
+                # Twilio closes the socket as soon as a REST transfer lands: until the REST answer is
+                # in, a closed socket does not decide the call's end (see _race).
+                self._transferring = asyncio.get_running_loop().create_future()
+                try:
+                    result = await self._actions.transfer(self._call_sid, response.transfer.destination)
+                    assert self._writer is not None
+                    self._writer.control(media_pb2.CallRequest(transfer_result=result))
+                    if result.transferred:
+                        self._decide(
+                            common_pb2.CallEnd(
+                                reason=common_pb2.END_REASON_TRANSFERRED, detail=response.transfer.reason
+                            )
+                        )
+                finally:
+                    self._transferring.set_result(None)
             elif kind == "error":
                 log.warning("media reported %s", response.error.message)
             elif kind == "end":

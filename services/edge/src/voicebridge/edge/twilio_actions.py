@@ -6,14 +6,19 @@ ended, which is what we wanted. A transfer replaces the call's TwiML with `<Dial
 stream. Transfers go only to configured destinations (EDGE_TRANSFER_DESTINATIONS): an agent talked
 into dialling a premium number is toll fraud.
 
-Without REST credentials (local development) a hang-up is just the WebSocket closing, which our
-TwiML turns into <Hangup/>; a transfer cannot happen and is logged as such.
+Every transfer has a `TransferResult`, which the edge sends back to media (and media to the agent): a
+refused or failed transfer is never reported as done, and the call then goes on with the agent, which
+can tell the caller. Without REST credentials (local development) a hang-up is just the WebSocket
+closing, which our TwiML turns into <Hangup/>; a transfer cannot happen and says so.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Protocol
+
+from voicebridge.runtime.privacy import mask_number
+from voicebridge.v1 import common_pb2
 
 from .config import E164
 from .metrics import HANGUPS
@@ -70,25 +75,31 @@ class TwilioActions:
         HANGUPS.labels("hangup", "ok" if ended_now else "already_ended").inc()
         log.info("hung up through the REST API" if ended_now else "call had already ended (20404)")
 
-    async def transfer(self, call_sid: str, destination: str) -> None:
+    async def transfer(self, call_sid: str, destination: str) -> common_pb2.TransferResult:
+        """Transfer the call if allowed; returns what happened, in words the agent can act on."""
+
+        def failed(detail: str) -> common_pb2.TransferResult:
+            return common_pb2.TransferResult(destination=destination, transferred=False, detail=detail)
+
+        shown = mask_number(destination[:60])
         if self._rest is None:
             HANGUPS.labels("transfer", "unavailable").inc()
-            log.error("cannot transfer to %s: no Twilio REST credentials configured", destination[:60])
-            return
+            log.error("cannot transfer to %s: no Twilio REST credentials configured", shown)
+            return failed("transfers are not available on this line")
         if not transfer_allowed(destination, self._allowed):
             HANGUPS.labels("transfer", "refused").inc()
-            log.error(
-                "transfer to %r refused (not in EDGE_TRANSFER_DESTINATIONS); hanging up", destination[:60]
-            )
-            await self.hang_up(call_sid)
-            return
+            log.warning("transfer to %s refused (not in EDGE_TRANSFER_DESTINATIONS); the call goes on", shown)
+            return failed("destination not allowed")
         try:
             await self._rest.transfer(call_sid, destination)
-            HANGUPS.labels("transfer", "ok").inc()
-            log.info("transferred to %s", destination)
         except CallNotFound:
             HANGUPS.labels("transfer", "already_ended").inc()
             log.info("cannot transfer: the call had already ended (20404)")
+            return failed("the call has already ended")
         except Exception:
             HANGUPS.labels("transfer", "error").inc()
             log.exception("REST transfer failed")
+            return failed("the telephone network could not transfer the call")
+        HANGUPS.labels("transfer", "ok").inc()
+        log.info("transferred to %s", shown)
+        return common_pb2.TransferResult(destination=destination, transferred=True)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from voicebridge.runtime.logs import call_context
+from voicebridge.runtime.privacy import mask_number
 
 from . import call_params
 from .call_status import BoundedCallStatus
@@ -74,7 +75,7 @@ def router(settings: EdgeSettings, security: EdgeSecurity, statuses: BoundedCall
                 to_number=signed.field("To"),
                 direction=direction,
             )
-            log.info("answering %s call from %s", direction, signed.field("From") or "?")
+            log.info("answering %s call from %s", direction, mask_number(signed.field("From")))
         return Response(body, media_type=TWIML_TYPE)
 
     @routes.post(STREAM_STATUS_PATH)

@@ -409,11 +409,11 @@ class BargeInController:
             self._min_response_id = max(self._min_response_id, paused.response_id + 1, self.words.latest + 1)
             heard_text = self.words.heard(paused.response_id, paused.heard_ms)
             BARGE_INS.labels("local").inc()
-            log.info(
-                "barge-in: the caller cut in on response %d after %d ms%s",
+            log.info(  # the words themselves are conversation text: the agent gets them, logs do not
+                "barge-in: the caller cut in on response %d after %d ms (%d characters heard)",
                 paused.response_id,
                 paused.heard_ms,
-                f' ("{heard_text}")' if heard_text else "",
+                len(heard_text),
             )
             self._tell_agent(
                 agent_pb2.CallerInterrupted(

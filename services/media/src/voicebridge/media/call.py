@@ -212,6 +212,10 @@ class CallSession:
                 self._playout.on_mark(request.mark.name)
             elif kind == "dtmf":
                 self._send_control(agent_pb2.ConverseRequest(dtmf=request.dtmf))
+            elif kind == "transfer_result":
+                if not request.transfer_result.transferred and self._phase is _Phase.ENDING:
+                    self._phase = _Phase.TALKING  # the transfer did not happen: the call goes on
+                self._send_control(agent_pb2.ConverseRequest(transfer_result=request.transfer_result))
             elif kind == "stop":
                 raise CallEnded(
                     request.stop.reason or common_pb2.END_REASON_CALLER_HANGUP, request.stop.detail

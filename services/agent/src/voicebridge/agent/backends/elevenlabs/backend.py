@@ -5,7 +5,9 @@ recv every 0.5 s, runs client tools on a thread of its own unless told otherwise
 negotiated audio formats, error events and close codes, and ends the session on one malformed frame.
 Here: `websockets` directly, compression off, one loop, no thread per call. The SDK serves where it
 fits: its async REST client fetches the signed URL of private agents (per call, since it expires in
-15 minutes), on the event loop, with the API key only in its `xi-api-key` header.
+15 minutes), on the event loop, with the API key only in its `xi-api-key` header. The signed URL and
+its conversation signature are masked in logs for the session's life only (a `SecretScope` the session
+closes on every path), so the process's redaction set does not grow with every call served.
 
 Failures, chosen and tested end to end (tests/e2e/test_agent_failures.py, docs/agent-backend.md):
 * Refused at connect (HTTP 429, or an error event naming a concurrency limit) → SessionRefused(AGENT_BUSY);
@@ -31,7 +33,7 @@ from elevenlabs.core.api_error import ApiError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
-from voicebridge.runtime.logs import register_secret
+from voicebridge.runtime.redaction import SecretScope, redact, register_secret
 from voicebridge.v1 import agent_pb2, common_pb2
 
 from ..base import AgentBackend, SessionRefused
@@ -105,9 +107,23 @@ class ElevenLabsBackend(AgentBackend):
         """
         started = time.perf_counter()
         agent_id = self.agent_for(start.call)
-        ws = await self._connect_ws(agent_id, started)
+        secrets = SecretScope()
+        try:
+            ws = await self._connect_ws(agent_id, started, secrets)
+        except SessionRefused as refusal:
+            refusal.detail = redact(refusal.detail)  # logged by the servicer once the scope is gone
+            secrets.close()
+            raise
+        except BaseException:
+            secrets.close()
+            raise
         session = ElevenLabsSession(
-            ws, start, agent_id, self.settings.max_buffered_audio_s, self.settings.max_pending_audio_s
+            ws,
+            start,
+            agent_id,
+            self.settings.max_buffered_audio_s,
+            self.settings.max_pending_audio_s,
+            secrets=secrets,
         )
         session.connect_started = started
         return session
@@ -136,9 +152,9 @@ class ElevenLabsBackend(AgentBackend):
     def _remaining(self, started: float) -> float:
         return max(0.0, self.settings.handshake_timeout_s - (time.perf_counter() - started))
 
-    async def _connect_ws(self, agent_id: str, started: float) -> ClientConnection:
+    async def _connect_ws(self, agent_id: str, started: float, secrets: SecretScope) -> ClientConnection:
         url = (
-            await self._signed_url(agent_id)
+            await self._signed_url(agent_id, secrets)
             if self.settings.requires_auth
             else self.settings.conversation_url(agent_id)
         )
@@ -193,8 +209,9 @@ class ElevenLabsBackend(AgentBackend):
             )
         return self._sdk
 
-    async def _signed_url(self, agent_id: str) -> str:
-        """A signed conversation URL for a private agent; the key goes only in the request header."""
+    async def _signed_url(self, agent_id: str, secrets: SecretScope) -> str:
+        """A signed conversation URL for a private agent, masked in logs while `secrets` is open; the
+        key goes only in the request header."""
         try:
             reply = await self._rest().conversational_ai.conversations.get_signed_url(agent_id=agent_id)
         except httpx.TimeoutException:
@@ -230,8 +247,8 @@ class ElevenLabsBackend(AgentBackend):
             ) from None
         signed_url = str(reply.signed_url)
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(signed_url).query))
-        register_secret(query.get("conversation_signature"))
-        register_secret(signed_url)
+        secrets.add(query.get("conversation_signature"))
+        secrets.add(signed_url)
         return signed_url
 
     async def aclose(self) -> None:

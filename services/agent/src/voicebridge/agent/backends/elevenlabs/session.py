@@ -16,9 +16,11 @@ Decisions, with their sources (docs/elevenlabs.md, section named in brackets):
   agent gets a `contextual_update` saying how much of it the caller heard.
 * DTMF: `user_activity` (resets the agent's turn timeout while the caller types, [#dtmf]) followed by a
   `contextual_update` naming the key. `user_message` was rejected: it would make the key a spoken turn.
-* Client tools: `end_call` → HangUp, `transfer_call`/`transfer_to_number` → TransferCall (destination from
-  `phone_number`, `destination`, `transfer_number` or `number`), both answered `client_tool_result` at
-  once; any other tool is answered `is_error: true` [#client-tools].
+* Client tools: `end_call` → HangUp, answered `client_tool_result` at once. `transfer_call` /
+  `transfer_to_number` → TransferCall (destination from `phone_number`, `destination`, `transfer_number`
+  or `number`), answered only when the edge's TransferResult comes back (after the words before it were
+  heard): success, or `is_error: true` with the reason (destination not allowed...), after which the
+  conversation goes on. Any other tool is answered `is_error: true` [#client-tools].
 * A frame that is malformed or unknown mid-call is logged, counted and skipped [#events-we-receive].
 * Close codes [#close-codes]: 1000 → AGENT_ENDED; 1002/1011 → AGENT_ERROR; 1008 → PROTOCOL_ERROR; the detail
   names the `error_type` of the preceding `error` event (e.g. missing_dynamic_variable).
@@ -43,6 +45,7 @@ from websockets.exceptions import ConnectionClosed
 from voicebridge.agent.formats import format_from_name, format_name, offered
 from voicebridge.agent.prompts import load_prompt
 from voicebridge.runtime.logs import call_context
+from voicebridge.runtime.redaction import SecretScope
 from voicebridge.v1 import agent_pb2, common_pb2
 
 from ...metrics import PROCESSING
@@ -188,8 +191,10 @@ class ElevenLabsSession(AgentSession):
         agent_id: str,
         max_buffered_audio_s: float,
         max_pending_audio_s: float,
+        secrets: SecretScope | None = None,
     ) -> None:
         self._ws = ws
+        self._secrets = secrets or SecretScope()  # this conversation's signed URL, forgotten in aclose()
         self.start = start
         self.connect_started = time.perf_counter()
         self._agent_id = agent_id
@@ -212,7 +217,9 @@ class ElevenLabsSession(AgentSession):
         self._audio_lock = asyncio.Lock()
         self._closing: common_pb2.CallEnd | None = None
         self._ended = False
-        # Latency watch (docs/elevenlabs.md#observability): when the conversation began (until 1st audio), and
+        # Transfer tool calls awaiting the edge's TransferResult: (destination, tool_call_id), oldest first.
+        self._transfers: collections.deque[tuple[str, str]] = collections.deque()
+                # Latency watch (docs/elevenlabs.md#observability): when the conversation began (until 1st audio), and
         # the caller's last final transcript with the response id current at that moment.
         self._started_at: float | None = None
         self._turn_began: tuple[float, int] | None = None
@@ -444,7 +451,7 @@ class ElevenLabsSession(AgentSession):
                 names = ", ".join(DESTINATION_PARAMS)
                 await self._tool_result(call, f"No destination: pass one of {names}.", is_error=True)
                 return
-            await self._tool_result(call, f"Transferring the call to {destination}.")
+            self._transfers.append((destination, call.tool_call_id))  # answered by _on_transfer_result
             self._pending.push(
                 agent_pb2.ConverseResponse(
                     transfer=common_pb2.TransferCall(destination=destination, reason=reason)
@@ -455,8 +462,30 @@ class ElevenLabsSession(AgentSession):
         await self._tool_result(call, f"Unknown client tool: {call.tool_name}", is_error=True)
 
     async def _tool_result(self, call: p.ClientToolCall, result: str, is_error: bool = False) -> None:
+        await self._send_tool_result(call.tool_call_id, result, is_error)
+
+    async def _send_tool_result(self, tool_call_id: str, result: str, is_error: bool) -> None:
         with contextlib.suppress(ConnectionClosed):
-            await self._ws.send(p.encode_client_tool_result(call.tool_call_id, result, is_error))
+            await self._ws.send(p.encode_client_tool_result(tool_call_id, result, is_error))
+
+    async def _on_transfer_result(self, outcome: common_pb2.TransferResult) -> None:
+        """Answer the transfer tool call this outcome belongs to with what really happened."""
+        match = next((t for t in self._transfers if t[0] == outcome.destination), None)
+        if match is None and self._transfers:
+            match = self._transfers[0]
+        if match is None:
+            log.warning("transfer result with no transfer tool call waiting")
+            return
+        self._transfers.remove(match)
+        if outcome.transferred:
+            await self._send_tool_result(match[1], f"The call is being transferred to {match[0]}.", False)
+            return
+        detail = outcome.detail or "the transfer failed"
+        await self._send_tool_result(
+            match[1],
+            f"Transfer to {match[0]} failed: {detail}. The call was not transferred and goes on with you.",
+            True,
+        )
 
     def _on_closed(self) -> None:
         if not self._metadata.done():
@@ -532,6 +561,8 @@ class ElevenLabsSession(AgentSession):
                         f"The caller pressed the key {request.dtmf.digit} on their phone keypad."
                     )
                 )
+            elif kind == "transfer_result":
+                await self._on_transfer_result(request.transfer_result)
             elif kind == "end":
                 await self.aclose(request.end)
         except ConnectionClosed:
@@ -589,6 +620,7 @@ class ElevenLabsSession(AgentSession):
             self._ended = True
             reason = self._closing.reason or common_pb2.END_REASON_CALLER_HANGUP
             self._pending.push(_End(SessionEndInfo(reason, self._closing.detail)))
+        self._secrets.close()
 
 
 def _text_alignment(alignment: dict | None) -> agent_pb2.TextAlignment | None:

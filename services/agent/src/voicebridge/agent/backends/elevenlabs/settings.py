@@ -30,8 +30,9 @@ class ElevenLabsSettings:
     max_pending_audio_s: float = 60.0
     config_override: Mapping[str, Any] | None = None
     extra_dynamic_variables: Mapping[str, DynamicValue] = field(default_factory=dict)
-    # Twilio <Parameter name="agent_id"> picks another agent for one call (TwiML is operator-controlled).
-    allow_agent_override: bool = True
+    # Twilio <Parameter name="agent_id"> picks another agent for one call. Off by default: whoever can put
+    # a parameter on a stream (the calls API's variables) could otherwise run any agent of the account.
+    allow_agent_override: bool = False
 
     def __post_init__(self) -> None:
         if self.requires_auth and not self.api_key:

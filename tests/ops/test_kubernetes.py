@@ -543,3 +543,12 @@ def test_network_policies_allow_exactly_the_call_path(overlay, direction, render
     expected = {edge for edge in ALLOWED if edge[1 if direction == "Ingress" else 0] in inside}
     assert sorted(allowed - expected) == [], f"{direction} allowed off the call path"
     assert sorted(expected - allowed) == [], f"{direction} denied on the call path"
+
+
+def test_dev_runs_the_parrot_without_elevenlabs_credentials_and_production_the_agent(rendered):
+    dev_agent = containers(objects(rendered["dev"], "Deployment")["agent"])[0]
+    assert env_of(dev_agent)["AGENT_BACKEND"] == "parrot"
+    assert dev_agent["envFrom"] == [{"secretRef": {"name": "voicebridge-agent", "optional": True}}]
+    production_agent = containers(objects(rendered["production"], "Deployment")["agent"])[0]
+    assert env_of(production_agent)["AGENT_BACKEND"] == "elevenlabs"
+    assert production_agent["envFrom"] == [{"secretRef": {"name": "voicebridge-agent"}}]

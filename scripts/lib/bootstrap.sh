@@ -147,3 +147,21 @@ sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Pyt
   echo "$want" >"$VB_STAMP"
   vb_log "venv ready in $(($(date +%s) - started))s"
 }
+
+# checkov in its own venv (.venv-checkov): its pins clash with requirements/constraints.txt
+# (requirements/checkov.txt says which). Reinstalled only when that file changes.
+VB_CHECKOV_VENV="${VB_CHECKOV_VENV:-$VB_ROOT/.venv-checkov}"
+vb_bootstrap_checkov_venv() {
+  local py want stamp="$VB_CHECKOV_VENV/.voicebridge-install-stamp"
+  want="$(sha256sum "$VB_ROOT/requirements/checkov.txt" | cut -d' ' -f1)"
+  if [ -x "$VB_CHECKOV_VENV/bin/checkov" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    vb_log "checkov venv up to date ($VB_CHECKOV_VENV)"
+    return 0
+  fi
+  py="$(vb_pick_python)" || vb_die "no Python 3.11-3.13 for the checkov venv"
+  vb_log "installing checkov (pinned, requirements/checkov.txt) into $VB_CHECKOV_VENV"
+  "$py" -m venv "$VB_CHECKOV_VENV" || return 1
+  PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_PROGRESS_BAR=off \
+    "$VB_CHECKOV_VENV/bin/python" -m pip install -q -r "$VB_ROOT/requirements/checkov.txt" || return 1
+  echo "$want" >"$stamp"
+}

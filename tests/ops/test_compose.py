@@ -169,4 +169,4 @@ def test_env_example_documents_the_settings():
 def test_yaml_files_parse():
     yaml = pytest.importorskip("yaml")
     for path in [COMPOSE_FILE, *sorted((ROOT / "deploy").rglob("*.y*ml"))]:
-        yaml.safe_load(path.read_text())
+        list(yaml.safe_load_all(path.read_text()))  # Kubernetes manifests hold several documents

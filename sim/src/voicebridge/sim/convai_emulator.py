@@ -302,7 +302,7 @@ class EmulatedSession:
 
     async def call_tool(self, tool_name: str, parameters: dict[str, Any] | None = None) -> str:
         """The agent calls a client tool (`end_call`, `transfer_to_number`, ...); returns its call id.
-        Shape: AAPI-P `ClientToolCallMessage`."""
+        Shape: docs/elevenlabs.md#client-tools."""
         self._tool_calls += 1
         tool_call_id = f"tool_{self._tool_calls}"
         await self.send_event(

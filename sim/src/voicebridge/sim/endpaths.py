@@ -222,7 +222,7 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 def report(results: dict[str, PathStats], args: Any, wall_s: float) -> dict[str, Any]:
-    paths = {}
+    paths: dict[str, dict[str, Any]] = {}
     for path, st in results.items():
         paths[path] = {
             "calls": st.calls,

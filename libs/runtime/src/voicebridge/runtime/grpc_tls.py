@@ -10,8 +10,10 @@ A server then requires a client certificate signed by that CA; a client checks t
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -94,12 +96,14 @@ class GrpcTls:
         if not self.enabled:
             self.check_plaintext("listener on", listen)
             return server.add_insecure_port(listen)
+        assert self.key is not None
+        assert self.cert is not None
         credentials = grpc.ssl_server_credentials(
             [(self.key, self.cert)], root_certificates=self.ca, require_client_auth=True
         )
         return server.add_secure_port(listen, credentials)
 
-    def aio_channel(self, target: str, options: list[tuple[str, int | str]]) -> grpc.aio.Channel:
+    def aio_channel(self, target: str, options: Sequence[tuple[str, Any]]) -> grpc.aio.Channel:
         if not self.enabled:
             self.check_plaintext("channel to", target)
             return grpc.aio.insecure_channel(target, options=options)

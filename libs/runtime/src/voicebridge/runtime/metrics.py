@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
 from prometheus_client import Gauge
@@ -36,7 +37,7 @@ LOOP_LAG = Histogram(
 )
 
 
-def start_metrics_server(port: int, host: str = "127.0.0.1") -> object | None:
+def start_metrics_server(port: int, host: str = "127.0.0.1") -> WSGIServer | None:
     """Serve /metrics on a daemon thread; returns the server (shut it down on exit). 0 disables.
 
     Its own listener in every service, never the Twilio-facing port; loopback unless METRICS_HOST says."""

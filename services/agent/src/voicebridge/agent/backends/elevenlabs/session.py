@@ -219,7 +219,7 @@ class ElevenLabsSession(AgentSession):
         self._ended = False
         # Transfer tool calls awaiting the edge's TransferResult: (destination, tool_call_id), oldest first.
         self._transfers: collections.deque[tuple[str, str]] = collections.deque()
-                # Latency watch (docs/elevenlabs.md#observability): when the conversation began (until 1st audio), and
+        # Latency watch (docs/elevenlabs.md#observability): when the conversation began (until 1st audio), and
         # the caller's last final transcript with the response id current at that moment.
         self._started_at: float | None = None
         self._turn_began: tuple[float, int] | None = None

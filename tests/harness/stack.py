@@ -99,10 +99,10 @@ class Stack:
 
 def start_edge(stack: Stack, workdir: Path, name: str, **env: str) -> tuple[ServiceProcess, str]:
     """Another edge process in front of `stack`'s media, with the same settings as the stack's edge
-    (a replica, or the same edge after a restart) except a port of its own and `env`. Returns it
-    and its Media Streams URL; the caller stops it."""
+    (a replica, or the same edge after a restart) except ports of its own (Twilio-facing and
+    metrics) and `env`. Returns it and its Media Streams URL; the caller stops it."""
     port = free_port()
-    settings = {**stack.edge.env, "EDGE_PORT": str(port), **env}
+    settings = {**stack.edge.env, "EDGE_PORT": str(port), "EDGE_METRICS_PORT": str(free_port()), **env}
     edge = ServiceProcess(name, list(stack.edge.argv), settings, workdir / f"{name}.log")
     edge.start()
     try:

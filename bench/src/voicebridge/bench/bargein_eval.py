@@ -63,18 +63,20 @@ CALLER_LINES = [
     "Actually I would prefer the Thursday slot.",
     "Excuse me, is there a cheaper option?",
 ]
-BACKCHANNELS = ["mhm", "uh huh", "yeah", "okay", "right"]
+#: What callers say over the agent to mean "go on", said at their normal level, 0.3-0.7 s long.
+BACKCHANNELS = ["mm hm", "yeah", "okay", "uh huh", "right", "yep"]
+BACKCHANNEL_S = (0.3, 0.7)
 AGENT_VOICES = ["en-gb", "en-gb+f3"]
-CALLER_VOICES = ["en-us", "en-us+f2", "en-us+m3", "en-sc"]
+CALLER_VOICES = ["en-us", "en-us+f2", "en-us+m3", "en-sc", "en-029", "en-us+f4"]
 BABBLE_VOICES = ["en-us+m1", "en-us+f4", "en-gb+m4", "en-sc+f1", "en-us+m7", "en-gb+f2"]
 
 
 # -- corpus -----------------------------------------------------------------------------------------
 
 
-def _espeak(text: str, voice: str, tmp: Path) -> np.ndarray:
+def _espeak(text: str, voice: str, tmp: Path, speed: int = 165) -> np.ndarray:
     wav = tmp / "s.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "-w", str(wav), text], check=True)  # noqa: S603, S607
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), text], check=True)  # noqa: S603, S607
     with wave.open(str(wav)) as w:
         rate = w.getframerate()
         pcm = w.readframes(w.getnframes())
@@ -95,6 +97,19 @@ def _at_level(x: np.ndarray, dbfs: float) -> np.ndarray:
     return x * (32768 * 10 ** (dbfs / 20) / _active_level(x))
 
 
+def _backchannel(text: str, voice: str, tmp: Path) -> np.ndarray:
+    """The word as the caller says it, slowed down until it lasts at least 0.3 s, at most 0.7 s."""
+    shortest, longest = (int(s * RATE) for s in BACKCHANNEL_S)
+    for speed in (165, 140, 115, 90):
+        x = _espeak(text, voice, tmp, speed)
+        if len(x) >= shortest:
+            break
+    x = _at_level(x, -20)[:longest]
+    fade = min(len(x), 160)
+    x[-fade:] *= np.linspace(1, 0, fade)
+    return x
+
+
 @dataclass
 class Corpus:
     agent: list[np.ndarray]
@@ -110,13 +125,7 @@ def make_corpus() -> Corpus:
         tmp = Path(name)
         agent = [_at_level(_espeak(t, v, tmp), -20) for t in AGENT_LINES for v in AGENT_VOICES]
         callers = [_at_level(_espeak(t, v, tmp), -20) for t in CALLER_LINES for v in CALLER_VOICES]
-        backs = []
-        for text in BACKCHANNELS:
-            for voice in CALLER_VOICES:
-                x = _at_level(_espeak(text, voice, tmp), -20)[: int(0.28 * RATE)]  # < 300 ms
-                fade = min(len(x), 160)
-                x[-fade:] *= np.linspace(1, 0, fade)
-                backs.append(x)
+        backs = [_backchannel(text, voice, tmp) for text in BACKCHANNELS for voice in CALLER_VOICES]
         streams = []
         for i, voice in enumerate(BABBLE_VOICES):
             lines = AGENT_LINES[i:] + AGENT_LINES[:i] + CALLER_LINES
@@ -133,9 +142,10 @@ def make_corpus() -> Corpus:
 class Condition:
     name: str
     noise: str = "none"  # none | white | babble
-    snr_db: float = 0.0
+    snr_db: float = 0.0  # noise below the caller's speech level
     echo_db: float | None = None  # echo level relative to the agent's playback
     caller: str = "speech"  # speech | backchannel | none
+    caller_dbfs: float = -20.0  # the caller's active speech level (-27: a quiet caller)
     # The echo path is a property of the call, so the detector's estimate carries over between the
     # agent's turns; a warm trial first plays a greeting the caller listens to in silence.
     warm: bool = True
@@ -153,30 +163,42 @@ CONDITIONS = [
     Condition("echo -20 dB", echo_db=-20),
     Condition("echo -30 dB", echo_db=-30),
     Condition("echo -20 dB + white 10 dB", "white", 10, echo_db=-20),
+    Condition("quiet caller (-27 dBFS)", caller_dbfs=-27),
+    Condition("quiet caller, echo -20 dB", echo_db=-20, caller_dbfs=-27),
+    Condition("quiet caller, echo -10 dB", echo_db=-10, caller_dbfs=-27),
     Condition("clean, first turn (cold)", warm=False),
     Condition("echo -10 dB, first turn (cold)", echo_db=-10, warm=False),
 ]
 FALSE_CONDITIONS = [
     Condition("echo -10 dB alone", echo_db=-10, caller="none"),
-    Condition("echo -20 dB + backchannels", echo_db=-20, caller="backchannel"),
-    Condition("white 10 dB + backchannels", "white", 10, caller="backchannel"),
     Condition("babble 10 dB alone", "babble", 10, caller="none"),
     Condition("echo -10 dB alone, first turn (cold)", echo_db=-10, caller="none", warm=False),
+    Condition("clean + backchannels", caller="backchannel"),
+    Condition("echo -20 dB + backchannels", echo_db=-20, caller="backchannel"),
+    Condition("white 10 dB + backchannels", "white", 10, caller="backchannel"),
+    Condition("babble 10 dB + backchannels", "babble", 10, caller="backchannel"),
 ]
 
 
 @dataclass
 class TrialResult:
-    onset_to_clear_s: float | None  # interruption trials: None if never paused
-    confirmed: bool
-    false_confirms: int
-    false_pauses: int
-    agent_seconds: float
+    first_clear_s: float | None = None  # interruption trials: onset -> first clear after it
+    decisive_clear_s: float | None = None  # onset -> the clear after which the agent stayed stopped
+    clears: int = 0  # clears sent from the caller's onset on (1 = one clean stop)
+    confirmed: bool = False
+    false_confirms: int = 0
+    false_pauses: int = 0
+    backchannels: int = 0  # backchannels said while the agent was talking
+    agent_seconds: float = 0.0
 
 
 def _phone(x: np.ndarray) -> np.ndarray:
     pcm = np.clip(x, -32768, 32767).astype("<i2").tobytes()
     return np.frombuffer(ulaw_decode(ulaw_encode(pcm)), "<i2").astype(np.float64)
+
+
+def _gain_db(x: np.ndarray, db: float) -> np.ndarray:
+    return x * 10 ** (db / 20)
 
 
 def run_trial(
@@ -195,11 +217,13 @@ def run_trial(
     n = len(agent)
     turn = int(greeting_s * RATE)  # the evaluated turn starts here; before it, the greeting
     delay = int(rng.uniform(0.05, 0.30) * RATE)
+    level_db = cond.caller_dbfs + 20  # the corpus is at -20 dBFS
 
     caller = np.zeros(n)
     onsets: list[int] = []
+    backchannel_at: list[int] = []
     if cond.caller == "speech":
-        utterance = corpus.callers[int(rng.integers(len(corpus.callers)))]
+        utterance = _gain_db(corpus.callers[int(rng.integers(len(corpus.callers)))], level_db)
         at = turn + int(rng.uniform(0.3, 0.45 * agent_s) * RATE)
         take = utterance[: n - at]
         caller[at : at + len(take)] += take
@@ -207,12 +231,13 @@ def run_trial(
     elif cond.caller == "backchannel":
         at = turn + int(rng.uniform(0.5, 1.5) * RATE)
         while at < n - RATE:
-            bc = corpus.backchannels[int(rng.integers(len(corpus.backchannels)))]
+            bc = _gain_db(corpus.backchannels[int(rng.integers(len(corpus.backchannels)))], level_db)
             caller[at : at + len(bc)] += bc
+            backchannel_at.append(at)
             at += len(bc) + int(rng.uniform(1.5, 4.0) * RATE)
     noise = np.zeros(n)
     if cond.noise != "none":
-        level = 32768 * 10 ** ((-20 - cond.snr_db) / 20)  # SNR against the caller's -20 dBFS speech
+        level = 32768 * 10 ** ((cond.caller_dbfs - cond.snr_db) / 20)  # SNR against the caller's speech
         if cond.noise == "white":
             noise = rng.normal(0, level, n)
         else:
@@ -227,7 +252,7 @@ def run_trial(
     gain = 0.0 if cond.echo_db is None else 10 ** (cond.echo_db / 20)
     pos = 0  # position in the agent's speech
     paused = False
-    result = TrialResult(None, False, 0, 0, 0.0)
+    result = TrialResult()
     pause_at: int | None = None
     for t in range(0, n - FRAME + 1, FRAME):
         if not paused and pos < n:
@@ -245,8 +270,10 @@ def run_trial(
         for v in verdicts:
             if v.decision is Decision.PAUSE:
                 paused, pause_at = True, t + FRAME
-                if onsets and result.onset_to_clear_s is None and t + FRAME >= onsets[0]:
-                    result.onset_to_clear_s = (t + FRAME - onsets[0]) / RATE
+                if onsets and pause_at >= onsets[0]:
+                    result.clears += 1
+                    if result.first_clear_s is None:
+                        result.first_clear_s = (pause_at - onsets[0]) / RATE
             elif v.decision is Decision.RESUME:
                 paused = False
                 if not (onsets and pause_at and pause_at >= onsets[0]):
@@ -254,9 +281,12 @@ def run_trial(
             elif v.decision is Decision.CONFIRM:
                 if onsets and pause_at is not None and pause_at >= onsets[0]:
                     result.confirmed = True
+                    result.decisive_clear_s = (pause_at - onsets[0]) / RATE
                 else:
                     result.false_confirms += 1
+                result.backchannels = sum(1 for at in backchannel_at if at <= t)
                 return result
+    result.backchannels = len(backchannel_at)
     return result
 
 
@@ -269,24 +299,12 @@ def evaluate(trials: int, minutes: float, seed: int, config: BargeInConfig | Non
     rng = np.random.default_rng(seed)
     rows = []
     for cond in CONDITIONS:
-        latencies, missed, false_confirms, false_pauses, seconds = [], 0, 0, 0, 0.0
-        for _ in range(trials):
-            r = run_trial(rng, corpus, cond, config)
-            if r.onset_to_clear_s is not None and r.confirmed:
-                latencies.append(r.onset_to_clear_s)
-            missed += not r.confirmed
-            false_confirms += r.false_confirms
-            false_pauses += r.false_pauses
-            seconds += r.agent_seconds
-        rows.append(_row(cond, trials, latencies, missed, false_confirms, false_pauses, seconds))
+        rows.append(_row(cond, trials, [run_trial(rng, corpus, cond, config) for _ in range(trials)]))
     for cond in FALSE_CONDITIONS:
-        false_confirms, false_pauses, seconds = 0, 0, 0.0
-        while seconds < minutes * 60:
-            r = run_trial(rng, corpus, cond, config)
-            false_confirms += r.false_confirms
-            false_pauses += r.false_pauses
-            seconds += r.agent_seconds
-        rows.append(_row(cond, 0, [], 0, false_confirms, false_pauses, seconds))
+        results: list[TrialResult] = []
+        while sum(r.agent_seconds for r in results) < minutes * 60:
+            results.append(run_trial(rng, corpus, cond, config))
+        rows.append(_row(cond, 0, results))
     return {
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "config": config.__dict__,
@@ -297,37 +315,105 @@ def evaluate(trials: int, minutes: float, seed: int, config: BargeInConfig | Non
     }
 
 
-def _row(cond, trials, latencies, missed, false_confirms, false_pauses, seconds) -> dict[str, Any]:
-    minutes = seconds / 60
+def _ms(values: list[float], q: int) -> int | None:
+    return round(float(np.percentile(values, q)) * 1000) if values else None
+
+
+def _row(cond: Condition, trials: int, results: list[TrialResult]) -> dict[str, Any]:
+    caught = [r for r in results if r.confirmed]
+    first = [r.first_clear_s for r in caught if r.first_clear_s is not None]
+    decisive = [r.decisive_clear_s for r in caught if r.decisive_clear_s is not None]
+    minutes = sum(r.agent_seconds for r in results) / 60
+    false_confirms = sum(r.false_confirms for r in results)
+    said = sum(r.backchannels for r in results)
     return {
         "condition": cond.name,
         "interruptions": trials,
-        "onset_to_clear_p50_ms": round(float(np.percentile(latencies, 50)) * 1000) if latencies else None,
-        "onset_to_clear_p95_ms": round(float(np.percentile(latencies, 95)) * 1000) if latencies else None,
-        "missed": missed,
-        "caught_pct": round(100 * (trials - missed) / trials, 1) if trials else None,
+        "onset_to_clear_p50_ms": _ms(first, 50),
+        "onset_to_clear_p95_ms": _ms(first, 95),
+        "decisive_clear_p50_ms": _ms(decisive, 50),
+        "decisive_clear_p95_ms": _ms(decisive, 95),
+        "clears_per_interruption": round(sum(r.clears for r in caught) / len(caught), 2) if caught else None,
+        "missed": trials - len(caught),
+        "caught_pct": round(100 * len(caught) / trials, 1) if trials else None,
         "agent_speech_min": round(minutes, 1),
         "false_barge_ins_per_min": round(false_confirms / minutes, 3) if minutes else None,
-        "false_pauses_per_min": round(false_pauses / minutes, 3) if minutes else None,
+        "false_pauses_per_min": round(sum(r.false_pauses for r in results) / minutes, 3) if minutes else None,
+        "backchannels": said,
+        "backchannels_ending_reply_pct": round(100 * false_confirms / said, 1) if said else None,
     }
+
+
+#: (target, condition, column, how it is compared, limit); a column ending in "_per_10min" is
+#: the per-minute column times ten.
+TARGETS = [
+    ("clean onset->first clear p50 (ms)", "clean", "onset_to_clear_p50_ms", "<=", 50),
+    ("clean onset->first clear p95 (ms)", "clean", "onset_to_clear_p95_ms", "<=", 150),
+    ("caught clean (%)", "clean", "caught_pct", ">=", 98),
+    ("caught at white 10 dB (%)", "white 10 dB", "caught_pct", ">=", 98),
+    ("caught at babble 10 dB (%)", "babble 10 dB", "caught_pct", ">=", 90),
+    ("caught with echo -20 dB (%)", "echo -20 dB", "caught_pct", ">=", 95),
+    ("caught, quiet caller with echo -20 dB (%)", "quiet caller, echo -20 dB", "caught_pct", ">=", 95),
+    ("decisive clear p95 at white 10 dB (ms)", "white 10 dB", "decisive_clear_p95_ms", "<=", 300),
+    (
+        "backchannels ending the reply, clean (%)",
+        "clean + backchannels",
+        "backchannels_ending_reply_pct",
+        "<=",
+        2,
+    ),
+    (
+        "backchannels ending the reply, echo -20 dB (%)",
+        "echo -20 dB + backchannels",
+        "backchannels_ending_reply_pct",
+        "<=",
+        2,
+    ),
+    (
+        "backchannels ending the reply, white 10 dB (%)",
+        "white 10 dB + backchannels",
+        "backchannels_ending_reply_pct",
+        "<=",
+        2,
+    ),
+    (
+        "backchannels ending the reply, babble 10 dB (%)",
+        "babble 10 dB + backchannels",
+        "backchannels_ending_reply_pct",
+        "<=",
+        2,
+    ),
+    (
+        "false barge-ins, echo -10 dB alone (per 10 min)",
+        "echo -10 dB alone",
+        "false_barge_ins_per_10min",
+        "<=",
+        0,
+    ),
+]
+MAX_CLEARS_PER_INTERRUPTION = 1.1
 
 
 def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by = {r["condition"]: r for r in rows}
-    clean, white10 = by["clean"], by["white 10 dB"]
-    echo_bc, echo10 = by["echo -20 dB + backchannels"], by["echo -10 dB alone"]
-    checks = [
-        ("clean onset->clear p50 (ms)", clean["onset_to_clear_p50_ms"], "<=", 100),
-        ("clean onset->clear p95 (ms)", clean["onset_to_clear_p95_ms"], "<=", 150),
-        ("caught at white 10 dB (%)", white10["caught_pct"], ">=", 98),
+    checks = []
+    for name, condition, column, op, limit in TARGETS:
+        row = by[condition]
+        if column.endswith("_per_10min"):
+            per_min = row[column.removesuffix("_per_10min") + "_per_min"]
+            value = None if per_min is None else round(10 * per_min, 3)
+        else:
+            value = row[column]
+        checks.append((name, value, op, limit))
+    clears = [r["clears_per_interruption"] for r in rows if r["clears_per_interruption"] is not None]
+    checks.append(
         (
-            "false barge-ins per 10 min, echo -20 dB + backchannels",
-            10 * echo_bc["false_barge_ins_per_min"],
+            "clears per interruption, worst condition",
+            max(clears, default=None),
             "<=",
-            1,
-        ),
-        ("false barge-ins, echo -10 dB alone (per 10 min)", 10 * echo10["false_barge_ins_per_min"], "<=", 0),
-    ]
+            MAX_CLEARS_PER_INTERRUPTION,
+        )
+    )
     out = []
     for name, value, op, limit in checks:
         ok = value is not None and (value <= limit if op == "<=" else value >= limit)
@@ -335,23 +421,39 @@ def _targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+COLUMNS = [  # (heading, key, width)
+    ("n", "interruptions", 3),
+    ("first p50", "onset_to_clear_p50_ms", 9),
+    ("first p95", "onset_to_clear_p95_ms", 9),
+    ("decisive p50", "decisive_clear_p50_ms", 12),
+    ("decisive p95", "decisive_clear_p95_ms", 12),
+    ("clears/int", "clears_per_interruption", 10),
+    ("caught %", "caught_pct", 8),
+    ("agent min", "agent_speech_min", 9),
+    ("false/min", "false_barge_ins_per_min", 9),
+    ("pauses/min", "false_pauses_per_min", 10),
+    ("bc", "backchannels", 4),
+    ("bc ended %", "backchannels_ending_reply_pct", 10),
+]
+
+
 def render(report: dict[str, Any]) -> str:
-    head = (
-        f"{'condition':<30} {'n':>3} {'p50 ms':>7} {'p95 ms':>7} {'missed':>6} {'caught':>7} "
-        f"{'agent min':>9} {'false/min':>9} {'pauses/min':>10}"
-    )
-    lines = ["voicebridge barge-in evaluation", "", head, "-" * len(head)]
+    name_width = max(len(r["condition"]) for r in report["conditions"])
+    head = f"{'condition':<{name_width}} " + " ".join(f"{h:>{w}}" for h, _, w in COLUMNS)
+    lines = [
+        "voicebridge barge-in evaluation (times in ms from the caller's onset)",
+        "",
+        head,
+        "-" * len(head),
+    ]
     for r in report["conditions"]:
-
-        def f(v: Any, width: int) -> str:
-            return f"{'-' if v is None else v:>{width}}"
-
-        lines.append(
-            f"{r['condition']:<30} {f(r['interruptions'] or None, 3)} {f(r['onset_to_clear_p50_ms'], 7)} "
-            f"{f(r['onset_to_clear_p95_ms'], 7)} {f(r['missed'] if r['interruptions'] else None, 6)} "
-            f"{f(r['caught_pct'], 7)} {r['agent_speech_min']:>9} {f(r['false_barge_ins_per_min'], 9)} "
-            f"{f(r['false_pauses_per_min'], 10)}"
-        )
+        cells = []
+        for _, key, width in COLUMNS:
+            v = r[key]
+            if not v and key in ("interruptions", "backchannels"):
+                v = None
+            cells.append(f"{'-' if v is None else v:>{width}}")
+        lines.append(f"{r['condition']:<{name_width}} " + " ".join(cells))
     lines += ["", "targets"]
     for t in report["targets"]:
         lines.append(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['target']}: {t['value']} (limit {t['limit']})")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from voicebridge.runtime.privacy import mask_number
+from voicebridge.runtime.privacy import end_detail, mask_number
+from voicebridge.v1 import common_pb2
 
 
 @pytest.mark.parametrize(
@@ -40,3 +41,30 @@ def test_masked_number_never_contains_the_hidden_digits() -> None:
 
 def test_keep_is_configurable() -> None:
     assert mask_number("+15551234567", keep=2) == "+1********67"
+
+
+@pytest.mark.parametrize(
+    ("reason", "detail", "log_transcripts", "logged"),
+    [
+        (
+            common_pb2.END_REASON_AGENT_ENDED,
+            "caller said their PIN is 1234",
+            False,
+            "(reason withheld: LOG_TRANSCRIPTS)",
+        ),
+        (
+            common_pb2.END_REASON_TRANSFERRED,
+            "wants billing about card 4111",
+            False,
+            "(reason withheld: LOG_TRANSCRIPTS)",
+        ),
+        (common_pb2.END_REASON_AGENT_ENDED, "", False, ""),
+        (common_pb2.END_REASON_AGENT_ENDED, "goodbye", True, "goodbye"),
+        (common_pb2.END_REASON_CALLER_HANGUP, "twilio sent stop", False, "twilio sent stop"),
+        (common_pb2.END_REASON_AGENT_ERROR, "1011 internal error", False, "1011 internal error"),
+    ],
+)
+def test_an_end_detail_in_the_agents_words_is_logged_only_with_log_transcripts(
+    reason: int, detail: str, log_transcripts: bool, logged: str
+) -> None:
+    assert end_detail(reason, detail, log_transcripts) == logged

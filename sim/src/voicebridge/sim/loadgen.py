@@ -74,8 +74,6 @@ OUTBOUND = "edge_outbound_added_latency_seconds"
 HEARD = "media_heard_turn_latency_seconds"
 CALLS_ACTIVE = {"edge": "edge_calls_active", "media": "media_calls_active", "agent": "agent_sessions_active"}
 TEARDOWN_GIVE_UP_S = 10.0
-
-
 REDACTIONS = "voicebridge_log_redactions"  # the agent's log redaction set (signed URLs of live calls)
 
 

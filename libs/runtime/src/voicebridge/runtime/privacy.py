@@ -8,6 +8,8 @@ logged only when the operator sets LOG_TRANSCRIPTS=true (see docs/edge.md).
 
 from __future__ import annotations
 
+from voicebridge.v1 import common_pb2
+
 KEEP_DIGITS = 4
 MASK_CHAR = "*"
 
@@ -28,3 +30,16 @@ def mask_number(value: str | None, keep: int = KEEP_DIGITS) -> str:
     head = digits[0] if plus else ""  # the country code's first digit (+1 North America, +4 Europe...)
     hidden = len(digits) - keep - len(head)
     return ("+" if plus else "") + head + MASK_CHAR * hidden + digits[-keep:]
+
+
+# Ends whose detail is the agent's own free text (the reason an LLM gave end_call or a transfer),
+# which can repeat what the caller said.
+AGENT_WORDED_ENDS = frozenset({common_pb2.END_REASON_AGENT_ENDED, common_pb2.END_REASON_TRANSFERRED})
+
+
+def end_detail(reason: int, detail: str, log_transcripts: bool = False) -> str:
+    """A call end's detail as it may be logged: withheld when it is the agent's words, unless
+    LOG_TRANSCRIPTS allows conversation text in logs."""
+    if reason in AGENT_WORDED_ENDS and not log_transcripts:
+        return "(reason withheld: LOG_TRANSCRIPTS)" if detail else ""
+    return detail

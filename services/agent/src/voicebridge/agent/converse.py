@@ -22,6 +22,7 @@ import grpc
 
 from voicebridge.runtime.logs import call_context
 from voicebridge.runtime.mux import MuxServer
+from voicebridge.runtime.privacy import end_detail
 from voicebridge.runtime.tasks import cancel_and_wait
 from voicebridge.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
@@ -196,7 +197,11 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
         except Exception as exc:
             log.exception("%s session failed", self._backend.name)
             info = SessionEndInfo(common_pb2.END_REASON_AGENT_ERROR, f"{type(exc).__name__}: {exc}")
-        log.info("backend ended the conversation: %s %s", _reason_name(info.reason), info.detail)
+        log.info(
+            "backend ended the conversation: %s %s",
+            _reason_name(info.reason),
+            end_detail(info.reason, info.detail),
+        )
         outbox.put_control(_end(info.reason, info.detail))
 
     async def _pump_requests(

@@ -155,7 +155,9 @@ def router(settings: EdgeSettings, security: EdgeSecurity, rest: TwilioRest | No
             )
         except TwilioApiError as exc:
             OUTBOUND_CALLS.labels("twilio_error").inc()
-            detail = str(exc).replace(to, mask_number(to))  # Twilio's messages can quote the number
+            detail = str(exc).replace(to, mask_number(to))  # Twilio's messages can quote the numbers
+            if from_:
+                detail = detail.replace(from_, mask_number(from_))
             log.warning("outbound call to %s refused by Twilio: %s", mask_number(to), detail)
             raise _error(
                 502,

@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from voicebridge.runtime.grpc_metrics import ClientStreamMetrics
 from voicebridge.runtime.logs import call_context
 from voicebridge.runtime.mux import MuxCall, MuxClient
-from voicebridge.runtime.privacy import mask_number
+from voicebridge.runtime.privacy import end_detail, mask_number
 from voicebridge.runtime.stream_writer import PriorityStreamWriter
 from voicebridge.v1 import common_pb2, media_pb2
 
@@ -221,7 +221,11 @@ class MediaStreamSession:
             await self._close(self._close_code, self._close_reason or end.detail)
             CALLS_ACTIVE.dec()
             CALL_ENDS.labels(common_pb2.EndReason.Name(end.reason).removeprefix("END_REASON_").lower()).inc()
-            log.info("media stream ended: %s %s", common_pb2.EndReason.Name(end.reason), end.detail)
+            log.info(
+                "media stream ended: %s %s",
+                common_pb2.EndReason.Name(end.reason),
+                end_detail(end.reason, end.detail, self._settings.log_transcripts),
+            )
 
     async def _await_media_end(self, media_task: asyncio.Task) -> None:
         """Read media's stream to its end (media has closed the agent's session by then), then stop.
@@ -364,7 +368,10 @@ class MediaStreamSession:
                 if t.final and self._settings.log_transcripts:  # what people say is personal data
                     log.info("%s%s: %s", who, " (corrected)" if t.correction else "", t.text)
             elif kind == "hangup" and not self._decided.done():
-                log.info("hanging up: %s", response.hangup.reason)
+                shown = end_detail(
+                    common_pb2.END_REASON_AGENT_ENDED, response.hangup.reason, self._settings.log_transcripts
+                )
+                log.info("hanging up: %s", shown)
                 self._close_reason = "agent hung up"
                 self._decide(
                     common_pb2.CallEnd(

@@ -96,9 +96,9 @@ class TwilioActions:
             HANGUPS.labels("transfer", "already_ended").inc()
             log.info("cannot transfer: the call had already ended (20404)")
             return failed("the call has already ended")
-        except Exception:
+        except Exception as exc:  # Twilio's message can quote the number: masked, no traceback
             HANGUPS.labels("transfer", "error").inc()
-            log.exception("REST transfer failed")
+            log.error("REST transfer to %s failed: %s", shown, str(exc).replace(destination, shown))
             return failed("the telephone network could not transfer the call")
         HANGUPS.labels("transfer", "ok").inc()
         log.info("transferred to %s", shown)

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from voicebridge.runtime.logs import call_context
 from voicebridge.runtime.mux import MuxClient
+from voicebridge.runtime.privacy import end_detail
 from voicebridge.runtime.tasks import cancel_and_wait
 from voicebridge.v1 import agent_pb2, common_pb2, media_pb2
 
@@ -198,7 +199,7 @@ class CallSession:
         if self._link is not None:
             await self._link.close(_caller_end(reason, detail))
         name = common_pb2.EndReason.Name(reason)
-        log.info("call ended: %s %s", name, detail)
+        log.info("call ended: %s %s", name, end_detail(reason, detail))  # the agent's words stay out
         return end
 
     # -- edge -> agent ------------------------------------------------------------------------

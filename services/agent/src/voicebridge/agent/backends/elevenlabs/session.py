@@ -45,6 +45,7 @@ from websockets.exceptions import ConnectionClosed
 from voicebridge.agent.formats import format_from_name, format_name, offered
 from voicebridge.agent.prompts import load_prompt
 from voicebridge.runtime.logs import call_context
+from voicebridge.runtime.privacy import end_detail
 from voicebridge.runtime.redaction import SecretScope
 from voicebridge.v1 import agent_pb2, common_pb2
 
@@ -504,7 +505,11 @@ class ElevenLabsSession(AgentSession):
             return
         CLOSES.labels(close_label(code)).inc()
         info = _close_end(code, reason, self._last_error)
-        log.info("ElevenLabs conversation %s closed: %s", self.conversation_id, info.detail)
+        log.info(
+            "ElevenLabs conversation %s closed: %s",
+            self.conversation_id,
+            end_detail(info.reason, info.detail),
+        )
         self._pending.push(_End(info, apologize=code != 1000))
 
     # --- the AgentSession interface ------------------------------------------------------------------

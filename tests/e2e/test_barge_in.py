@@ -88,8 +88,12 @@ async def _answer(session: EmulatedSession, answer: bytes) -> None:
 
 
 async def _hear_out(call: TwilioCaller, answer: bytes) -> None:
-    """Event-driven: until the answer has been played to its last sample and the line is quiet."""
-    await call.wait_heard((call.samples_heard() + len(answer)) / 8000, timeout=20)
+    """Event-driven: until the answer has been played to its last sample and the line is quiet.
+
+    Counted from what was heard before the last clear, not from now: on a loaded machine part of the
+    answer may already have played by the time the test has seen the clear."""
+    before_clear = call.samples_heard(before=call.clears_at[-1]) if call.clears_at else call.samples_heard()
+    await call.wait_heard((before_clear + len(answer)) / 8000, timeout=20)
     await call.wait_agent_quiet(0.3, timeout=10)
 
 

@@ -307,9 +307,10 @@ class TwilioCaller:
 
     # --- what the caller heard
 
-    def samples_heard(self) -> int:
-        """Agent audio samples played so far (cleared audio never counts)."""
-        end = self._heard_end()
+    def samples_heard(self, before: int | None = None) -> int:
+        """Agent audio samples played so far (cleared audio never counts); with `before` (a sample
+        index on the caller's timeline, such as one of `clears_at`), only those played before it."""
+        end = self._heard_end() if before is None else min(before, self._heard_end())
         return sum(max(0, min(s.start + len(s.audio), end) - s.start) for s in self._segments)
 
     @property

@@ -105,15 +105,16 @@ def test_run_starts_all_three_and_stops_cleanly(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{edge}/healthz", timeout=5) as reply:
             assert reply.status == 200
         children = psutil.Process(proc.pid).children(recursive=True)
-        names = " ".join(" ".join(c.cmdline()) for c in children)
+        names, listening = [], set()
+        for child in children:
+            try:  # scripts/run also runs short-lived helpers (health probes): they may be gone by now
+                names.append(" ".join(child.cmdline()))
+                sockets = child.net_connections(kind="inet")
+            except psutil.NoSuchProcess:
+                continue
+            listening |= {(c.laddr.ip, c.laddr.port) for c in sockets if c.status == psutil.CONN_LISTEN}
         for service in SERVICES:
-            assert f"voicebridge-{service}" in names
-        listening = {
-            (c.laddr.ip, c.laddr.port)
-            for child in children
-            for c in child.net_connections(kind="inet")
-            if c.status == psutil.CONN_LISTEN
-        }
+            assert f"voicebridge-{service}" in " ".join(names)
         ports = {port for _ip, port in listening}
         assert {edge, edge_metrics, media, media_metrics, agent, agent_metrics} <= ports, listening
         assert all(is_loopback(ip) for ip, _port in listening), listening

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from ._tools import ROOT
 
-# Forms in which files outside the repository were once cited ("../shared/reference/x.md", "reference
-# twilio.md §2.1", "audio-perf §5", "reference §7.10"): a reader of a clone cannot follow any of them.
+# Forms in which engineering notes outside the repository were once cited (a relative path into a
+# sibling folder of the clone, a note's file name or short name followed by a section sign and number,
+# the vendor spec's message ids): a reader of a clone cannot follow any of them.
 OUTSIDE = re.compile(
-    r"\.\./shared|shared/reference|reference [a-z0-9-]+\.md|\b(?:audio-perf|ops|twilio|elevenlabs)(?:\.md)? §"
-    r"|\breference §|\bAAPI-[A-Z]\b"
+    r"\.\./shared|shared[/]reference|reference [a-z0-9-]+\.md"
+    r"|\b(?:audio-perf|ops|twilio|elevenlabs)(?:\.md)? §|\breference §|\bAAPI-[A-Z]\b"
 )
 DOC_LINK = re.compile(r"docs/([a-z0-9-]+\.md)(?:#([\w-]+))?")
 MD_LINK = re.compile(r"\]\(([\w./-]+\.md)(?:#([\w-]+))?\)")

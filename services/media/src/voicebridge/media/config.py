@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from voicebridge.runtime.config import ConfigError, Env, MuxSettings
+from voicebridge.runtime.config import ConfigError, Env, MuxSettings, drain_deadline_s, resolve_interval_s
 from voicebridge.runtime.grpc_tls import GrpcTls
+from voicebridge.runtime.resolvers import plaintext_check_targets
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ class MediaSettings:
     agent_target: str
     log_level: str
     log_format: str
-    grace_s: float
+    # SIGTERM: calls in progress run on for up to this long, then hear a goodbye (runtime/drain.py).
+    drain_deadline_s: float
     playout: PlayoutConfig
     vad_aggressiveness: int
     vad_onset_ms: int
@@ -98,6 +100,8 @@ class MediaSettings:
     # mTLS for both hops (serving the edge, calling the agent): GRPC_TLS_* / GRPC_INSECURE.
     tls: GrpcTls = field(default_factory=GrpcTls)
     metrics_host: str = "127.0.0.1"
+    # AGENT_TARGET as a name or list of replicas: how often it is resolved again.
+    resolve_interval_s: float = 5.0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> MediaSettings:
@@ -110,7 +114,7 @@ class MediaSettings:
             agent_target=agent_target,
             log_level=env.str("LOG_LEVEL", "INFO"),
             log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
-            grace_s=env.float("MEDIA_SHUTDOWN_GRACE_S", 5.0),
+            drain_deadline_s=drain_deadline_s(env),
             playout=PlayoutConfig(
                 frame_ms=env.int("PLAYOUT_FRAME_MS", 20),
                 lead_ms=env.int("PLAYOUT_LEAD_MS", 60),
@@ -125,8 +129,9 @@ class MediaSettings:
             agent_queue_ms=env.int("AGENT_QUEUE_MS", 1000),
             drain_timeout_s=env.float("DRAIN_TIMEOUT_S", 30.0),
             mux=MuxSettings.from_env(env, "AGENT_BATCH_INTERVAL_MS", 0.0),
-            tls=GrpcTls.from_env(env).checked(listen, (agent_target,)),
+            tls=GrpcTls.from_env(env).checked(listen, plaintext_check_targets(agent_target)),
             metrics_host=env.str("METRICS_HOST", "127.0.0.1"),
+            resolve_interval_s=resolve_interval_s(env),
         )
 
 

@@ -11,6 +11,7 @@ once, as uvicorn does.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from types import FrameType
 
@@ -41,7 +42,10 @@ class DrainingServer(uvicorn.Server):
 
     def _start_drain(self) -> None:
         if self._draining is None:
-            self._draining = asyncio.get_running_loop().create_task(self._run_drain(), name="edge-drain")
+            # A context of its own: not the one of whichever call the signal interrupted (its log id).
+            self._draining = asyncio.get_running_loop().create_task(
+                self._run_drain(), name="edge-drain", context=contextvars.Context()
+            )
 
     async def _run_drain(self) -> None:
         await self._drain.run(self._deadline_s, lambda session: session.say_goodbye())

@@ -151,6 +151,12 @@ class ReplicaPool:
         """address -> (health, calls in progress from here): for logs and tests."""
         return {a: (_STATE_NAMES.get(r.health, "unknown"), r.active) for a, r in self._replicas.items()}
 
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Until `condition()` holds, checked whenever the set or a replica's health changes."""
+        while not condition():
+            self._changed.clear()
+            await self._changed.wait()
+
     async def aclose(self) -> None:
         self._resolver_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -202,6 +208,7 @@ class ReplicaPool:
         finally:
             replica.active -= 1
             self._active.dec()
+            self._changed.set()
             if not replica.listed and replica.active == 0 and self._replicas.get(replica.address) is replica:
                 await self._close(replica)
 
@@ -263,6 +270,7 @@ class ReplicaPool:
                 if replica.active == 0:
                     await self._close(replica)
         self._publish()
+        self._changed.set()
 
     async def _watch(self, replica: Replica) -> None:
         """Follow the replica's health for as long as it is known; an unreachable one is NOT_SERVING."""
@@ -374,6 +382,7 @@ class ReplicaCall:
         return True
 
     async def write(self, message: Any) -> None:
+        await self._attached.wait()
         async with self._lock:
             if self._failure is not None:
                 raise asyncio.InvalidStateError(self._failure.details())
@@ -385,6 +394,7 @@ class ReplicaCall:
                     raise  # a started call: its failure is the caller's to see
 
     async def done_writing(self) -> None:
+        await self._attached.wait()
         async with self._lock:
             if self._failure is not None:
                 return

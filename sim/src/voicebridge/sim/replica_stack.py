@@ -181,7 +181,7 @@ class ReplicaStack:
             if not replica.alive() or time.monotonic() > deadline:
                 replica.close()
                 raise RuntimeError(f"{name} did not become ready:\n{replica.log()[-4000:]}")
-            time.sleep(0.05)
+            time.sleep(0.1)
         if listed and service in self.listed:
             self.list(replica)
         return replica

@@ -31,7 +31,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from voicebridge.sim.loadgen import FRAME_BYTES, CallResult, EmulatorProcess, gaps, run_call
+from voicebridge.sim.loadgen import (
+    FRAME_BYTES,
+    GAP_S,
+    RATE,
+    UTTERANCE_BREAK_S,
+    CallResult,
+    EmulatorProcess,
+    gaps,
+    run_call,
+)
 from voicebridge.sim.replica_stack import CALL_STARTED, Replica, ReplicaStack, count_in_log
 from voicebridge.sim.voice import speech_like
 
@@ -46,7 +55,9 @@ class Rollout:
         self.args = args
         self.ready_edges: list[Replica] = []
         self.calls: list[asyncio.Task[CallResult]] = []
+        self.call_began: list[float] = []  # when each call was placed (its timeline's zero, roughly)
         self.restarts: list[dict[str, Any]] = []
+        self.t0 = time.monotonic()
         self._turn = itertools.count()
         self._speech = speech_like()
 
@@ -62,11 +73,13 @@ class Rollout:
             edge = self.ready_edges[next(self._turn) % len(self.ready_edges)]
             call = run_call(edge.ws_url, self._speech, self.args.call_seconds, 0.0, None)
             self.calls.append(asyncio.create_task(call))
+            self.call_began.append(time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0 / self.args.rate)
 
     async def replace(self, old: Replica) -> None:
         """Surge one replacement, then take the old replica out and let it drain."""
+        surge = time.monotonic()
         new = await asyncio.to_thread(self.start, old.service)
         if old in self.ready_edges:
             self.ready_edges.remove(old)
@@ -78,6 +91,8 @@ class Rollout:
             {
                 "replaced": old.name,
                 "by": new.name,
+                "started_at_s": round(surge - self.t0, 1),
+                "ready_after_s": round(began - surge, 2),
                 "drain_s": round(time.monotonic() - began, 2),
                 "exit_code": code,
             }
@@ -128,6 +143,18 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return report(rollout, results, emu, stop_codes, time.monotonic() - began)
 
 
+def gap_times(spans: list[tuple[int, int]]) -> list[float]:
+    """Where on the call's timeline (s) playback ran dry for over 40 ms inside an utterance (the
+    holes loadgen.gaps counts)."""
+    frame = FRAME_BYTES / RATE
+    at = []
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        hole = (start - end) / RATE
+        if hole < UTTERANCE_BREAK_S and hole + frame > GAP_S + 1e-9:
+            at.append(end / RATE)
+    return at
+
+
 def _completed(result: CallResult) -> bool:
     s = result.summary
     return (
@@ -147,6 +174,10 @@ def report(
     agent_heard = sum(r.bytes_received for r in results)
     per_replica = {r.name: count_in_log(r, CALL_STARTED[r.service]) for r in rollout.stack.replicas}
     dropped = [r for r in results if not _completed(r)]
+    offsets = [b - rollout.t0 for b in rollout.call_began]
+    gaps_at = sorted(
+        round(o + t, 1) for o, r in zip(offsets, results, strict=True) for t in gap_times(r.heard_spans)
+    )
     return {
         "mode": "baseline (no restart)" if rollout.args.no_restart else "rolling restart",
         "replicas": {"edge": rollout.args.edges, "media": rollout.args.media, "agent": rollout.args.agents},
@@ -160,6 +191,7 @@ def report(
         "playback_gaps": {
             "over_40ms": sum(c for c, _ in gap_counts),
             "worst_in_utterance_ms": round(max((w for _, w in gap_counts), default=0.0) * 1000, 1),
+            "at_s": gaps_at,  # since the start of the run, to set beside the restarts' times
         },
         "lost_frames": {
             "caller_to_elevenlabs": None

@@ -50,7 +50,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         channel = settings.tls.aio_channel(settings.media_target, CLIENT_OPTIONS)
         stub = media_pb2_grpc.MediaServiceStub(channel)
-        # Every call to media on one multiplexed stream (runtime/mux.py), unless GRPC_MULTIPLEX=false.
+        # Every call to media on one multiplexed stream (runtime/mux/), unless GRPC_MULTIPLEX=false.
         media_calls = state["media"] = MuxClient(
             stub.CallMany,
             stub.Call,

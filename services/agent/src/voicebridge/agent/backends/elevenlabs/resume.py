@@ -1,6 +1,6 @@
 """A call whose ElevenLabs conversation drops with an error goes on in a new conversation.
 
-Why: ElevenLabs has no way to reattach to a conversation (docs/elevenlabs.md#no-resume), and a new one
+Why: ElevenLabs has no way to reattach to a conversation (docs/elevenlabs.md#resume), and a new one
 knows nothing; so the bridge keeps the call's turns (transcript.py) and tells the new conversation, in
 the ways the protocol allows (docs/elevenlabs.md#resume):
 

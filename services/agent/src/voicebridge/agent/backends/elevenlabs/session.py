@@ -20,10 +20,13 @@ named in brackets):
 * DTMF: `user_activity` (resets the agent's turn timeout while the caller types, [#dtmf]) followed by a
   `contextual_update` naming the key. `user_message` was rejected: it would make the key a spoken turn.
 * A frame that is malformed or unknown mid-call is logged, counted and skipped [#events-we-receive].
-* An error close after the call started (anything but 1000, including a lost connection) plays the
-  bundled `apology` prompt (espeak-ng, stored as μ-law 8 kHz and rendered to the negotiated output format
-  by `voicebridge.agent.prompts.load_prompt`), then run() returns AGENT_ERROR: the caller hears why the
-  line goes quiet instead of dead air, and no silent reconnect starts a new conversation [#no-resume].
+* An error close after the call started (anything but 1000, including a lost connection) ends
+  `run_until_end()` with a resumable or not `End` (closes.resumable); resume.py then continues the call
+  in a new conversation [#resume] or has `apologize()` play the bundled `apology` prompt (espeak-ng,
+  stored as μ-law 8 kHz and rendered to the negotiated output format by
+  `voicebridge.agent.prompts.load_prompt`): the caller hears why the line goes quiet instead of dead air.
+  A continuing conversation (`Continuation`) numbers its replies above the old ones and drops its
+  greeting until the caller speaks. Every turn is kept in `history` (transcript.py) for the next one.
 """
 
 from __future__ import annotations

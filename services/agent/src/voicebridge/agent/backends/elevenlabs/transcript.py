@@ -1,7 +1,7 @@
 """The conversation so far, as the bridge saw it: what a new conversation needs to carry on a call.
 
 Why the bridge keeps it: ElevenLabs has no way to reattach to a conversation whose WebSocket dropped
-(docs/elevenlabs.md#no-resume), so a resumed call starts a new conversation and is told the old one's
+(docs/elevenlabs.md#resume), so a resumed call starts a new conversation and is told the old one's
 turns (resume.py). The agent's words are kept as the caller heard them, not as the model wrote them:
 a reply cut off (by the caller, by ElevenLabs' own interruption, or by the failure itself) counts with
 its heard part only, from the alignment of the audio handed to media, the `agent_response_correction`,

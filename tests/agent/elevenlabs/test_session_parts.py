@@ -9,7 +9,7 @@ from voicebridge.agent.backends.base import SessionRefused
 from voicebridge.agent.backends.elevenlabs import protocol as p
 from voicebridge.agent.backends.elevenlabs.alignment import text_alignment
 from voicebridge.agent.backends.elevenlabs.busy import looks_busy
-from voicebridge.agent.backends.elevenlabs.closes import close_end, describe
+from voicebridge.agent.backends.elevenlabs.closes import close_end, describe, resumable
 from voicebridge.agent.backends.elevenlabs.negotiation import bytes_per_s, negotiate
 from voicebridge.v1 import agent_pb2, common_pb2
 
@@ -58,6 +58,30 @@ def test_busy_is_read_from_429_or_the_words_of_a_limit(
     error: p.ErrorEvent | None, reason: str, busy: bool
 ) -> None:
     assert looks_busy(1002, error, reason) is busy
+
+
+@pytest.mark.parametrize(
+    ("code", "error_type", "expected"),
+    [
+        (1000, None, False),  # the agent ended the call
+        (1008, "invalid_message", False),  # a new conversation would repeat it
+        (1008, "override_error", False),
+        (1002, "llm_timeout", True),
+        (1002, "asr_transcription_error", True),
+        (1002, "safety_violation", False),  # stopped on purpose
+        (1002, "transport_receive_timeout", False),
+        (1000, "max_duration_exceeded", False),
+        (1011, None, True),
+        (1001, None, True),
+        (1006, None, True),  # the connection lost
+        (None, None, True),
+    ],
+)
+def test_which_closes_a_new_conversation_may_carry_on(
+    code: int | None, error_type: str | None, expected: bool
+) -> None:
+    error = p.ErrorEvent(code, "x", error_type) if error_type else None
+    assert resumable(code, error) is expected
 
 
 def test_describe_names_the_error_type_or_the_reason() -> None:

@@ -7,15 +7,17 @@ with no network. Shapes follow docs/elevenlabs.md (from ElevenLabs' AsyncAPI spe
 
 One concern per module: the server and its refusals (server.py), one conversation as tests drive it
 (session.py), how an agent behaves (script.py), ready-made behaviours (scenarios.py), wire shapes
-(wire.py), audio helpers (audio.py), the command line (cli.py). Every name is importable from here.
+(wire.py), audio helpers (audio.py), the command line (cli.py), and a call that outlives its conversation
+(failover.py). Every name is importable from here.
 """
 
 from .audio import bytes_per_ms, decode_to_pcm16, encode_pcm16, resample, rms, silence, tone
 from .cli import main
-from .scenarios import default_scenario
+from .failover import DropsMidCall, even_alignment
+from .scenarios import Utterances, default_scenario
 from .script import AgentScript, Predicate, Scenario
 from .server import ConvAIEmulator
-from .session import EmulatedSession, SessionClosedError
+from .session import ContextReceived, EmulatedSession, SessionClosedError
 from .wire import (
     CONVERSATION_PATH,
     FORMATS,
@@ -32,17 +34,21 @@ __all__ = [
     "OMIT",
     "SIGNED_URL_PATH",
     "AgentScript",
+    "ContextReceived",
     "ConvAIEmulator",
+    "DropsMidCall",
     "EmulatedSession",
     "Predicate",
     "Scenario",
     "SessionClosedError",
+    "Utterances",
     "bytes_per_ms",
     "chunk_alignment",
     "decode_to_pcm16",
     "default_scenario",
     "encode_pcm16",
     "error_event",
+    "even_alignment",
     "main",
     "message_kind",
     "resample",

@@ -37,35 +37,53 @@ async def default_scenario(session: EmulatedSession, ping_every_s: float = 5.0) 
         ping_task.cancel()
 
 
+class Utterances:
+    """The caller's utterances in one conversation, told apart by level: speech (RMS above 2 % of full
+    scale), then `quiet_ms` of quiet. Plenty for tones and voices sent by tests, and for a person."""
+
+    def __init__(self, session: EmulatedSession, quiet_ms: int = 700) -> None:
+        self._session = session
+        self._fmt = session.script.input_format
+        self._frame_bytes = int(bytes_per_ms(self._fmt) * 20)
+        self._quiet_ms = quiet_ms
+        self._pos = 0
+
+    async def next(self) -> bytes:
+        """The next whole utterance (wire bytes). Raises SessionClosedError when the conversation ends."""
+        threshold = 0.02 * 32767
+        utterance, quiet_ms, speaking = bytearray(), 0, False
+        while True:
+            if self._session.closed:
+                raise SessionClosedError("emulator: the session closed while the caller was awaited")
+            try:
+                await self._session.wait_for_audio_length(self._pos + self._frame_bytes, timeout=3600)
+            except TimeoutError:
+                continue
+            frame = bytes(self._session.received_audio[self._pos : self._pos + self._frame_bytes])
+            self._pos += self._frame_bytes
+            if rms(frame, self._fmt) > threshold:
+                speaking, quiet_ms = True, 0
+            elif speaking:
+                quiet_ms += 20
+            if speaking:
+                utterance += frame
+            if speaking and quiet_ms >= self._quiet_ms:
+                return bytes(utterance)
+
+
 async def _echo(session: EmulatedSession, in_fmt: str, out_fmt: str) -> None:
-    frame_bytes = int(bytes_per_ms(in_fmt) * 20)
-    threshold = 0.02 * 32767
-    pos, utterance, quiet_ms, speaking, turns = 0, bytearray(), 0, False, 0
+    utterances = Utterances(session)
+    turns = 0
     while not session.closed:
-        try:
-            await session.wait_for_audio_length(pos + frame_bytes, timeout=3600)
-        except TimeoutError:
-            continue
-        frame = bytes(session.received_audio[pos : pos + frame_bytes])
-        pos += frame_bytes
-        level = rms(frame, in_fmt)
-        if level > threshold:
-            speaking, quiet_ms = True, 0
-        elif speaking:
-            quiet_ms += 20
-        if speaking:
-            utterance += frame
-        if speaking and quiet_ms >= 700:
-            turns += 1
-            pcm = decode_to_pcm16(bytes(utterance), in_fmt)
-            pcm = resample(pcm, sample_rate(in_fmt), sample_rate(out_fmt))
-            event_id = session.next_event_id()
-            await session.send_event(
-                {
-                    "type": "agent_response",
-                    "agent_response_event": {"agent_response": f"(echo {turns})", "event_id": event_id},
-                }
-            )
-            await session.send_audio(encode_pcm16(pcm, out_fmt), event_id=event_id)
-            utterance.clear()
-            speaking, quiet_ms = False, 0
+        utterance = await utterances.next()
+        turns += 1
+        pcm = decode_to_pcm16(utterance, in_fmt)
+        pcm = resample(pcm, sample_rate(in_fmt), sample_rate(out_fmt))
+        event_id = session.next_event_id()
+        await session.send_event(
+            {
+                "type": "agent_response",
+                "agent_response_event": {"agent_response": f"(echo {turns})", "event_id": event_id},
+            }
+        )
+        await session.send_audio(encode_pcm16(pcm, out_fmt), event_id=event_id)

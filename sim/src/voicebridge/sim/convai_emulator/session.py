@@ -21,6 +21,18 @@ from .script import AgentScript, Predicate
 from .wire import Omit, chunk_alignment, error_event, message_kind
 
 
+@dataclass(frozen=True)
+class ContextReceived:
+    """The context a conversation received: its init's dynamic variables (`resumed` true when the client
+    continues a call), `contextual_update` and `user_message` texts in order, any first-message override."""
+
+    resumed: bool
+    dynamic_variables: dict[str, Any]
+    contextual_updates: list[str]
+    user_messages: list[str]
+    first_message: str | None
+
+
 class SessionClosedError(ConnectionError):
     """The conversation closed while a test or scenario was waiting for something that never came."""
 
@@ -232,6 +244,23 @@ class EmulatedSession:
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
+
+    @property
+    def context(self) -> ContextReceived:
+        """What the client told this conversation about the call so far (a resumed call's context)."""
+        init = self.init or {}
+        variables = init.get("dynamic_variables") or {}
+        override = init.get("conversation_config_override") or {}
+        first_message = (override.get("agent") or {}).get("first_message")
+        return ContextReceived(
+            resumed=variables.get("resumed") is True,
+            dynamic_variables=dict(variables),
+            contextual_updates=[
+                str(m.get("text", "")) for m in self.received if m.get("type") == "contextual_update"
+            ],
+            user_messages=[str(m.get("text", "")) for m in self.received if m.get("type") == "user_message"],
+            first_message=first_message if isinstance(first_message, str) else None,
+        )
 
     # --- receiving (called by the emulator) ------------------------------------------------------------
 

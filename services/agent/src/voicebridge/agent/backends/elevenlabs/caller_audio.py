@@ -28,14 +28,35 @@ _PROCESSING_IN = PROCESSING.labels("inbound")
 _SECONDS_SENT = AUDIO_SECONDS.labels("sent")
 
 
+class HeldAudio:
+    """Caller audio kept while nothing can take it, bounded: beyond `limit_bytes` the oldest goes."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self._limit = limit_bytes
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._bytes = 0
+
+    def push(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._bytes += len(data)
+        while self._bytes > self._limit and self._chunks:
+            self._bytes -= len(self._chunks.popleft())
+
+    def pop(self) -> bytes | None:
+        """The oldest chunk held, or None."""
+        if not self._chunks:
+            return None
+        chunk = self._chunks.popleft()
+        self._bytes -= len(chunk)
+        return chunk
+
+
 class CallerAudio:
     """user_audio_chunk frames for one conversation, in order, with nothing sent before `release()`."""
 
     def __init__(self, ws: ClientConnection, limit_bytes: int) -> None:
         self._ws = ws
-        self._limit = limit_bytes
-        self._held: collections.deque[bytes] = collections.deque()
-        self._held_bytes = 0
+        self._held = HeldAudio(limit_bytes)
         self._ready = False
         self._rate = 0
         self._lock = asyncio.Lock()
@@ -43,10 +64,7 @@ class CallerAudio:
     async def send(self, data: bytes, received_unix_nanos: int = 0) -> None:
         """Send one chunk (or hold it until ready). Raises ConnectionClosed when the socket is gone."""
         if not self._ready:
-            self._held.append(data)
-            self._held_bytes += len(data)
-            while self._held_bytes > self._limit and self._held:
-                self._held_bytes -= len(self._held.popleft())
+            self._held.push(data)
             return
         async with self._lock:
             begin = time.perf_counter()
@@ -61,9 +79,7 @@ class CallerAudio:
         self._rate = bytes_per_s(input_format)
         async with self._lock:
             self._ready = True
-            while self._held:
-                chunk = self._held.popleft()
-                self._held_bytes -= len(chunk)
+            while (chunk := self._held.pop()) is not None:
                 with contextlib.suppress(ConnectionClosed):
                     await self._ws.send(p.encode_user_audio(chunk))
                     self._count(chunk)

@@ -46,3 +46,22 @@ def describe(error: p.ErrorEvent | None, reason: str) -> str:
     if error is None:
         return reason or "no reason given"
     return f"{error.error_type or 'error'}: {error.message or error.reason or reason}"
+
+
+# Error types that a new conversation would only repeat, or that ended the call on purpose
+# (docs/elevenlabs.md#resume): a safety stop, the conversation's time limit, 60 s without caller input.
+NOT_RESUMABLE_ERROR_TYPES = frozenset(
+    {"safety_violation", "max_duration_exceeded", "transport_receive_timeout"}
+)
+
+
+def resumable(code: int | None, error: p.ErrorEvent | None) -> bool:
+    """Whether a close mid-call may be followed by a new conversation carrying the call on.
+
+    Not after 1000 (the agent ended it) or 1008 (the contract was broken: invalid message, override or
+    dynamic variable errors, which a new conversation would repeat), nor after the error types above;
+    1002 (operational: LLM, ASR or TTS failures), 1011 (internal), 1001 and a lost connection are.
+    """
+    if code in (1000, 1008):
+        return False
+    return not (error is not None and error.error_type in NOT_RESUMABLE_ERROR_TYPES)

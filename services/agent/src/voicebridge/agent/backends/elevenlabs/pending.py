@@ -18,10 +18,15 @@ from ..base import SessionEndInfo
 
 @dataclass
 class End:
-    """The conversation is over; run() returns `info` after delivering what came before it."""
+    """The conversation is over; run() returns `info` after delivering what came before it.
+
+    `apologize`: it ended with an error mid-call (the caller hears why). `resumable`: a new conversation
+    may carry the call on (closes.resumable; resume.py)."""
 
     info: SessionEndInfo
     apologize: bool = False
+    resumable: bool = False
+    close_code: int | None = None
 
 
 def _audio(item: agent_pb2.ConverseResponse | End) -> agent_pb2.AudioChunk | None:

@@ -20,10 +20,13 @@ named in brackets):
 * DTMF: `user_activity` (resets the agent's turn timeout while the caller types, [#dtmf]) followed by a
   `contextual_update` naming the key. `user_message` was rejected: it would make the key a spoken turn.
 * A frame that is malformed or unknown mid-call is logged, counted and skipped [#events-we-receive].
-* An error close after the call started (anything but 1000, including a lost connection) plays the
-  bundled `apology` prompt (espeak-ng, stored as μ-law 8 kHz and rendered to the negotiated output format
-  by `voicebridge.agent.prompts.load_prompt`), then run() returns AGENT_ERROR: the caller hears why the
-  line goes quiet instead of dead air, and no silent reconnect starts a new conversation [#no-resume].
+* An error close after the call started (anything but 1000, including a lost connection) ends
+  `run_until_end()` with a resumable or not `End` (closes.resumable); resume.py then continues the call
+  in a new conversation [#resume] or has `apologize()` play the bundled `apology` prompt (espeak-ng,
+  stored as μ-law 8 kHz and rendered to the negotiated output format by
+  `voicebridge.agent.prompts.load_prompt`): the caller hears why the line goes quiet instead of dead air.
+  A continuing conversation (`Continuation`) numbers its replies above the old ones and drops its
+  greeting until the caller speaks. Every turn is kept in `history` (transcript.py) for the next one.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -49,7 +53,7 @@ from . import protocol as p
 from .alignment import text_alignment
 from .busy import looks_busy
 from .caller_audio import CallerAudio
-from .closes import close_end, describe
+from .closes import close_end, describe, resumable
 from .metrics import (
     AUDIO_CHUNKS,
     AUDIO_SECONDS,
@@ -66,6 +70,7 @@ from .negotiation import bytes_per_s, negotiate
 from .pending import End, Pending
 from .replies import ReplyTracker
 from .tools import ClientTools
+from .transcript import ConversationLog
 
 __all__ = ["ElevenLabsSession", "looks_busy"]
 
@@ -75,6 +80,16 @@ _PROCESSING_OUT = PROCESSING.labels("outbound")
 _SECONDS_RECEIVED = AUDIO_SECONDS.labels("received")
 
 CLOSE_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """This conversation continues a call whose earlier conversation dropped (resume.py): its reply ids
+    stay above the earlier ones (media refuses ids it has seen cut off), and with `drop_greeting` its
+    replies are dropped until the caller speaks (the agent's first message would greet them again)."""
+
+    reply_floor: int
+    drop_greeting: bool
 
 
 def _transcript(
@@ -98,6 +113,8 @@ class ElevenLabsSession(AgentSession):
         max_buffered_audio_s: float,
         max_pending_audio_s: float,
         secrets: SecretScope | None = None,
+        history: ConversationLog | None = None,
+        continues: Continuation | None = None,
     ) -> None:
         self._ws = ws
         self._secrets = secrets or SecretScope()  # this conversation's signed URL, forgotten in aclose()
@@ -115,7 +132,12 @@ class ElevenLabsSession(AgentSession):
         self._pending = Pending()
         self._metadata: asyncio.Future[p.Metadata] = asyncio.get_running_loop().create_future()
         self._outbox: Outbox | None = None
-        self._replies = ReplyTracker()
+        # The call's turns, shared with the conversations that continue it (resume.py).
+        self.history = history or ConversationLog()
+        self.continues = continues
+        self._replies = ReplyTracker(continues.reply_floor if continues else 0)
+        self._dropping_greeting = bool(continues and continues.drop_greeting)
+        self.progressed = False  # the caller spoke, or heard this conversation (resume.py's "it took")
         self._last_error: p.ErrorEvent | None = None
         self._closing: common_pb2.CallEnd | None = None
         self._ended = False
@@ -133,7 +155,7 @@ class ElevenLabsSession(AgentSession):
         with contextlib.suppress(ConnectionClosed):  # a refusal can close before the init is read
             await self._ws.send(init_frame)
         metadata = await self._metadata
-        self._started_at = time.perf_counter()
+        self._started_at = None if self.continues else time.perf_counter()  # a greeting's latency only
         self.conversation_id = metadata.conversation_id
         self.ready = negotiate(metadata, self.start, self._agent_id)
         log.info(
@@ -221,6 +243,11 @@ class ElevenLabsSession(AgentSession):
             case p.Interruption():
                 self._interrupt(event.event_id)
             case p.UserTranscript():
+                if self._dropping_greeting:  # late chunks of the greeting stay dropped
+                    self._replies.caller_interrupted(self._replies.last_reply)
+                    self._dropping_greeting = False
+                self.progressed = True
+                self.history.caller(event.text)
                 self._replies.user_turn()
                 self._turn_began = (time.perf_counter(), self._replies.last_reply)
                 self._pending.push(_transcript(common_pb2.Transcript.ROLE_CALLER, event.text))
@@ -228,9 +255,15 @@ class ElevenLabsSession(AgentSession):
                 self._pending.push(_transcript(common_pb2.Transcript.ROLE_CALLER, event.text, final=False))
             case p.AgentResponse():
                 rid = self._replies.agent_response(event.event_id)
+                if self._dropping_greeting:
+                    return  # a continued call is not greeted again (resume.py)
+                self.history.agent(rid, event.text)
                 self._pending.push(_transcript(common_pb2.Transcript.ROLE_AGENT, event.text, rid=rid))
             case p.AgentResponseCorrection():
                 rid = self._replies.last_reply  # the reply that was cut off (the correction follows it)
+                if self._dropping_greeting:
+                    return
+                self.history.corrected(rid, event.corrected)
                 self._pending.push(
                     _transcript(common_pb2.Transcript.ROLE_AGENT, event.corrected, correction=True, rid=rid)
                 )
@@ -263,6 +296,8 @@ class ElevenLabsSession(AgentSession):
         reply = self._replies.audio(event.event_id)
         if reply is None:  # of a reply the caller or the server cut off
             LATE_AUDIO_DROPPED.inc()
+            return
+        if self._dropping_greeting:
             return
         if self._pending_limit and self._pending.audio_bytes + len(event.audio) > self._pending_limit:
             SKIPPED_FRAMES.labels("audio_backlog").inc()
@@ -331,11 +366,21 @@ class ElevenLabsSession(AgentSession):
             self.conversation_id,
             end_detail(info.reason, info.detail),
         )
-        self._pending.push(End(info, apologize=code != 1000))
+        self._pending.push(
+            End(info, apologize=code != 1000, resumable=resumable(code, self._last_error), close_code=code)
+        )
 
     # --- the AgentSession interface ------------------------------------------------------------------
 
     async def run(self, outbox: Outbox) -> SessionEndInfo:
+        end = await self.run_until_end(outbox)
+        if end.apologize:
+            await self.apologize(outbox)
+        return end.info
+
+    async def run_until_end(self, outbox: Outbox) -> End:
+        """Deliver the conversation's events to media in order until it ends; returns how it ended
+        (resume.py decides what follows an error close: a new conversation, or the apology)."""
         self._outbox = outbox
         while True:
             if not self._pending.items:
@@ -346,18 +391,43 @@ class ElevenLabsSession(AgentSession):
                 continue
             item = self._pending.pop()
             if isinstance(item, End):
-                if item.apologize:
-                    await self._apologize(outbox)
-                return item.info
+                return item
             if item.WhichOneof("event") == "audio":
                 if item.audio.response_id <= self._replies.void_through:
                     LATE_AUDIO_DROPPED.inc()
                     continue
                 await outbox.put_audio(item)
+                self._played(item.audio)
             else:
                 outbox.put_control(item)
 
-    async def _apologize(self, outbox: Outbox) -> None:
+    def _played(self, chunk: agent_pb2.AudioChunk) -> None:
+        """Audio handed to media is heard (media plays it out unless the caller cuts in and says so)."""
+        self.progressed = True
+        rate = bytes_per_s(chunk.format)
+        self.history.played(
+            chunk.response_id, len(chunk.data) * 1000 / rate if rate else 0.0, "".join(chunk.alignment.chars)
+        )
+
+    @property
+    def ended(self) -> bool:
+        """The WebSocket has closed (whoever closed it)."""
+        return self._ended
+
+    @property
+    def reply_floor(self) -> int:
+        """Every reply id this conversation gave media is <= this; a continuation numbers above it."""
+        return max(self._replies.last_reply, self._replies.void_through)
+
+    async def send_context(self, text: str, unanswered: str = "") -> None:
+        """Tell a continuing conversation what came before (`contextual_update`); `unanswered`, the
+        caller's last words that no reply reached, goes as a `user_message` so the agent answers them."""
+        await self._send_quietly(p.encode_contextual_update(text))
+        if unanswered:
+            await self._send_quietly(p.encode_user_message(unanswered))
+
+    async def apologize(self, outbox: Outbox) -> None:
+        """The bundled apology, in the negotiated format, as a reply of the bridge's own."""
         fmt = self.ready.output_format
         try:
             audio = load_prompt("apology", fmt.encoding, fmt.sample_rate_hz)
@@ -395,6 +465,7 @@ class ElevenLabsSession(AgentSession):
             pass  # the reader reports how the conversation ended
 
     async def _on_caller_interrupted(self, interrupted: agent_pb2.CallerInterrupted) -> None:
+        self.history.interrupted(interrupted.response_id, interrupted.heard_text, interrupted.heard_ms)
         void_through = self._replies.caller_interrupted(interrupted.response_id)
         self._pending.drop_audio_up_to(void_through)
         if self._outbox is not None:

@@ -117,7 +117,7 @@ def grpc_panels(side: str, title: str) -> list[dict[str, Any]]:
                     "{{grpc_method}} {{direction}}",
                 )
             ],
-            "How many calls' messages each multiplexed gRPC message carries (runtime/mux.py).",
+            "How many calls' messages each multiplexed gRPC message carries (runtime/mux/).",
         ),
     ]
 
@@ -395,6 +395,16 @@ def agent() -> dict[str, Any]:
             panel("Connect time", "s", quantiles("agent_elevenlabs_connect_seconds")),
             panel("Ping RTT (ElevenLabs' estimate)", "s", quantiles("agent_elevenlabs_ping_rtt_seconds")),
             panel("Conversations closed by code", "reqps", rate("agent_elevenlabs_close_total", "code")),
+            panel(
+                "Error closes mid-call: what followed",
+                "reqps",
+                [
+                    *rate("agent_elevenlabs_resumes_total", "outcome"),
+                    *rate("agent_elevenlabs_resume_attempts_failed_total", "how", "attempt {{how}}"),
+                ],
+                "resumed: the call went on in a new conversation; failed/disabled/impossible: the apology"
+                " (docs/failover.md).",
+            ),
             panel(
                 "Audio chunks on the ElevenLabs socket",
                 "reqps",

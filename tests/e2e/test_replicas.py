@@ -220,3 +220,16 @@ async def test_an_edge_under_sigterm_keeps_its_streams_to_their_end_and_fails_re
         await asyncio.gather(*(c.hangup() for c in held))
     assert_unharmed(held)
     assert await asyncio.to_thread(leaving.wait, TIMEOUT_S) == 0  # the module's last test: one edge left
+
+
+async def test_an_edge_at_its_drain_deadline_has_media_say_goodbye_and_hangs_up(stack: ReplicaStack) -> None:
+    quick = await asyncio.to_thread(stack.start, "edge", DRAIN_DEADLINE_S="0")
+    async with TwilioCaller(CallerConfig(url=quick.ws_url)) as call:
+        await call.wait_heard(0.5, timeout=TIMEOUT_S)  # the greeting is playing
+        quick.terminate()
+        await call.wait_closed(timeout=TIMEOUT_S)
+    assert call.closed_by == "server"
+    assert call.violations == []
+    assert GOODBYE[1600:4000] in bytes(call.heard_ulaw)
+    assert await asyncio.to_thread(quick.wait, TIMEOUT_S) == 0
+    assert "media stream ended: END_REASON_SHUTDOWN" in quick.log()

@@ -1,6 +1,6 @@
 """Calls spread over replicas (runtime/replicas.py), against real grpc.aio servers on loopback.
 
-Each replica is a small AgentService (as in test_mux.py: each DTMF digit comes back as a transcript)
+Each replica is a small AgentService (harness/mux_echo.py: each DTMF digit comes back as a transcript)
 carried by the real MuxServer, with the real gRPC health service unless a test needs a peer without
 one. The name is an endpoints file the test writes. A peer without a health service counts as serving
 and is never watched again: that is what lets a test decide, with no race, that the pool still thinks
@@ -16,8 +16,8 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from harness.mux_echo import EchoAgent, client_for, digit
 from prometheus_client import REGISTRY
-from test_mux import EchoAgent, client_for, digit
 
 from voicebridge.runtime.replicas import ReplicaPool
 from voicebridge.runtime.resolvers import FileResolver

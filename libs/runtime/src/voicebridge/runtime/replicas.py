@@ -2,7 +2,7 @@
 
 Why: a headless Kubernetes Service gives a client every ready pod's address and leaves the balancing
 to it. A gRPC channel would balance *streams*, but every call between two processes travels on one
-shared stream (runtime/mux.py), so the choice has to be made per call, here:
+shared stream (runtime/mux/), so the choice has to be made per call, here:
 
 - the name is resolved (runtime/resolvers.py) every `resolve_interval_s` and at once after a replica
   failed; a replica that leaves the name keeps its calls until they end, then its channel is closed;
@@ -283,12 +283,11 @@ class ReplicaPool:
                     backoff = 0.1
                 self._set_health(replica, NOT_SERVING)  # the server ended the watch: it is stopping
             except grpc.aio.AioRpcError as exc:
-                self._set_health(
-                    replica, NOT_SERVING if exc.code() is not grpc.StatusCode.UNIMPLEMENTED else SERVING
-                )
                 if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
-                    return  # no health service: a server that cannot say; treat it as serving
-            await asyncio.sleep(backoff)
+                    self._set_health(replica, SERVING)  # no health service: it cannot say; trust it
+                    return
+                self._set_health(replica, NOT_SERVING)  # unreachable, or failing: no new calls
+            await asyncio.sleep(backoff)  # the channel's own reconnect backoff paces the retries too
             backoff = min(backoff * 2, 2.0)
 
     def _set_health(self, replica: Replica, status: int) -> None:

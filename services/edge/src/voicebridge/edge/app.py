@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import grpc
 from fastapi import APIRouter, FastAPI, WebSocket
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from voicebridge.runtime.drain import Drain
 from voicebridge.runtime.grpc_server import CLIENT_OPTIONS
@@ -31,6 +32,15 @@ from .twilio_actions import CallControl, TwilioActions
 log = logging.getLogger(__name__)
 VERSION = package_version("voicebridge-edge")
 MEDIA_SERVICE = media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+class Readiness(BaseModel):
+    status: str  # "ready" or "draining"
+    calls: int  # Media Streams in progress on this edge
 
 
 def create_app(
@@ -53,7 +63,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         def media_client(channel: grpc.aio.Channel) -> MuxClient:
-            # Every call to one media process on one multiplexed stream (runtime/mux.py), unless
+            # Every call to one media process on one multiplexed stream (runtime/mux/), unless
             # GRPC_MULTIPLEX=false.
             stub = media_pb2_grpc.MediaServiceStub(channel)
             return MuxClient(
@@ -97,23 +107,39 @@ def create_app(
                 await lag
             await media_calls.aclose()
 
-    app = FastAPI(title="voicebridge edge", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    # The API's description is docs/openapi.json (voicebridge.edge.openapi), not served: this port
+    # faces the internet, and Twilio and API clients need nothing from it.
+    app = FastAPI(
+        title="voicebridge edge",
+        version=VERSION,
+        description="Twilio's webhooks and the calls API of the voicebridge edge (docs/edge.md). The Media "
+        "Streams WebSocket (`/twilio/media`) is not an HTTP operation: docs/twilio.md#media-streams.",
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
     gate = StreamGate(settings.max_pending_streams)
     actions = TwilioActions(rest, settings.transfer_destinations)
     drain = app.state.drain = Drain("edge")  # SIGTERM: edge/draining.py
     app.state.settings = settings
 
-    @app.get("/healthz")
-    async def healthz() -> JSONResponse:
-        """Liveness: true until the process exits, draining or not."""
-        return JSONResponse({"status": "ok"})
+    @app.get("/healthz", summary="Liveness (the orchestrator's probe)")
+    async def healthz() -> Health:
+        """True until the process exits, draining or not."""
+        return Health()
 
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        """Readiness: false while draining, so the Ingress routes new calls to other edges."""
+    @app.get(
+        "/readyz",
+        summary="Readiness (the orchestrator's probe): 503 while draining",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "draining: send new calls elsewhere"}},
+    )
+    async def readyz() -> Readiness | JSONResponse:
+        """False from SIGTERM on (edge/draining.py), so the Ingress routes new calls to other edges."""
         if drain.draining:
-            return JSONResponse({"status": "draining", "calls": len(drain)}, status_code=503)
-        return JSONResponse({"status": "ready"})
+            return JSONResponse(Readiness(status="draining", calls=len(drain)).model_dump(), status_code=503)
+        return Readiness(status="ready", calls=len(drain))
 
     @app.websocket(MEDIA_STREAM_PATH)
     async def media_stream(ws: WebSocket) -> None:

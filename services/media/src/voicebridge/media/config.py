@@ -95,7 +95,7 @@ class MediaSettings:
     agent_queue_ms: int
     # Agent end -> how long we wait for its last words to be heard before hanging up anyway.
     drain_timeout_s: float
-    # How calls travel from the edge and to the agent: multiplexed or one stream each (runtime/mux.py).
+    # How calls travel from the edge and to the agent: multiplexed or one stream each (runtime/mux/).
     mux: MuxSettings = field(default_factory=MuxSettings)
     # mTLS for both hops (serving the edge, calling the agent): GRPC_TLS_* / GRPC_INSECURE.
     tls: GrpcTls = field(default_factory=GrpcTls)

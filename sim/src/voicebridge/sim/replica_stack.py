@@ -24,6 +24,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from voicebridge.runtime.healthcheck import check as grpc_health_check
 
 BIN = Path(sys.executable).parent
@@ -38,6 +40,13 @@ def _port_free(host: str, port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def _set_nice(pid: int, value: int) -> None:
+    """Set the CPU priority of every thread of `pid` (restoring 0 needs CAP_SYS_NICE: root here)."""
+    for thread in psutil.Process(pid).threads():
+        with contextlib.suppress(ProcessLookupError):
+            os.setpriority(os.PRIO_PROCESS, thread.id, value)
 
 
 @dataclass(eq=False)
@@ -147,8 +156,19 @@ class ReplicaStack:
     def running(self, service: str) -> list[Replica]:
         return [r for r in self.replicas if r.service == service and r.alive()]
 
-    def start(self, service: str, ready_timeout_s: float = 30.0, listed: bool = True, **env: str) -> Replica:
-        """A new replica of `service` on an address of its own, ready (and listed in its name)."""
+    def start(
+        self,
+        service: str,
+        ready_timeout_s: float = 30.0,
+        listed: bool = True,
+        startup_nice: int = 0,
+        **env: str,
+    ) -> Replica:
+        """A new replica of `service` on an address of its own, ready (and listed in its name).
+
+        `startup_nice` > 0 starts it at that lower CPU priority and restores normal priority once it is
+        ready: on one small machine, a starting process (imports, a second of CPU) then does not take
+        the CPU of the replicas serving calls, as a new pod with its own CPU request would not."""
         host = f"127.0.0.{next(self._hosts)}"
         port, metrics_port = PORTS[service], METRICS_PORTS[service]
         while not (_port_free(host, port) and _port_free(host, metrics_port)):
@@ -176,12 +196,16 @@ class ReplicaStack:
         )
         replica = Replica(service, name, host, port, metrics_port, log_path, proc, log)
         self.replicas.append(replica)
+        if startup_nice:
+            _set_nice(proc.pid, startup_nice)
         deadline = time.monotonic() + ready_timeout_s
         while not replica.ready():
             if not replica.alive() or time.monotonic() > deadline:
                 replica.close()
                 raise RuntimeError(f"{name} did not become ready:\n{replica.log()[-4000:]}")
             time.sleep(0.1)
+        if startup_nice:
+            _set_nice(proc.pid, 0)  # every thread: Linux keeps a priority per thread
         if listed and service in self.listed:
             self.list(replica)
         return replica

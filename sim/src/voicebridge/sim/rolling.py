@@ -60,15 +60,25 @@ class Rollout:
         self.calls: list[asyncio.Task[CallResult]] = []
         self.call_began: list[float] = []  # when each call was placed (its timeline's zero, roughly)
         self.restarts: list[dict[str, Any]] = []
+        self.stalls: list[float] = []
         self.t0 = time.monotonic()
         self._turn = itertools.count()
         self._speech = speech_like()
 
-    def start(self, service: str) -> Replica:
-        replica = self.stack.start(service)
+    def start(self, service: str, startup_nice: int = 0) -> Replica:
+        replica = self.stack.start(service, startup_nice=startup_nice)
         if service == "edge":
             self.ready_edges.append(replica)
         return replica
+
+    async def watch_own_loop(self, stop: asyncio.Event) -> None:
+        """Note when this process's event loop ran a 10 ms timer over 40 ms late."""
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            due = loop.time() + 0.01
+            await asyncio.sleep(0.01)
+            if loop.time() - due > GAP_S:
+                self.stalls.append(round(due - self.t0, 1))
 
     async def arrivals(self, stop: asyncio.Event) -> None:
         """A new call every 1/rate s on the next ready edge, until `stop`."""
@@ -83,7 +93,7 @@ class Rollout:
     async def replace(self, old: Replica) -> None:
         """Surge one replacement, then take the old replica out and let it drain."""
         surge = time.monotonic()
-        new = await asyncio.to_thread(self.start, old.service)
+        new = await asyncio.to_thread(self.start, old.service, self.args.startup_nice)
         if old in self.ready_edges:
             self.ready_edges.remove(old)
         self.stack.unlist(old)
@@ -130,6 +140,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         originals = {s: stack.running(s) for s in ORDER}
         stop = asyncio.Event()
         arrivals = asyncio.create_task(rollout.arrivals(stop))
+        calls_over = asyncio.Event()
+        watch = asyncio.create_task(rollout.watch_own_loop(calls_over))
         await asyncio.sleep(args.call_seconds / 2)  # calls in progress on every replica first
         if args.no_restart:  # the same load on the same stack, nothing restarted: the baseline
             await asyncio.sleep(args.duration)
@@ -140,6 +152,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         stop.set()
         await arrivals
         results = await asyncio.gather(*rollout.calls)
+        calls_over.set()
+        await watch
     finally:
         stop_codes = await asyncio.to_thread(stack.stop)
         emu = await asyncio.to_thread(emulator.stop)
@@ -179,10 +193,13 @@ def report(
     dropped = [r for r in results if not _completed(r)]
     offsets = [b - rollout.t0 for b in rollout.call_began]
     gaps_at = sorted(
-        round(o + t, 1) for o, r in zip(offsets, results, strict=True) for t in gap_times(r.heard_spans)
+        (round(o + t, 1), r.summary["call_sid"])
+        for o, r in zip(offsets, results, strict=True)
+        for t in gap_times(r.heard_spans)
     )
     return {
         "mode": "baseline (no restart)" if rollout.args.no_restart else "rolling restart",
+        "startup_nice": rollout.args.startup_nice,
         "replicas": {"edge": rollout.args.edges, "media": rollout.args.media, "agent": rollout.args.agents},
         "elapsed_s": round(elapsed_s, 1),
         "calls_started": len(results),
@@ -194,7 +211,11 @@ def report(
         "playback_gaps": {
             "over_40ms": sum(c for c, _ in gap_counts),
             "worst_in_utterance_ms": round(max((w for _, w in gap_counts), default=0.0) * 1000, 1),
-            "at_s": gaps_at,  # since the start of the run, to set beside the restarts' times
+            # When (s since the start, beside the restarts' times) and in which call (its logs).
+            "at_s": [{"at_s": at, "call_sid": sid} for at, sid in gaps_at],
+            # The measuring side's own event loop running late: callers then count gaps that the
+            # services did not cause (several calls at the same instant).
+            "load_generator_stalls_at_s": rollout.stalls,
         },
         "lost_frames": {
             "caller_to_elevenlabs": None
@@ -232,6 +253,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--rate", type=float, default=2.0, help="new calls per second (default 2)")
     ap.add_argument("--call-seconds", type=float, default=6.0, help="talking time of each call")
     ap.add_argument("--drain-deadline", type=float, default=120.0, help="DRAIN_DEADLINE_S of every replica")
+    ap.add_argument(
+        "--startup-nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start each replacement at nice N until it is ready (a new pod's own CPU, on one machine)",
+    )
     ap.add_argument(
         "--no-restart",
         action="store_true",

@@ -26,6 +26,7 @@ import contextlib
 import gc
 import itertools
 import json
+import os
 import sys
 import tempfile
 import time
@@ -274,6 +275,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if min(args.edges, args.media, args.agents) < 1 or args.rate <= 0:
         ap.error("every service needs at least one replica, and --rate must be positive")
+    if args.startup_nice and os.geteuid() != 0:  # raising a priority back needs CAP_SYS_NICE
+        ap.error("--startup-nice needs root, to restore each replica's priority once it is ready")
     return args
 
 

@@ -338,9 +338,14 @@ class ReplicaCall:
         return self._replica.address if self._replica is not None else None
 
     async def _first_place(self) -> None:
-        async with self._lock:
-            await self._attach_next()
-        self._attached.set()
+        try:
+            async with self._lock:
+                await self._attach_next()
+        except Exception as exc:  # a bug, not a missing replica: the call fails, nothing waits forever
+            log.exception("placing a new %s call failed", self._pool.hop)
+            self._fail(grpc.StatusCode.INTERNAL, f"placing the call failed: {exc!r}")
+        finally:
+            self._attached.set()
 
     async def _attach_next(self) -> bool:
         """Open the call on a replica not tried yet and write again what was written. Lock held."""

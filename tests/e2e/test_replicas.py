@@ -79,7 +79,7 @@ async def pinned_to(stack: ReplicaStack, replica: Replica) -> AsyncIterator[None
         yield
     finally:
         for other in others:
-            stack.list(other)
+            stack.list_in_name(other)
         await edges_see(stack, len(stack.listed["media"]))
 
 

@@ -143,7 +143,7 @@ class ReplicaStack:
         tmp.write_text("".join(f"{r.address}  # {r.name}\n" for r in self.listed[service]))
         tmp.replace(path)
 
-    def list(self, replica: Replica) -> None:
+    def list_in_name(self, replica: Replica) -> None:
         if replica not in self.listed[replica.service]:
             self.listed[replica.service].append(replica)
             self.publish(replica.service)
@@ -207,7 +207,7 @@ class ReplicaStack:
         if startup_nice:
             _set_nice(proc.pid, 0)  # every thread: Linux keeps a priority per thread
         if listed and service in self.listed:
-            self.list(replica)
+            self.list_in_name(replica)
         return replica
 
     def _own_env(self, service: str, host: str, port: int, metrics_port: int) -> dict[str, str]:

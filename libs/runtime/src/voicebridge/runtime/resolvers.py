@@ -28,8 +28,11 @@ class Resolver(Protocol):
     """`resolve()` returns the current `host:port` addresses (may be empty); raises OSError when the
     name cannot be resolved right now (the caller keeps what it had)."""
 
-    description: str  # for logs: what is resolved
-    tls_name: str | None  # the name certificates carry, when it is not each address's own host
+    @property
+    def description(self) -> str: ...  # for logs: what is resolved
+
+    @property
+    def tls_name(self) -> str | None: ...  # the name certificates carry, if not each address's host
 
     async def resolve(self) -> list[str]: ...
 

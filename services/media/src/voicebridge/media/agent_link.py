@@ -15,6 +15,7 @@ import grpc
 
 from voicebridge.runtime.grpc_metrics import ClientStreamMetrics
 from voicebridge.runtime.mux import MuxClient
+from voicebridge.runtime.replicas import Opener
 from voicebridge.runtime.stream_writer import PriorityStreamWriter
 from voicebridge.v1 import agent_pb2, agent_pb2_grpc
 
@@ -38,7 +39,7 @@ def agent_calls(stub: agent_pb2_grpc.AgentServiceStub, enabled: bool, interval_s
 
 
 class AgentLink:
-    def __init__(self, calls: MuxClient, max_audio_chunks: int) -> None:
+    def __init__(self, calls: Opener, max_audio_chunks: int) -> None:
         self._call = calls.open()
         self._begin = time.monotonic()
         self._m = ClientStreamMetrics.for_method(CONVERSE)

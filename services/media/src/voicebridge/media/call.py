@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 
 from voicebridge.runtime.logs import call_context
-from voicebridge.runtime.mux import MuxClient
 from voicebridge.runtime.privacy import end_detail
+from voicebridge.runtime.replicas import Opener
 from voicebridge.runtime.tasks import cancel_and_wait
 from voicebridge.v1 import agent_pb2, common_pb2, media_pb2
 
@@ -83,7 +83,7 @@ class CallSession:
     def __init__(
         self,
         settings: MediaSettings,
-        agent_calls: MuxClient,
+        agent_calls: Opener,
         emit: Emit,
         clock: Clock | None = None,
     ) -> None:

@@ -1,7 +1,7 @@
 """SIGTERM (docker stop) to the agent with the drain deadline already passed (DRAIN_DEADLINE_S=0,
 the harness's setting): the call in progress hears the agent's goodbye, is hung up with a reason, and
 the agent exits 0. The same for media and the edge, and drains that let calls run to their end:
-test_replicas.py (a stack per case costs seconds each; that module shares one)."""
+test_many_replicas.py (a stack per case costs seconds each; that module shares one)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """voicebridge-rolling's own arithmetic (sim/rolling.py): where gaps are, and its SLO checks.
 
 The run itself starts real processes for minutes: it is a documented command, not a test
-(docs/operations.md); the replicas it relies on are tested in tests/e2e/test_replicas.py."""
+(docs/operations.md); the replicas it relies on are tested in tests/e2e/test_many_replicas.py."""
 
 from __future__ import annotations
 

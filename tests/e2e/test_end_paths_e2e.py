@@ -41,9 +41,9 @@ async def emulator() -> AsyncIterator[ConvAIEmulator]:
 
 
 @pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[TwilioRestFake]:
-    async with TwilioRestFake({ACCOUNT_SID: AUTH_TOKEN}) as server:
-        yield server
+def twilio_accounts() -> dict[str, str]:
+    """The fake Twilio REST API (conftest's `fake`) knows the end-path stack's own account."""
+    return {ACCOUNT_SID: AUTH_TOKEN}
 
 
 @pytest.fixture(scope="module")

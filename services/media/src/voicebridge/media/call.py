@@ -55,7 +55,6 @@ _PROCESSING_OUT = PROCESSING.labels("outbound")
 
 Emit = Callable[[media_pb2.CallResponse], Awaitable[None]]
 FIRST_MESSAGE_TIMEOUT_S = 10.0
-HANGUP_ACK_TIMEOUT_S = 5.0
 
 
 class CallEnded(Exception):

@@ -106,6 +106,16 @@ def test_an_utterance_let_go_that_goes_on_stops_the_agent_once_without_a_second_
     assert verdicts[3].onset == verdicts[0].onset
 
 
+def test_the_callers_own_earlier_turn_does_not_raise_the_bar_for_interrupting(caller_speech) -> None:
+    # The caller speaks (the agent silent), the agent answers, the caller cuts in: their own turn in
+    # the last seconds of the line must not pass for loud background that the interruption must beat.
+    detector = BargeInDetector()
+    turn = phone(caller_speech[: 8000 * 2])
+    run(detector, turn, playing=False, start=10.0)
+    verdicts = run(detector, phone(caller_speech), start=12.5)
+    assert [v.decision for v in verdicts][:2] == [Decision.PAUSE, Decision.CONFIRM]
+
+
 def test_a_second_backchannel_long_after_the_first_starts_afresh() -> None:
     voiced = _voiced()
     mic = np.concatenate([voiced[:2000], np.zeros(16000), voiced[2000:4400], np.zeros(8000)])

@@ -133,6 +133,8 @@ class BargeInDetector:
     UPDATE_EVERY = 50  # frames (500 ms) between estimates while learning...
     SETTLED_EVERY = 100  # ...and (1 s) once the echo path is known
     HISTORY = 300  # slots (3 s) used by each estimate
+    PEAK_PERCENTILE = 90.0  # the line's loud moments...
+    PEAK_CAP_DB = 6.0  # ...at most this far above its median
     EARLY_EVERY = 10  # frames between noise-floor estimates in a call's first seconds...
     EARLY_SLOTS = 20  # ...from as little as 200 ms of the caller's line: babble must not pass meanwhile
 
@@ -147,6 +149,8 @@ class BargeInDetector:
         self._floor = 32768.0 * 10 ** (cfg.min_level_dbfs / 20.0)
         self._max_lag = max(1, cfg.echo_window_ms // FRAME_MS)
         self._active = 10 ** (cfg.active_margin_db / 20.0)
+        self._firm = 10 ** (cfg.peak_margin_db / 20.0)
+        self._peak_cap = 10 ** (self.PEAK_CAP_DB / 20.0)
         self._decide = DecideOnce(cfg)
         self._partial = b""
         self._frames_seen = 0
@@ -156,6 +160,7 @@ class BargeInDetector:
         self.echo_lag_slots: int | None = None  # None: no echo path
         self.echo_gain = 0.0
         self.noise_level = 0.0
+        self.noise_peak = 0.0  # the line's loud moments without the caller (babble's peaks)
         self.frames_gated = 0  # speech-like frames rejected as echo or noise (for metrics and tests)
 
     @property
@@ -194,26 +199,44 @@ class BargeInDetector:
             if self._frames_seen % every == 0 or self._frames_seen == 1:
                 self._estimate(round(t * 100))
             offset = i * _FRAME_BYTES
-            speech, loud = self._classify(data[offset : offset + _FRAME_BYTES], t, level)
-            verdicts += self._decide.step(t, speech, loud)
+            speech, loud, firm = self._classify(data[offset : offset + _FRAME_BYTES], t, level)
+            verdicts += self._decide.step(t, speech, loud, firm)
         return verdicts
 
     def _estimate(self, now_slot: int) -> None:
-        """Re-estimate the noise floor and the echo path from the last few seconds."""
+        """Re-estimate the echo path and the noise floor from the last few seconds."""
         first = now_slot - self.HISTORY
         near, near_ok = self._near.window(first, now_slot)
         slots = int(near_ok.sum())
         if slots < self.EARLY_SLOTS:
             return
-        if not self._decide.deciding:  # the caller's own utterance is not line noise
-            self.noise_level = float(np.percentile(near[near_ok], self.config.noise_percentile))
-            self._noise_slots = slots
-        if self._noise_slots < self.HISTORY // 2:
-            return
-        # One gather of the agent's levels, then a view per lag: row k is the reference k slots back.
         span, span_ok = self._reference.window(first - self._max_lag, now_slot)
-        windows = np.lib.stride_tricks.sliding_window_view(span, len(near))[::-1]
-        far = windows
+        if slots >= self.HISTORY // 2:
+            self._estimate_echo(near, near_ok, span, span_ok)
+        if not self._decide.deciding:  # the caller's own utterance is not line noise
+            self.noise_level, self.noise_peak = self._noise_floor(near, near_ok, span, span_ok)
+            self._noise_slots = slots
+
+    def _noise_floor(
+        self, near: np.ndarray, near_ok: np.ndarray, span: np.ndarray, span_ok: np.ndarray
+    ) -> float:
+        """The line's level without the agent's echo: the echo has its own gate, and counting it as
+        noise too would make a quiet caller on a speakerphone need to be louder than the echo twice."""
+        line = near
+        if self.echo_known and self.echo_lag_slots is not None:
+            at = self._max_lag - self.echo_lag_slots  # span index of the reference for near[0]
+            echo = np.where(span_ok[at : at + len(near)], span[at : at + len(near)] * self.echo_gain, 0.0)
+            line = np.sqrt(np.maximum(near * near - echo * echo, 0.0))
+        level, peak = np.percentile(line[near_ok], [self.config.noise_percentile, self.PEAK_PERCENTILE])
+        # Babble's peaks sit a few dB over its median; anything far above is the caller's own voice
+        # (they spoke before this reply): that must not raise the bar for their next interruption.
+        return float(level), float(min(peak, level * self._peak_cap))
+
+    def _estimate_echo(
+        self, near: np.ndarray, near_ok: np.ndarray, span: np.ndarray, span_ok: np.ndarray
+    ) -> None:
+        # One gather of the agent's levels, then a view per lag: row k is the reference k slots back.
+        far = np.lib.stride_tricks.sliding_window_view(span, len(near))[::-1]
         far_ok = np.lib.stride_tricks.sliding_window_view(span_ok, len(near))[::-1]
         usable = near_ok & far_ok.all(axis=0) & (far.max(axis=0) > self._floor)
         self._far_active_slots = int(usable.sum())
@@ -229,9 +252,12 @@ class BargeInDetector:
             audible = usable & (far[best] > self._floor)  # where the agent was loud at that delay
             if audible.sum() < 20:
                 return
+            gain = float(np.median(near[audible] / far[best, audible]))
+            if gain > self._margin:  # louder than any echo: other speech that shares the agent's rhythm
+                return
             self.echo_known = True
             self.echo_lag_slots = best
-            self.echo_gain = float(np.median(near[audible] / far[best, audible]))
+            self.echo_gain = gain
         elif corr[best] < self.config.echo_correlation * 0.7 and self._far_active_slots >= 100:
             # "no echo" needs more evidence: a wrong "none" would let the agent interrupt itself
             self.echo_known = True
@@ -250,17 +276,18 @@ class BargeInDetector:
             echo = self._reference.loudest(centre - 2, centre + 2) * self.echo_gain * self._excess
         return max(self._floor, echo), self.noise_level
 
-    def _classify(self, frame: bytes, t: float, level: float) -> tuple[bool, bool]:
+    def _classify(self, frame: bytes, t: float, level: float) -> tuple[bool, bool, bool]:
         """(caller speech, louder than echo and noise): what the decision needs of one 10 ms frame."""
         if self._noise_slots < self.EARLY_SLOTS:  # the line's first 200 ms: nothing to compare with yet
-            return False, False
+            return False, False, False
         echo, noise = self._thresholds(t)
         loud = level > echo and level > noise * self._active
         if level <= echo or level <= noise * self._snr:
             if level >= self._floor and self._vad.is_speech(frame, 8000):
                 self.frames_gated += 1
-            return False, loud
-        return self._vad.is_speech(frame, 8000), loud
+            return False, loud, False
+        speech = self._vad.is_speech(frame, 8000)
+        return speech, loud, speech and level > self.noise_peak * self._firm
 
 
 class ResponseWords:

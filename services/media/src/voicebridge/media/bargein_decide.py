@@ -90,6 +90,7 @@ class DecideOnce:
         self._state = _State.LISTENING
         self._recent.clear()
         self._onset = self._deadline = self._late_from = 0.0
+        self._anchored = False
         self._speech = self._late = self._quiet = 0
         self._late_seen = self._late_total = 0
         self._late_window.clear()
@@ -102,14 +103,18 @@ class DecideOnce:
             self._recent.clear()
             self._credit_until = -1.0
 
-    def step(self, t: float, speech: bool, active: bool) -> list[Verdict]:
+    def step(self, t: float, speech: bool, active: bool, firm: bool | None = None) -> list[Verdict]:
         """One 10 ms frame starting at clock time `t`."""
         end = t + FRAME_MS / 1000.0
         if self._state is _State.LISTENING:
             return self._listen(t, end, speech)
         # An utterance is under way: count it, then see whether it has proved itself or ended.
         self._speech += speech
-        late = speech and t >= self._late_from
+        firm = speech if firm is None else firm
+        if firm and not self._anchored:  # the caller's own voice starts here, not at a murmur before it
+            self._anchored = True
+            self._late_from = max(self._late_from, t + self._backchannel_s)
+        late = firm and t >= self._late_from
         if t >= self._late_from:
             self._late_seen += 1
             self._late_total += late
@@ -120,7 +125,8 @@ class DecideOnce:
         self._quiet = 0 if (speech or active) else self._quiet + 1
         if self._speech >= self._confirm_frames and self._late >= self._late_frames:
             return self._confirm(end)
-        if t >= self._deadline and self._late_total >= self._late_share * self._late_seen:
+        sustained = self._late_total >= self._late_share * self._late_seen
+        if t >= self._deadline and sustained and self._state is _State.PENDING:
             return self._confirm(end)  # still talking, if sparsely (noise hides syllables): not "mm-hm"
         if self._quiet >= self._release_frames or t >= self._deadline:
             return self._release(end)
@@ -141,12 +147,14 @@ class DecideOnce:
             self._speech += len(hits)
             # It must outlast a backchannel on its own: "mm-hm ... yeah" is two of them, not "stop".
             self._late_from = hits[0] + self._backchannel_s
+            self._anchored = False
             self._late_window.clear()
             self._late = 0
             return []
         self._state = _State.PENDING
         self._onset = hits[0]
         self._late_from = self._onset + self._backchannel_s
+        self._anchored = False
         self._deadline = self._onset + self._decide_s
         self._speech, self._late = len(hits), 0
         self._late_seen = self._late_total = 0
@@ -163,6 +171,9 @@ class DecideOnce:
         was_pending = self._state is _State.PENDING
         self._state = _State.LISTENING
         self._recent.clear()
-        # More of the same utterance may follow: until `credit_ms` of quiet it cannot pause again.
+        if not was_pending:  # the watched rest came to nothing: the next sound is a new utterance
+            self._credit_until = -1.0
+            return []
+        # More of the same utterance may follow: for `credit_ms` it cannot pause the agent again.
         self._credit_until = end + self._credit_s
-        return [Verdict(Decision.RESUME, end, self._onset)] if was_pending else []
+        return [Verdict(Decision.RESUME, end, self._onset)]

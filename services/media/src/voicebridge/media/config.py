@@ -58,7 +58,10 @@ class BargeInConfig:
     # Speech within this long after a resume is the same utterance: it may stop the agent, not pause it.
     credit_ms: int = 600
     # Frames louder than echo and this much above the noise floor keep an utterance going (not webrtcvad).
-    active_margin_db: float = 3.0
+    active_margin_db: float = 5.0
+    # Speech that confirms must also be this much above the line's loud moments (its 90th percentile
+    # level over 3 s without the agent's echo: babble's peaks), and is timed from the first such frame.
+    peak_margin_db: float = 3.0
     # Caller audio must be louder than the loudest recent agent audio minus this to count as the caller.
     echo_margin_db: float = 6.0
     # How long after being played agent audio can come back as echo.
@@ -165,6 +168,7 @@ def _barge_in(env: Env) -> BargeInConfig:
             decide_ms=env.int("BARGE_IN_DECIDE_MS", defaults.decide_ms),
             credit_ms=env.int("BARGE_IN_CREDIT_MS", defaults.credit_ms),
             active_margin_db=env.float("BARGE_IN_ACTIVE_MARGIN_DB", defaults.active_margin_db),
+            peak_margin_db=env.float("BARGE_IN_PEAK_MARGIN_DB", defaults.peak_margin_db),
             echo_margin_db=env.float("BARGE_IN_ECHO_MARGIN_DB", defaults.echo_margin_db),
             echo_window_ms=env.int("BARGE_IN_ECHO_WINDOW_MS", defaults.echo_window_ms),
             echo_excess_db=env.float("BARGE_IN_ECHO_EXCESS_DB", defaults.echo_excess_db),

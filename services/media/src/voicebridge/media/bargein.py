@@ -1,18 +1,19 @@
 """Barge-in: deciding, while the agent is talking, that the caller is really talking over it.
 
 webrtcvad alone would stop the agent for its own voice echoed back from a speakerphone, for a cough,
-for "mhm". Two things make this detector better than a VAD onset:
+for "mhm". Three things make this detector better than a VAD onset:
 
 * **An echo gate.** Media knows exactly what the caller is hearing and when (it paced every frame), so
   each 10 ms of caller audio is compared with the loudest agent audio played in the window an echo
   could come from. Caller audio only counts as speech when it is louder than that reference minus
   `echo_margin_db` — an echo is always quieter than what produced it (a speakerphone returns it
   10 dB or more down), a caller talking over the agent is not.
-* **Pause, then confirm.** After `onset_ms` of gated speech the agent's audio is paused at once
-  (Twilio `clear`: the caller stops hearing it within ~100 ms). Only when the speech lasts
-  `confirm_ms` is the interruption confirmed and the agent told. If it stops sooner — a backchannel,
-  a cough, a click — playback resumes where the caller stopped hearing it, and the agent never knew.
-  Speech that resumes within `credit_ms` ("Wait, ... stop") still counts toward the confirmation.
+* **A noise floor** taken without that echo, so steady noise and most chatter do not pass either.
+* **Pause at onset, then decide once** (bargein_decide.py). After `onset_ms` of gated speech the
+  agent's audio is paused at once (Twilio `clear`: the caller stops hearing it within ~100 ms). The
+  interruption is confirmed, and the agent told, only when the speech outlasts a backchannel; if it
+  ends first — "mm-hm", a cough, a click — playback resumes where the caller stopped hearing it and the
+  agent never knew. The same utterance never pauses the agent twice.
 
 The detector is pure logic on a caller-side timeline (the media service's clock): it returns
 decisions and the call session carries them out. That keeps it testable on a virtual clock and lets

@@ -106,3 +106,17 @@ def test_random_utterances_never_pause_resume_and_cut_twice() -> None:
         if R in decisions or decisions == [P, C]:
             first_decision = verdicts[1]
             assert first_decision.at - verdicts[0].onset <= CONFIG.decide_ms / 1000.0 + 0.021
+
+
+def test_the_deadline_confirms_nothing_that_was_never_heard_after_the_backchannel_window() -> None:
+    # A murmur pauses the agent; the caller's own voice (firm) starts late enough that, with a short
+    # deadline, nothing after its backchannel window has been heard when the deadline comes: that is
+    # no evidence of an interruption, so the agent resumes.
+    config = BargeInConfig(decide_ms=900)
+    decider = DecideOnce(config)
+    verdicts: list[Verdict] = []
+    for i in range(200):  # the murmur keeps the utterance open (active) past the deadline
+        speech = i < 5 or 50 <= i < 60
+        verdicts += decider.step(i * FRAME_MS / 1000.0, speech, i < 120, firm=50 <= i < 60)
+    assert kinds(verdicts) == [P, R]
+    assert verdicts[1].at - verdicts[1].onset <= config.decide_ms / 1000.0 + 0.021

@@ -1,25 +1,27 @@
 """Decide once: what one caller utterance over the agent does to the agent's reply.
 
 The onset detector (bargein.py) says, every 10 ms, whether the caller's line carries the caller's
-speech (`speech`: webrtcvad and the echo/noise gate) and whether it is at least louder than echo and
-line noise (`active`: level alone, a looser test that keeps an utterance together across the quiet
+speech (`speech`: webrtcvad and the echo/noise gate), whether that speech is also above the line's
+loud moments (`firm`: babble's peaks do not pass), and whether the line is at least louder than echo
+and noise (`active`: level alone, a looser test that keeps an utterance together across the quiet
 syllables noise hides). This module turns those frames into at most one outcome per utterance:
 
 * **Pause at onset** (`onset_ms` of speech in `onset_window_ms`): the caller stops hearing the agent
   within ~100 ms, as a person stops when talked over.
 * **Confirm** only when the speech outlasts a backchannel: "mm-hm", "yeah", "okay" are over within
-  `backchannel_ms` of their onset, so speech still going on after it (`late_ms` of it, and
-  `confirm_ms` since the onset in all) means "stop". Nothing in between resumes the agent: gaps
-  between syllables or words, however noise stretches them, only count as the utterance going on
-  until it has been quiet for `release_ms`.
-* **Resume** when the utterance ended (`release_ms` without even `active` frames) before it proved
-  to be more than a backchannel, or at the latest `decide_ms` after the onset.
+  `backchannel_ms` of their first firm frame, so firm speech after it (`late_ms` of it within
+  `late_window_ms`, and `confirm_ms` since the onset in all) means "stop". Speech that noise makes
+  sparse is confirmed at `decide_ms` if it filled `late_share` of the frames after that window.
+  Nothing in between resumes the agent: gaps between syllables or words only count as the utterance
+  going on until it has been quiet (not even `active`) for `release_ms`.
+* **Resume** when the utterance ended before it proved to be more than a backchannel, or at the
+  latest `decide_ms` after the onset.
 * **Decide once.** After a resume, the same utterance (speech again within `credit_ms`) cannot pause
-  the agent again: it is watched without a clear and, if it then proves to be an interruption,
-  stops the agent once (pause and confirm together). A reply is thus paused-resumed-cut at most once
-  by one utterance, and never stutters.
+  the agent again: it is watched without a clear and, if it outlasts a backchannel on its own, stops
+  the agent once (pause and confirm together). A reply is thus paused-resumed-cut at most once by one
+  utterance, and never stutters.
 
-The decision therefore comes at most `decide_ms` after the onset (for a sustained interruption:
+The decision therefore comes at most `decide_ms` after the onset (a sustained interruption:
 `backchannel_ms` plus `late_ms`). Pure logic on the caller-side clock: no I/O, no time of its own.
 """
 
@@ -104,7 +106,7 @@ class DecideOnce:
             self._credit_until = -1.0
 
     def step(self, t: float, speech: bool, active: bool, firm: bool | None = None) -> list[Verdict]:
-        """One 10 ms frame starting at clock time `t`."""
+        """One 10 ms frame starting at clock time `t` (`firm` defaults to `speech`)."""
         end = t + FRAME_MS / 1000.0
         if self._state is _State.LISTENING:
             return self._listen(t, end, speech)
@@ -125,7 +127,8 @@ class DecideOnce:
         self._quiet = 0 if (speech or active) else self._quiet + 1
         if self._speech >= self._confirm_frames and self._late >= self._late_frames:
             return self._confirm(end)
-        sustained = self._late_total >= self._late_share * self._late_seen
+        seen = self._late_seen
+        sustained = seen >= self._window_frames and self._late_total >= self._late_share * seen
         if t >= self._deadline and sustained and self._state is _State.PENDING:
             return self._confirm(end)  # still talking, if sparsely (noise hides syllables): not "mm-hm"
         if self._quiet >= self._release_frames or t >= self._deadline:

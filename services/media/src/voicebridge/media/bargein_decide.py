@@ -144,25 +144,20 @@ class DecideOnce:
         self._recent.clear()
         self._quiet = 0
         if t <= self._credit_until:  # the utterance that was just let go, going on: no second pause
-            self._state = _State.WATCHING
-            self._deadline = t + self._decide_s
-            self._late_seen = self._late_total = 0
-            self._speech += len(hits)
             # It must outlast a backchannel on its own: "mm-hm ... yeah" is two of them, not "stop".
-            self._late_from = hits[0] + self._backchannel_s
-            self._anchored = False
-            self._late_window.clear()
-            self._late = 0
+            self._begin(_State.WATCHING, hits[0], t + self._decide_s)
+            self._speech += len(hits)
             return []
-        self._state = _State.PENDING
         self._onset = hits[0]
-        self._late_from = self._onset + self._backchannel_s
-        self._anchored = False
-        self._deadline = self._onset + self._decide_s
-        self._speech, self._late = len(hits), 0
-        self._late_seen = self._late_total = 0
-        self._late_window.clear()
+        self._begin(_State.PENDING, hits[0], self._onset + self._decide_s)
+        self._speech = len(hits)
         return [Verdict(Decision.PAUSE, end, self._onset)]
+
+    def _begin(self, state: _State, first_speech: float, deadline: float) -> None:
+        self._state, self._deadline = state, deadline
+        self._late_from, self._anchored = first_speech + self._backchannel_s, False
+        self._late = self._late_seen = self._late_total = 0
+        self._late_window.clear()
 
     def _confirm(self, end: float) -> list[Verdict]:
         onset, watching = self._onset, self._state is _State.WATCHING

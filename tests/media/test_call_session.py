@@ -278,10 +278,11 @@ async def test_service_shutdown_ends_calls_with_shutdown(rig) -> None:
 # -- local barge-in (through CallSession's public behaviour only) ------------------------------------
 
 
-def _speak_live(rig: Rig, ms: int, start_ms: int, then_silence_ms: int = 1000):
-    """The caller talks in real time, then is quiet (Twilio sends frames all along): one 20 ms frame
-    per 20 ms of virtual time."""
-    audio = speech_like(ms / 1000) + b"\xff" * (8 * then_silence_ms)
+def _speak_live(rig: Rig, ms: int, start_ms: int, then_silence_ms: int = 1000, quiet_before_ms: int = 0):
+    """The caller is quiet, talks in real time, then is quiet again (Twilio sends frames all along):
+    one 20 ms frame per 20 ms of virtual time, the speech from `start_ms`."""
+    audio = b"\xff" * (8 * quiet_before_ms) + speech_like(ms / 1000) + b"\xff" * (8 * then_silence_ms)
+    start_ms -= quiet_before_ms
 
     async def talk() -> None:
         for i, offset in enumerate(range(0, len(audio), FRAME)):
@@ -300,8 +301,8 @@ def _speak_live(rig: Rig, ms: int, start_ms: int, then_silence_ms: int = 1000):
 async def test_caller_talking_over_the_agent_clears_then_tells_the_agent_what_was_heard(rig) -> None:
     task, agent = await _ready(rig, BARGE_IN="true")
     agent.say(4000, pattern=b"\x70\xf0")  # quieter than the caller: not taken for its echo
-    await rig.clock.advance(1.0)
-    talking = _speak_live(rig, 1200, 1000)
+    # the line is open from the start (a second of quiet), then the caller speaks
+    talking = _speak_live(rig, 1200, 1000, quiet_before_ms=1000)
     await rig.until(lambda: "clear" in rig.kinds(), "the clear")
     played = rig.played_bytes()
     await rig.until(lambda: "interrupted" in agent.received_kinds(), "the agent is told")
@@ -317,8 +318,8 @@ async def test_caller_talking_over_the_agent_clears_then_tells_the_agent_what_wa
 async def test_a_short_backchannel_pauses_the_reply_then_it_resumes_and_the_agent_is_not_told(rig) -> None:
     task, agent = await _ready(rig, BARGE_IN="true")
     agent.say(4000, pattern=b"\x70\xf0")
-    await rig.clock.advance(1.0)
-    talking = _speak_live(rig, 120, 1000)  # "mm-hm"
+    # the line is open from the start (a second of quiet), then the caller speaks
+    talking = _speak_live(rig, 120, 1000, quiet_before_ms=1000)  # "mm-hm"
     await rig.until(lambda: "clear" in rig.kinds(), "the pause")
     paused_at = rig.played_bytes()
     await rig.until(talking.done, "the caller finishes")

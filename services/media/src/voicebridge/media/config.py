@@ -12,7 +12,11 @@ from voicebridge.runtime.grpc_tls import GrpcTls
 class PlayoutConfig:
     """How agent audio is paced to the caller (see playout.py)."""
 
-    frame_ms: int = 20  # size of each frame sent to the edge
+    # Audio per frame sent to the edge, and so per Twilio media message. 60 ms: a third of the
+    # messages of 20 ms frames on both outbound hops and the Twilio WebSocket (docs/performance.md).
+    # A clear still flushes Twilio's whole buffer at once; what sits there grows by 40 ms at most
+    # (the lead plus one frame, see playout.py).
+    frame_ms: int = 60
     lead_ms: int = 60  # how far ahead of real time we keep Twilio's buffer: what a clear has to flush
     mark_interval_ms: int = 100  # a playback mark at least this often while talking
     # Frames of every call leave on one shared grid of this many ms, up to one tick before they are
@@ -112,7 +116,7 @@ class MediaSettings:
             log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
             grace_s=env.float("MEDIA_SHUTDOWN_GRACE_S", 5.0),
             playout=PlayoutConfig(
-                frame_ms=env.int("PLAYOUT_FRAME_MS", 20),
+                frame_ms=env.int("PLAYOUT_FRAME_MS", PlayoutConfig.frame_ms),
                 lead_ms=env.int("PLAYOUT_LEAD_MS", 60),
                 mark_interval_ms=env.int("PLAYOUT_MARK_INTERVAL_MS", 100),
                 tick_ms=env.int("PLAYOUT_TICK_MS", 20),

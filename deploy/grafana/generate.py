@@ -396,6 +396,16 @@ def agent() -> dict[str, Any]:
             panel("Ping RTT (ElevenLabs' estimate)", "s", quantiles("agent_elevenlabs_ping_rtt_seconds")),
             panel("Conversations closed by code", "reqps", rate("agent_elevenlabs_close_total", "code")),
             panel(
+                "Error closes mid-call: what followed",
+                "reqps",
+                [
+                    *rate("agent_elevenlabs_resumes_total", "outcome"),
+                    *rate("agent_elevenlabs_resume_attempts_failed_total", "how", "attempt {{how}}"),
+                ],
+                "resumed: the call went on in a new conversation; failed/disabled/impossible: the apology"
+                " (docs/failover.md).",
+            ),
+            panel(
                 "Audio chunks on the ElevenLabs socket",
                 "reqps",
                 rate("agent_elevenlabs_audio_chunks_total", "direction"),

@@ -1,7 +1,8 @@
-"""When ElevenLabs fails, the caller hears why and the call ends cleanly (edge + media + agent, emulator).
+"""When ElevenLabs fails for good, the caller hears why and the call ends cleanly (edge + media + agent,
+emulator).
 
-The behaviour chosen (elevenlabs backend docstring, docs/agent-backend.md): a conversation dropped
-mid-call is not silently reopened (a new conversation would have lost the context); the caller hears
+The behaviour chosen (docs/elevenlabs.md#resume, docs/failover.md): a conversation dropped mid-call
+is continued in a new one (tests/e2e/test_resume_call.py); when that fails twice in a row the caller hears
 the bundled apology, then the call ends with reason agent_error. A refusal at connect (the workspace
 concurrency limit) plays the bundled busy prompt and ends with agent_busy. The agent speaks μ-law
 8 kHz here, so both prompts reach the caller byte for byte, and their length can be checked exactly.
@@ -10,12 +11,11 @@ concurrency limit) plays the bundled busy prompt and ends with agent_busy. The a
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
-from importlib import resources
 
 import pytest
 from harness.audio import tone_ulaw
+from harness.heard import played_seconds, prompt, received_audio
 from harness.polling import eventually
 from harness.stack import Stack
 
@@ -26,25 +26,6 @@ _ids = itertools.count()
 GREETING = tone_ulaw(440.0, 0.5)
 # How the emulator refuses: an error event then close 1002, or HTTP 429 at the upgrade.
 REFUSALS = {"error_event": (1002, "http_exception"), "http_429": (429, "busy")}
-
-
-def prompt(name: str) -> bytes:
-    return (resources.files("voicebridge.agent.prompts") / f"{name}.ulaw").read_bytes()
-
-
-def received_audio(call: TwilioCaller) -> bytes:
-    """Every media payload the edge sent, in order: the content, independent of playout timing."""
-    return b"".join(
-        base64.b64decode(m["media"]["payload"])
-        for _, m in call.received
-        if isinstance(m, dict) and m.get("event") == "media"
-    )
-
-
-def played_seconds(call: TwilioCaller, since: int = 0) -> float:
-    """Agent audio the caller heard from sample `since` on. Spans of playback, so a playout stall on a
-    loaded machine (a gap with nothing to play) does not count, where a timeline measure would."""
-    return sum(max(0, b - max(a, since)) for a, b in call.heard_spans()) / RATE
 
 
 def ends(stack: Stack, agent_reason: str) -> tuple[float, ...]:
@@ -64,7 +45,7 @@ async def one_more_end(stack: Stack, agent_reason: str, before: tuple[float, ...
     )
 
 
-async def test_a_conversation_dropped_mid_call_plays_the_apology_then_ends_the_call(
+async def test_a_conversation_that_cannot_be_resumed_plays_the_apology_then_ends_the_call(
     elevenlabs_stack: Stack, convai_emulator: ConvAIEmulator
 ) -> None:
     agent_id = f"drop-{next(_ids)}"
@@ -72,6 +53,7 @@ async def test_a_conversation_dropped_mid_call_plays_the_apology_then_ends_the_c
     drop = asyncio.Event()
 
     async def greet_then_crash(session: EmulatedSession) -> None:
+        """Every conversation, the two that try to continue the call included, greets and crashes."""
         sessions.put_nowait(session)
         await session.send_audio(GREETING)
         await drop.wait()
@@ -82,6 +64,7 @@ async def test_a_conversation_dropped_mid_call_plays_the_apology_then_ends_the_c
     )
     apology = prompt("apology")
     agent_errors = ends(elevenlabs_stack, "agent_error")
+    failed = elevenlabs_stack.metric("agent", "agent_elevenlabs_resumes_total", 'outcome="failed"')
     config = CallerConfig(url=elevenlabs_stack.media_ws_url, custom_parameters={"agent_id": agent_id})
     async with TwilioCaller(config) as call:
         session = await asyncio.wait_for(sessions.get(), 10)
@@ -100,6 +83,12 @@ async def test_a_conversation_dropped_mid_call_plays_the_apology_then_ends_the_c
     # Heard, not only sent: played after the drop for the prompt's length (up to a frame of padding).
     assert abs(played_seconds(call, dropped_at) - len(apology) / RATE) <= 0.04
     await one_more_end(elevenlabs_stack, "agent_error", agent_errors)
+    # Two new conversations were tried; each dropped before the caller heard anything of it (their
+    # greetings are never played: the apology is all that was heard after the drop).
+    assert sessions.qsize() == 2
+    assert (
+        elevenlabs_stack.metric("agent", "agent_elevenlabs_resumes_total", 'outcome="failed"') == failed + 1
+    )
 
 
 @pytest.mark.parametrize("busy", ["error_event", "http_429"])

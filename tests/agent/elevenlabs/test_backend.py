@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client import REGISTRY
 
-from voicebridge.agent.backends.base import Outbox, SessionEndInfo, SessionRefused
-from voicebridge.agent.backends.elevenlabs import ElevenLabsBackend, ElevenLabsSession
+from voicebridge.agent.backends.base import AgentSession, Outbox, SessionEndInfo, SessionRefused
+from voicebridge.agent.backends.elevenlabs import ElevenLabsBackend
 from voicebridge.agent.prompts import load_prompt
 from voicebridge.sim.convai_emulator import OMIT, AgentScript, ConvAIEmulator, EmulatedSession
 from voicebridge.v1 import agent_pb2, common_pb2
@@ -63,7 +63,7 @@ async def next_message(
 
 @dataclass
 class Call:
-    session: ElevenLabsSession
+    session: AgentSession
     remote: EmulatedSession
     outbox: Outbox
     run: asyncio.Task[SessionEndInfo]
@@ -117,6 +117,9 @@ async def test_init_carries_dynamic_variables_and_custom_parameters(
         "caller_number": "+15550100",
         "called_number": "+15550199",
         "call_direction": "inbound",
+        "resumed": False,  # the resume variables are always present (docs/elevenlabs.md#resume)
+        "conversation_so_far": "",
+        "last_heard": "",
     }
     assert c.remote.received[0] is init
 
@@ -540,7 +543,7 @@ async def test_close_codes_map_to_end_reasons(
     emu: ConvAIEmulator, make_backend: Factory, code: int, error_type: str | None, reason: int, apology: bool
 ) -> None:
     emu.add_agent("agent_x", ulaw_agent())
-    async with call(emu, make_backend()) as c:
+    async with call(emu, make_backend(resume=False)) as c:  # resumed: tests/agent/elevenlabs/test_resume.py
         await c.remote.send_audio(b"\x11" * 160)
         if error_type:
             await c.remote.fail(code, error_type, f"{error_type} happened")
@@ -566,7 +569,7 @@ async def test_apology_is_rendered_in_the_negotiated_pcm_format(
     emu: ConvAIEmulator, make_backend: Factory
 ) -> None:
     emu.add_agent("agent_x", AgentScript("pcm_16000", "pcm_16000", scenario=idle))
-    async with call(emu, make_backend()) as c:
+    async with call(emu, make_backend(resume=False)) as c:
         await c.remote.close(1011, "internal")
         end = await asyncio.wait_for(c.run, 5)
         apology, _ = await next_message(c.outbox, "audio")

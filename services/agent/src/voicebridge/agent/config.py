@@ -72,6 +72,8 @@ def _elevenlabs(env: Env) -> ElevenLabsSettings:
             requires_auth=env.bool("ELEVENLABS_REQUIRES_AUTH", api_key is not None),
             handshake_timeout_s=env.float("ELEVENLABS_HANDSHAKE_TIMEOUT_S", 8.0),
             allow_agent_override=env.bool("ELEVENLABS_ALLOW_AGENT_OVERRIDE", False),
+            resume=env.bool("ELEVENLABS_RESUME", True),
+            resume_first_message=env.str("ELEVENLABS_RESUME_FIRST_MESSAGE", ""),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -12,10 +12,11 @@ closes on every path), so the process's redaction set does not grow with every c
 Failures, chosen and tested end to end (tests/e2e/test_agent_failures.py, docs/agent-backend.md):
 * Refused at connect (HTTP 429, or an error event naming a concurrency limit) → SessionRefused(AGENT_BUSY);
   the servicer plays the spoken "busy" prompt, then ends the call.
-* Dropped mid-call (any close but 1000, an error event and 1011 included, or the TCP connection lost) →
-  the caller hears the bundled apology, then the session ends with AGENT_ERROR and media hangs up. No
-  reconnect: a new conversation would start with none of the context (docs/elevenlabs.md#no-resume): worse
-  than a clear apology.
+* Dropped mid-call with an error (1002, 1011, the TCP connection lost...) → a new conversation is opened
+  and told the call so far, so the agent carries on instead of greeting again (resume.py,
+  docs/elevenlabs.md#resume). When that is off (ELEVENLABS_RESUME=false), would only fail again (1008,
+  a safety stop) or fails twice, the caller hears the bundled apology, then the session ends with
+  AGENT_ERROR and media hangs up.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import contextlib
 import logging
 import time
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -40,8 +42,10 @@ from ..base import AgentBackend, SessionRefused
 from . import protocol as p
 from .connection import FastSendConnection
 from .metrics import CONNECT_SECONDS
-from .session import ElevenLabsSession
+from .resume import ResumingSession
+from .session import Continuation, ElevenLabsSession
 from .settings import ElevenLabsSettings
+from .transcript import ConversationLog
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +56,13 @@ _DIRECTIONS = {common_pb2.CALL_DIRECTION_INBOUND: "inbound", common_pb2.CALL_DIR
 
 
 def dynamic_variables(
-    call: common_pb2.CallInfo, extra: dict[str, Any] | None = None
+    call: common_pb2.CallInfo, extra: dict[str, Any] | None = None, history: ConversationLog | None = None
 ) -> dict[str, p.DynamicValue]:
     """What the agent's prompt can use as {{name}}: configured defaults, then every Twilio <Parameter>,
     then the call's facts (authoritative). The reserved `system__` prefix is never sent (docs/elevenlabs.md).
     Every name is always present, empty when unknown: a variable the agent defines but the init lacks
-    closes the conversation with 1008 missing_dynamic_variable.
+    closes the conversation with 1008 missing_dynamic_variable. `history`: this conversation continues a
+    call (resume.py): `resumed` is true and `conversation_so_far` / `last_heard` carry the call so far.
     """
     variables: dict[str, p.DynamicValue] = dict(extra or {})
     variables.update(call.custom_parameters)
@@ -69,6 +74,9 @@ def dynamic_variables(
             "caller_number": call.from_number,
             "called_number": call.to_number,
             "call_direction": _DIRECTIONS.get(call.direction, "unknown"),
+            "resumed": history is not None,
+            "conversation_so_far": history.render() if history else "",
+            "last_heard": history.last_heard() if history else "",
         }
     )
     return {k: v for k, v in variables.items() if not k.startswith(RESERVED_PREFIX)}
@@ -88,19 +96,37 @@ class ElevenLabsBackend(AgentBackend):
         override = call.custom_parameters.get(AGENT_OVERRIDE_PARAM, "")
         return override if (override and self.settings.allow_agent_override) else self.settings.agent_id
 
-    def init_frame(self, call: common_pb2.CallInfo) -> str:
+    def init_frame(self, call: common_pb2.CallInfo, history: ConversationLog | None = None) -> str:
         s = self.settings
+        override = s.config_override
+        if history is not None and s.resume_first_message:
+            override = _with_first_message(override, s.resume_first_message)
         return p.encode_init(
-            dynamic_variables=dynamic_variables(call, dict(s.extra_dynamic_variables)),
-            conversation_config_override=s.config_override,
+            dynamic_variables=dynamic_variables(call, dict(s.extra_dynamic_variables), history),
+            conversation_config_override=override,
         )
 
-    async def open(self, start: agent_pb2.SessionStart) -> ElevenLabsSession:
+    async def open(self, start: agent_pb2.SessionStart) -> ResumingSession:
         session = await self.connect(start)
+        await self.handshake(session)
+        return ResumingSession(self, session, self.settings)
+
+    async def continuation(
+        self, start: agent_pb2.SessionStart, history: ConversationLog, reply_floor: int
+    ) -> ElevenLabsSession:
+        """A new conversation continuing a call (resume.py): told the call so far in its init, numbering
+        its replies above `reply_floor`, its greeting dropped unless a first message replaces it."""
+        continues = Continuation(reply_floor, drop_greeting=not self.settings.resume_first_message)
+        session = await self.connect(start, history, continues)
         await self.handshake(session)
         return session
 
-    async def connect(self, start: agent_pb2.SessionStart) -> ElevenLabsSession:
+    async def connect(
+        self,
+        start: agent_pb2.SessionStart,
+        history: ConversationLog | None = None,
+        continues: Continuation | None = None,
+    ) -> ElevenLabsSession:
         """Connect and start the conversation's reader; the session is ready only after `handshake()`.
 
         Split from open() so caller audio can reach the session before the metadata arrives (it is
@@ -125,6 +151,8 @@ class ElevenLabsBackend(AgentBackend):
             self.settings.max_buffered_audio_s,
             self.settings.max_pending_audio_s,
             secrets=secrets,
+            history=history,
+            continues=continues,
         )
         session.connect_started = started
         return session
@@ -133,7 +161,8 @@ class ElevenLabsBackend(AgentBackend):
         """Init → metadata → format check, within what is left of the handshake timeout."""
         try:
             async with asyncio.timeout(self._remaining(session.connect_started)):
-                await session.handshake(self.init_frame(session.start.call))
+                history = session.history if session.continues else None
+                await session.handshake(self.init_frame(session.start.call, history))
         except TimeoutError:
             await session.aclose()
             raise SessionRefused(
@@ -259,3 +288,10 @@ class ElevenLabsBackend(AgentBackend):
             with contextlib.suppress(Exception):
                 await self._http.aclose()
             self._http = None
+
+
+def _with_first_message(override: Mapping[str, Any] | None, first_message: str) -> dict[str, Any]:
+    """The configured override with `agent.first_message` set (the rest of it kept)."""
+    merged = dict(override or {})
+    merged["agent"] = {**dict(merged.get("agent") or {}), "first_message": first_message}
+    return merged

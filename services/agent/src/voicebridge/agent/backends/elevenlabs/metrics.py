@@ -73,3 +73,25 @@ def close_label(code: int | None) -> str:
     if code is None:
         return "none"
     return str(code) if code in _KNOWN_CODES else "other"
+
+
+# What followed each error close mid-call (docs/elevenlabs.md#resume): `resumed` (a new conversation
+# carries the call on), `failed` (two attempts in a row did not take: apology), `disabled`
+# (ELEVENLABS_RESUME=false: apology), `impossible` (a close a new conversation would only repeat: apology).
+RESUMES = Counter(
+    "agent_elevenlabs_resumes",
+    "ElevenLabs conversations lost mid-call with an error, by what followed",
+    ["outcome"],
+)
+RESUME_OUTCOMES = ("resumed", "failed", "disabled", "impossible")
+for _outcome in RESUME_OUTCOMES:
+    RESUMES.labels(_outcome)
+# Each attempt at a new conversation that did not take: `refused` (it did not open) or `dropped` (it
+# closed with an error again before the caller spoke or heard anything of it).
+RESUME_ATTEMPTS_FAILED = Counter(
+    "agent_elevenlabs_resume_attempts_failed",
+    "Attempts at a new conversation for a call that did not take, by how",
+    ["how"],
+)
+for _how in ("refused", "dropped"):
+    RESUME_ATTEMPTS_FAILED.labels(_how)

@@ -24,8 +24,9 @@ from __future__ import annotations
 class ReplyTracker:
     """Assigns chunks to replies and remembers which replies the caller or the server cut off."""
 
-    def __init__(self) -> None:
-        self._last_reply = 0  # id of the newest reply opened
+    def __init__(self, floor: int = 0) -> None:
+        """`floor`: ids start above it (a conversation continuing a call numbers above the earlier one)."""
+        self._last_reply = floor  # id of the newest reply opened
         self._open = 0  # the reply later audio joins; 0 after a boundary
         self._open_has_text = False
         self._open_has_audio = False

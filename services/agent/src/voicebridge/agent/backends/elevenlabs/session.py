@@ -4,11 +4,14 @@ Two tasks per call, both on the service's event loop (no threads):
 
 * the reader reads every server frame as it arrives. It answers `ping` with `pong` at once and handles
   `interruption` at once (outbox.drop_audio + Interruption), so neither waits behind agent audio; every
-  other event is appended, in order, to a pending list.
+  other event is appended, in order, to a pending list (pending.py).
 * `run()` moves the pending list into the outbox in order. Only it waits for room for audio
   (backpressure from media), so a slow media link never stops pongs.
 
-Decisions, with their sources (docs/elevenlabs.md, section named in brackets):
+The parts, one concern each beside this file: formats (negotiation.py), caller audio held until ready
+(caller_audio.py), replies (replies.py), client tools (tools.py), close codes (closes.py), the "busy"
+heuristic (busy.py), alignment (alignment.py). Decisions, with their sources (docs/elevenlabs.md, section
+named in brackets):
 * Replies are told apart by `replies.ReplyTracker`, not by the audio `event_id` (documented only as a
   chunk id) [#replies]: `response_id` towards media is the tracker's reply id. An `interruption` voids
   the open reply and every chunk with event_id <= its id, the Python SDK rule [#interruption]. Media's
@@ -16,33 +19,28 @@ Decisions, with their sources (docs/elevenlabs.md, section named in brackets):
   agent gets a `contextual_update` saying how much of it the caller heard.
 * DTMF: `user_activity` (resets the agent's turn timeout while the caller types, [#dtmf]) followed by a
   `contextual_update` naming the key. `user_message` was rejected: it would make the key a spoken turn.
-* Client tools: `end_call` → HangUp, answered `client_tool_result` at once. `transfer_call` /
-  `transfer_to_number` → TransferCall (destination from `phone_number`, `destination`, `transfer_number`
-  or `number`), answered only when the edge's TransferResult comes back (after the words before it were
-  heard): success, or `is_error: true` with the reason (destination not allowed...), after which the
-  conversation goes on. Any other tool is answered `is_error: true` [#client-tools].
 * A frame that is malformed or unknown mid-call is logged, counted and skipped [#events-we-receive].
-* Close codes [#close-codes]: 1000 → AGENT_ENDED; 1002/1011 → AGENT_ERROR; 1008 → PROTOCOL_ERROR; the detail
-  names the `error_type` of the preceding `error` event (e.g. missing_dynamic_variable).
-* An error close after the call started (anything but 1000, including a lost connection) plays the
-  bundled `apology` prompt (espeak-ng, stored as μ-law 8 kHz and rendered to the negotiated output format
-  by `voicebridge.agent.prompts.load_prompt`), then run() returns AGENT_ERROR: the caller hears why the
-  line goes quiet instead of dead air, and no silent reconnect starts a new conversation [#no-resume].
+* An error close after the call started (anything but 1000, including a lost connection) ends
+  `run_until_end()` with a resumable or not `End` (closes.resumable); resume.py then continues the call
+  in a new conversation [#resume] or has `apologize()` play the bundled `apology` prompt (espeak-ng,
+  stored as μ-law 8 kHz and rendered to the negotiated output format by
+  `voicebridge.agent.prompts.load_prompt`): the caller hears why the line goes quiet instead of dead air.
+  A continuing conversation (`Continuation`) numbers its replies above the old ones and drops its
+  greeting until the caller speaks. Every turn is kept in `history` (transcript.py) for the next one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from voicebridge.agent.formats import format_from_name, format_name, offered
+from voicebridge.agent.formats import format_from_name, format_name
 from voicebridge.agent.prompts import load_prompt
 from voicebridge.runtime.logs import call_context
 from voicebridge.runtime.privacy import end_detail
@@ -52,12 +50,15 @@ from voicebridge.v1 import agent_pb2, common_pb2
 from ...metrics import PROCESSING
 from ..base import AgentSession, Outbox, SessionEndInfo, SessionRefused
 from . import protocol as p
+from .alignment import text_alignment
+from .busy import looks_busy
+from .caller_audio import CallerAudio
+from .closes import close_end, describe, resumable
 from .metrics import (
     AUDIO_CHUNKS,
     AUDIO_SECONDS,
     CLOSES,
     FIRST_AUDIO_SECONDS,
-    INBOUND_ADDED_LATENCY,
     INTERRUPTIONS,
     LATE_AUDIO_DROPPED,
     PING_RTT,
@@ -65,120 +66,39 @@ from .metrics import (
     TURN_SECONDS,
     close_label,
 )
+from .negotiation import bytes_per_s, negotiate
+from .pending import End, Pending
 from .replies import ReplyTracker
+from .tools import ClientTools
+from .transcript import ConversationLog
+
+__all__ = ["ElevenLabsSession", "looks_busy"]
 
 log = logging.getLogger(__name__)
-_AUDIO_SENT = AUDIO_CHUNKS.labels("sent")
 _AUDIO_RECEIVED = AUDIO_CHUNKS.labels("received")
-_PROCESSING_IN = PROCESSING.labels("inbound")
 _PROCESSING_OUT = PROCESSING.labels("outbound")
-_SECONDS_SENT = AUDIO_SECONDS.labels("sent")
 _SECONDS_RECEIVED = AUDIO_SECONDS.labels("received")
 
-END_CALL_TOOLS = {"end_call"}
-TRANSFER_TOOLS = {"transfer_call", "transfer_to_number"}
-DESTINATION_PARAMS = ("phone_number", "destination", "transfer_number", "number")
 CLOSE_TIMEOUT_S = 2.0
 
 
-@dataclass
-class _End:
-    """The conversation is over; run() returns `info` after delivering what came before it."""
+@dataclass(frozen=True)
+class Continuation:
+    """This conversation continues a call whose earlier conversation dropped (resume.py): its reply ids
+    stay above the earlier ones (media refuses ids it has seen cut off), and with `drop_greeting` its
+    replies are dropped until the caller speaks (the agent's first message would greet them again)."""
 
-    info: SessionEndInfo
-    apologize: bool = False
-
-
-@dataclass
-class _Pending:
-    """Server events waiting for run(), in arrival order, with the audio they hold bounded."""
-
-    items: collections.deque[agent_pb2.ConverseResponse | _End] = field(default_factory=collections.deque)
-    audio_bytes: int = 0
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def push(self, item: agent_pb2.ConverseResponse | _End) -> None:
-        if isinstance(item, agent_pb2.ConverseResponse) and item.WhichOneof("event") == "audio":
-            self.audio_bytes += len(item.audio.data)
-        self.items.append(item)
-        self.wake.set()
-
-    def pop(self) -> agent_pb2.ConverseResponse | _End:
-        item = self.items.popleft()
-        if isinstance(item, agent_pb2.ConverseResponse) and item.WhichOneof("event") == "audio":
-            self.audio_bytes -= len(item.audio.data)
-        if not self.items:
-            self.wake.clear()
-        return item
-
-    def drop_audio_up_to(self, response_id: int) -> int:
-        kept: collections.deque[agent_pb2.ConverseResponse | _End] = collections.deque()
-        dropped = 0
-        for item in self.items:
-            is_audio = isinstance(item, agent_pb2.ConverseResponse) and item.WhichOneof("event") == "audio"
-            if is_audio and item.audio.response_id <= response_id:
-                self.audio_bytes -= len(item.audio.data)
-                dropped += 1
-            else:
-                kept.append(item)
-        self.items = kept
-        if not kept:
-            self.wake.clear()
-        return dropped
+    reply_floor: int
+    drop_greeting: bool
 
 
-def _bytes_per_s(fmt: common_pb2.AudioFormat) -> int:
-    width = 2 if fmt.encoding == common_pb2.AUDIO_ENCODING_PCM_S16LE else 1
-    return fmt.sample_rate_hz * width
-
-
-def _transcript(role: int, text: str, *, final: bool = True, correction: bool = False, rid: int = 0):
+def _transcript(
+    role: int, text: str, *, final: bool = True, correction: bool = False, rid: int = 0
+) -> agent_pb2.ConverseResponse:
     return agent_pb2.ConverseResponse(
         transcript=common_pb2.Transcript(
             role=role, text=text, final=final, correction=correction, response_id=rid
         )
-    )
-
-
-def _close_end(code: int | None, reason: str, error: p.ErrorEvent | None) -> SessionEndInfo:
-    """Map a close (code, last `error` event) to the contract's end reason: docs/elevenlabs.md#close-codes."""
-    error_type = error.error_type if error else None
-    message = (error.message if error else "") or reason
-    extra = {"close_code": str(code if code is not None else 1006)}
-    if error_type:
-        extra["error_type"] = error_type
-    described = f"{error_type}: {message}" if error_type else message or "no reason given"
-    if code == 1000:
-        return SessionEndInfo(
-            common_pb2.END_REASON_AGENT_ENDED, f"agent ended the conversation ({described})", extra
-        )
-    if code == 1008:
-        return SessionEndInfo(
-            common_pb2.END_REASON_PROTOCOL_ERROR, f"ElevenLabs closed 1008: {described}", extra
-        )
-    if code in (1002, 1011):
-        return SessionEndInfo(
-            common_pb2.END_REASON_AGENT_ERROR, f"ElevenLabs closed {code}: {described}", extra
-        )
-    return SessionEndInfo(
-        common_pb2.END_REASON_AGENT_ERROR, f"ElevenLabs connection lost (code {code}): {described}", extra
-    )
-
-
-def looks_busy(code: int | None, error: p.ErrorEvent | None, reason: str = "") -> bool:
-    """A refusal for capacity: HTTP 429 behind an `http_exception`, or words of a concurrency/quota limit.
-
-    No error_type for it is documented (the AsyncAPI spec lists none); the concurrency limit rejects calls at
-    connect (docs/elevenlabs.md#capacity), and `http_exception` is how HTTP errors become close frames.
-    """
-    if error is not None and error.details and error.details.get("status_code") == 429:
-        return True
-    text = " ".join(
-        filter(None, [reason, error and error.message, error and error.reason, error and error.error_type])
-    )
-    text = text.lower()
-    return any(
-        word in text for word in ("concurren", "too many", "quota", "limit exceeded", "busy", "capacity")
     )
 
 
@@ -193,6 +113,8 @@ class ElevenLabsSession(AgentSession):
         max_buffered_audio_s: float,
         max_pending_audio_s: float,
         secrets: SecretScope | None = None,
+        history: ConversationLog | None = None,
+        continues: Continuation | None = None,
     ) -> None:
         self._ws = ws
         self._secrets = secrets or SecretScope()  # this conversation's signed URL, forgotten in aclose()
@@ -202,29 +124,28 @@ class ElevenLabsSession(AgentSession):
         self._call_sid = start.call.call_sid
         self.ready = agent_pb2.SessionReady()
         self.conversation_id = ""
-        offered_rates = [_bytes_per_s(f) for f in start.input_formats] or [96_000]
-        self._held_limit = int(max(offered_rates) * max_buffered_audio_s)
-        self._held: collections.deque[bytes] = collections.deque()
-        self._held_bytes = 0
+        offered_rates = [bytes_per_s(f) for f in start.input_formats] or [96_000]
+        self._caller_audio = CallerAudio(ws, int(max(offered_rates) * max_buffered_audio_s))
         self._max_pending_s = max_pending_audio_s
         self._pending_limit = 0
         self._output_format = common_pb2.AudioFormat()
-        self._pending = _Pending()
+        self._pending = Pending()
         self._metadata: asyncio.Future[p.Metadata] = asyncio.get_running_loop().create_future()
-        self._is_ready = False
         self._outbox: Outbox | None = None
-        self._replies = ReplyTracker()
+        # The call's turns, shared with the conversations that continue it (resume.py).
+        self.history = history or ConversationLog()
+        self.continues = continues
+        self._replies = ReplyTracker(continues.reply_floor if continues else 0)
+        self._dropping_greeting = bool(continues and continues.drop_greeting)
+        self.progressed = False  # the caller spoke, or heard this conversation (resume.py's "it took")
         self._last_error: p.ErrorEvent | None = None
-        self._audio_lock = asyncio.Lock()
         self._closing: common_pb2.CallEnd | None = None
         self._ended = False
-        # Transfer tool calls awaiting the edge's TransferResult: (destination, tool_call_id), oldest first.
-        self._transfers: collections.deque[tuple[str, str]] = collections.deque()
+        self._tools = ClientTools(self._send_quietly, self._pending.push)
         # Latency watch (docs/elevenlabs.md#observability): when the conversation began (until 1st audio), and
         # the caller's last final transcript with the response id current at that moment.
         self._started_at: float | None = None
         self._turn_began: tuple[float, int] | None = None
-        self._in_rate = 0
         self._reader: asyncio.Task[None] = asyncio.create_task(self._read_in_context())
 
     # --- handshake ---------------------------------------------------------------------------------
@@ -234,30 +155,9 @@ class ElevenLabsSession(AgentSession):
         with contextlib.suppress(ConnectionClosed):  # a refusal can close before the init is read
             await self._ws.send(init_frame)
         metadata = await self._metadata
-        self._started_at = time.perf_counter()
+        self._started_at = None if self.continues else time.perf_counter()  # a greeting's latency only
         self.conversation_id = metadata.conversation_id
-        try:
-            input_format = format_from_name(metadata.user_input_audio_format)
-            output_format = format_from_name(metadata.agent_output_audio_format)
-        except ValueError:
-            input_format = output_format = None
-        in_ok = input_format is not None and offered(input_format, list(self.start.input_formats))
-        out_ok = output_format is not None and offered(output_format, list(self.start.output_formats))
-        if not (in_ok and out_ok):
-            ins = ", ".join(format_name(f) for f in self.start.input_formats) or "none"
-            outs = ", ".join(format_name(f) for f in self.start.output_formats) or "none"
-            raise SessionRefused(
-                common_pb2.END_REASON_UNSUPPORTED_FORMAT,
-                f"ElevenLabs agent {self._agent_id} uses input {metadata.user_input_audio_format} and output "
-                f"{metadata.agent_output_audio_format}; media offers input [{ins}] and output [{outs}]. "
-                "Set the agent's formats (ulaw_8000 both ways for Twilio) or enable a matching media format.",
-                common_pb2.ERROR_CODE_FAILED_PRECONDITION,
-            )
-        assert input_format is not None
-        assert output_format is not None
-        self.ready = agent_pb2.SessionReady(
-            input_format=input_format, output_format=output_format, conversation_id=metadata.conversation_id
-        )
+        self.ready = negotiate(metadata, self.start, self._agent_id)
         log.info(
             "ElevenLabs conversation %s for call %s (agent %s, in %s, out %s)",
             metadata.conversation_id,
@@ -266,7 +166,7 @@ class ElevenLabsSession(AgentSession):
             metadata.user_input_audio_format,
             metadata.agent_output_audio_format,
         )
-        await self._release_held_audio()
+        await self._caller_audio.release(self.ready.input_format)
 
     async def refused(self) -> SessionRefused:
         """Why the conversation closed before its metadata (busy, protocol, error), for open()."""
@@ -277,10 +177,10 @@ class ElevenLabsSession(AgentSession):
         if looks_busy(code, error, reason):
             return SessionRefused(
                 common_pb2.END_REASON_AGENT_BUSY,
-                f"ElevenLabs refused the conversation (busy, close {code}): {self._describe(error, reason)}",
+                f"ElevenLabs refused the conversation (busy, close {code}): {describe(error, reason)}",
                 common_pb2.ERROR_CODE_RESOURCE_EXHAUSTED,
             )
-        end = _close_end(code, reason, error)
+        end = close_end(code, reason, error)
         code_for = {
             common_pb2.END_REASON_PROTOCOL_ERROR: common_pb2.ERROR_CODE_FAILED_PRECONDITION,
             common_pb2.END_REASON_AGENT_ENDED: common_pb2.ERROR_CODE_UNAVAILABLE,
@@ -291,12 +191,6 @@ class ElevenLabsSession(AgentSession):
             else common_pb2.END_REASON_AGENT_ERROR
         )
         return SessionRefused(reason_for, f"before the conversation started: {end.detail}", code_for)
-
-    @staticmethod
-    def _describe(error: p.ErrorEvent | None, reason: str) -> str:
-        if error is None:
-            return reason or "no reason given"
-        return f"{error.error_type or 'error'}: {error.message or error.reason or reason}"
 
     # --- reader ------------------------------------------------------------------------------------
 
@@ -342,13 +236,18 @@ class ElevenLabsSession(AgentSession):
                     return
                 with contextlib.suppress(ValueError):  # handshake() refuses unusable formats
                     self._output_format = format_from_name(event.agent_output_audio_format)
-                    self._pending_limit = int(_bytes_per_s(self._output_format) * self._max_pending_s)
+                    self._pending_limit = int(bytes_per_s(self._output_format) * self._max_pending_s)
                 self._metadata.set_result(event)
             case p.Audio():
                 self._on_audio(event)
             case p.Interruption():
                 self._interrupt(event.event_id)
             case p.UserTranscript():
+                if self._dropping_greeting:  # late chunks of the greeting stay dropped
+                    self._replies.caller_interrupted(self._replies.last_reply)
+                    self._dropping_greeting = False
+                self.progressed = True
+                self.history.caller(event.text)
                 self._replies.user_turn()
                 self._turn_began = (time.perf_counter(), self._replies.last_reply)
                 self._pending.push(_transcript(common_pb2.Transcript.ROLE_CALLER, event.text))
@@ -356,14 +255,20 @@ class ElevenLabsSession(AgentSession):
                 self._pending.push(_transcript(common_pb2.Transcript.ROLE_CALLER, event.text, final=False))
             case p.AgentResponse():
                 rid = self._replies.agent_response(event.event_id)
+                if self._dropping_greeting:
+                    return  # a continued call is not greeted again (resume.py)
+                self.history.agent(rid, event.text)
                 self._pending.push(_transcript(common_pb2.Transcript.ROLE_AGENT, event.text, rid=rid))
             case p.AgentResponseCorrection():
                 rid = self._replies.last_reply  # the reply that was cut off (the correction follows it)
+                if self._dropping_greeting:
+                    return
+                self.history.corrected(rid, event.corrected)
                 self._pending.push(
                     _transcript(common_pb2.Transcript.ROLE_AGENT, event.corrected, correction=True, rid=rid)
                 )
             case p.ClientToolCall():
-                await self._on_tool_call(event)
+                await self._tools.on_call(event)
             case p.ErrorEvent():
                 self._last_error = event
                 log.warning(
@@ -392,6 +297,8 @@ class ElevenLabsSession(AgentSession):
         if reply is None:  # of a reply the caller or the server cut off
             LATE_AUDIO_DROPPED.inc()
             return
+        if self._dropping_greeting:
+            return
         if self._pending_limit and self._pending.audio_bytes + len(event.audio) > self._pending_limit:
             SKIPPED_FRAMES.labels("audio_backlog").inc()
             log.warning("media is not taking agent audio; dropping a chunk of reply %d", reply)
@@ -403,7 +310,7 @@ class ElevenLabsSession(AgentSession):
             response_id=reply,
             received_unix_nanos=time.time_ns(),
         )
-        alignment = _text_alignment(event.alignment)
+        alignment = text_alignment(event.alignment)
         if alignment is not None:  # lets media tell which words the caller heard before cutting in
             chunk.alignment.CopyFrom(alignment)
         self._pending.push(agent_pb2.ConverseResponse(audio=chunk))
@@ -417,13 +324,8 @@ class ElevenLabsSession(AgentSession):
         if self._turn_began is not None and reply > self._turn_began[1]:
             TURN_SECONDS.observe(now - self._turn_began[0])
             self._turn_began = None
-        if rate := _bytes_per_s(self._output_format):
+        if rate := bytes_per_s(self._output_format):
             _SECONDS_RECEIVED.inc(len(event.audio) / rate)
-
-    def _sent_audio(self, data: bytes) -> None:
-        _AUDIO_SENT.inc()
-        if self._in_rate:
-            _SECONDS_SENT.inc(len(data) / self._in_rate)
 
     def _interrupt(self, event_id: int) -> None:
         INTERRUPTIONS.inc()
@@ -437,56 +339,10 @@ class ElevenLabsSession(AgentSession):
             self._pending.push(message)
         LATE_AUDIO_DROPPED.inc(dropped)
 
-    async def _on_tool_call(self, call: p.ClientToolCall) -> None:
-        params = call.parameters
-        reason = str(params.get("reason") or "")
-        if call.tool_name in END_CALL_TOOLS:
-            await self._tool_result(call, "Call will end after the current message.")
-            self._pending.push(
-                agent_pb2.ConverseResponse(hangup=common_pb2.HangUp(reason=reason or "end_call"))
-            )
-            return
-        if call.tool_name in TRANSFER_TOOLS:
-            destination = next((str(params[k]) for k in DESTINATION_PARAMS if params.get(k)), "")
-            if not destination:
-                names = ", ".join(DESTINATION_PARAMS)
-                await self._tool_result(call, f"No destination: pass one of {names}.", is_error=True)
-                return
-            self._transfers.append((destination, call.tool_call_id))  # answered by _on_transfer_result
-            self._pending.push(
-                agent_pb2.ConverseResponse(
-                    transfer=common_pb2.TransferCall(destination=destination, reason=reason)
-                )
-            )
-            return
-        log.warning("agent called unknown client tool %r", call.tool_name)
-        await self._tool_result(call, f"Unknown client tool: {call.tool_name}", is_error=True)
-
-    async def _tool_result(self, call: p.ClientToolCall, result: str, is_error: bool = False) -> None:
-        await self._send_tool_result(call.tool_call_id, result, is_error)
-
-    async def _send_tool_result(self, tool_call_id: str, result: str, is_error: bool) -> None:
+    async def _send_quietly(self, frame: str) -> None:
+        """Send a frame; a closed socket is the reader's to report."""
         with contextlib.suppress(ConnectionClosed):
-            await self._ws.send(p.encode_client_tool_result(tool_call_id, result, is_error))
-
-    async def _on_transfer_result(self, outcome: common_pb2.TransferResult) -> None:
-        """Answer the transfer tool call this outcome belongs to with what really happened."""
-        match = next((t for t in self._transfers if t[0] == outcome.destination), None)
-        if match is None and self._transfers:
-            match = self._transfers[0]
-        if match is None:
-            log.warning("transfer result with no transfer tool call waiting")
-            return
-        self._transfers.remove(match)
-        if outcome.transferred:
-            await self._send_tool_result(match[1], f"The call is being transferred to {match[0]}.", False)
-            return
-        detail = outcome.detail or "the transfer failed"
-        await self._send_tool_result(
-            match[1],
-            f"Transfer to {match[0]} failed: {detail}. The call was not transferred and goes on with you.",
-            True,
-        )
+            await self._ws.send(frame)
 
     def _on_closed(self) -> None:
         if not self._metadata.done():
@@ -501,20 +357,30 @@ class ElevenLabsSession(AgentSession):
             info = SessionEndInfo(
                 self._closing.reason or common_pb2.END_REASON_CALLER_HANGUP, self._closing.detail
             )
-            self._pending.push(_End(info))
+            self._pending.push(End(info))
             return
         CLOSES.labels(close_label(code)).inc()
-        info = _close_end(code, reason, self._last_error)
+        info = close_end(code, reason, self._last_error)
         log.info(
             "ElevenLabs conversation %s closed: %s",
             self.conversation_id,
             end_detail(info.reason, info.detail),
         )
-        self._pending.push(_End(info, apologize=code != 1000))
+        self._pending.push(
+            End(info, apologize=code != 1000, resumable=resumable(code, self._last_error), close_code=code)
+        )
 
     # --- the AgentSession interface ------------------------------------------------------------------
 
     async def run(self, outbox: Outbox) -> SessionEndInfo:
+        end = await self.run_until_end(outbox)
+        if end.apologize:
+            await self.apologize(outbox)
+        return end.info
+
+    async def run_until_end(self, outbox: Outbox) -> End:
+        """Deliver the conversation's events to media in order until it ends; returns how it ended
+        (resume.py decides what follows an error close: a new conversation, or the apology)."""
         self._outbox = outbox
         while True:
             if not self._pending.items:
@@ -524,19 +390,44 @@ class ElevenLabsSession(AgentSession):
                 await self._pending.wake.wait()
                 continue
             item = self._pending.pop()
-            if isinstance(item, _End):
-                if item.apologize:
-                    await self._apologize(outbox)
-                return item.info
+            if isinstance(item, End):
+                return item
             if item.WhichOneof("event") == "audio":
                 if item.audio.response_id <= self._replies.void_through:
                     LATE_AUDIO_DROPPED.inc()
                     continue
                 await outbox.put_audio(item)
+                self._played(item.audio)
             else:
                 outbox.put_control(item)
 
-    async def _apologize(self, outbox: Outbox) -> None:
+    def _played(self, chunk: agent_pb2.AudioChunk) -> None:
+        """Audio handed to media is heard (media plays it out unless the caller cuts in and says so)."""
+        self.progressed = True
+        rate = bytes_per_s(chunk.format)
+        self.history.played(
+            chunk.response_id, len(chunk.data) * 1000 / rate if rate else 0.0, "".join(chunk.alignment.chars)
+        )
+
+    @property
+    def ended(self) -> bool:
+        """The WebSocket has closed (whoever closed it)."""
+        return self._ended
+
+    @property
+    def reply_floor(self) -> int:
+        """Every reply id this conversation gave media is <= this; a continuation numbers above it."""
+        return max(self._replies.last_reply, self._replies.void_through)
+
+    async def send_context(self, text: str, unanswered: str = "") -> None:
+        """Tell a continuing conversation what came before (`contextual_update`); `unanswered`, the
+        caller's last words that no reply reached, goes as a `user_message` so the agent answers them."""
+        await self._send_quietly(p.encode_contextual_update(text))
+        if unanswered:
+            await self._send_quietly(p.encode_user_message(unanswered))
+
+    async def apologize(self, outbox: Outbox) -> None:
+        """The bundled apology, in the negotiated format, as a reply of the bridge's own."""
         fmt = self.ready.output_format
         try:
             audio = load_prompt("apology", fmt.encoding, fmt.sample_rate_hz)
@@ -556,7 +447,7 @@ class ElevenLabsSession(AgentSession):
         kind = request.WhichOneof("event")
         try:
             if kind == "audio":
-                await self._send_audio(request.audio.data, request.audio.received_unix_nanos)
+                await self._caller_audio.send(request.audio.data, request.audio.received_unix_nanos)
             elif kind == "interrupted":
                 await self._on_caller_interrupted(request.interrupted)
             elif kind == "dtmf":
@@ -567,39 +458,14 @@ class ElevenLabsSession(AgentSession):
                     )
                 )
             elif kind == "transfer_result":
-                await self._on_transfer_result(request.transfer_result)
+                await self._tools.on_transfer_result(request.transfer_result)
             elif kind == "end":
                 await self.aclose(request.end)
         except ConnectionClosed:
             pass  # the reader reports how the conversation ended
 
-    async def _send_audio(self, data: bytes, received_unix_nanos: int = 0) -> None:
-        if not self._is_ready:
-            self._held.append(data)
-            self._held_bytes += len(data)
-            while self._held_bytes > self._held_limit and self._held:
-                self._held_bytes -= len(self._held.popleft())
-            return
-        async with self._audio_lock:
-            begin = time.perf_counter()
-            await self._ws.send(p.encode_user_audio(data))
-            _PROCESSING_IN.observe(time.perf_counter() - begin)
-        self._sent_audio(data)
-        if received_unix_nanos:
-            INBOUND_ADDED_LATENCY.observe(max(0.0, (time.time_ns() - received_unix_nanos) / 1e9))
-
-    async def _release_held_audio(self) -> None:
-        self._in_rate = _bytes_per_s(self.ready.input_format)
-        async with self._audio_lock:
-            self._is_ready = True
-            while self._held:
-                chunk = self._held.popleft()
-                self._held_bytes -= len(chunk)
-                with contextlib.suppress(ConnectionClosed):
-                    await self._ws.send(p.encode_user_audio(chunk))
-                    self._sent_audio(chunk)
-
     async def _on_caller_interrupted(self, interrupted: agent_pb2.CallerInterrupted) -> None:
+        self.history.interrupted(interrupted.response_id, interrupted.heard_text, interrupted.heard_ms)
         void_through = self._replies.caller_interrupted(interrupted.response_id)
         self._pending.drop_audio_up_to(void_through)
         if self._outbox is not None:
@@ -624,25 +490,5 @@ class ElevenLabsSession(AgentSession):
         if not self._ended:
             self._ended = True
             reason = self._closing.reason or common_pb2.END_REASON_CALLER_HANGUP
-            self._pending.push(_End(SessionEndInfo(reason, self._closing.detail)))
+            self._pending.push(End(SessionEndInfo(reason, self._closing.detail)))
         self._secrets.close()
-
-
-def _text_alignment(alignment: dict | None) -> agent_pb2.TextAlignment | None:
-    """ElevenLabs `alignment` (chars, char_start_times_ms, char_durations_ms) for the contract;
-    None when absent or malformed (it is optional: a bad one must not cost the audio)."""
-    if not alignment:
-        return None
-    chars = alignment.get("chars")
-    starts = alignment.get("char_start_times_ms")
-    durations = alignment.get("char_durations_ms") or []
-    if not isinstance(chars, list) or not isinstance(starts, list) or len(chars) != len(starts):
-        return None
-    try:
-        return agent_pb2.TextAlignment(
-            chars=[str(c) for c in chars],
-            char_start_ms=[max(0, int(v)) for v in starts],
-            char_duration_ms=[max(0, int(v)) for v in durations][: len(chars)],
-        )
-    except (TypeError, ValueError):
-        return None

@@ -33,6 +33,13 @@ class ElevenLabsSettings:
     # Twilio <Parameter name="agent_id"> picks another agent for one call. Off by default: whoever can put
     # a parameter on a stream (the calls API's variables) could otherwise run any agent of the account.
     allow_agent_override: bool = False
+    # A conversation lost mid-call with an error is continued in a new one that is told the call so far
+    # (resume.py, docs/elevenlabs.md#resume); off: the caller hears the apology and the call ends.
+    resume: bool = True
+    # Spoken by the new conversation instead of the agent's first message (an override the agent must
+    # allow: Security → Overrides → First message). Empty: no override; the new conversation's greeting
+    # is dropped and the agent speaks again when the caller does.
+    resume_first_message: str = ""
 
     def __post_init__(self) -> None:
         if self.requires_auth and not self.api_key:

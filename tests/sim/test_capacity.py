@@ -10,7 +10,14 @@ import sys
 
 import pytest
 
-from voicebridge.sim.capacity import find_capacity, next_calls, pin, threads_of, with_default_slos
+from voicebridge.sim.capacity import (
+    allowed_cpus,
+    find_capacity,
+    next_calls,
+    pin,
+    threads_of,
+    with_default_slos,
+)
 from voicebridge.sim.loadgen.cli import parse_args
 
 
@@ -96,3 +103,13 @@ def test_pin_moves_every_thread_of_a_process_onto_one_cpu() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_second_pinned_run_still_sees_the_cpus_the_first_one_had() -> None:
+    before = allowed_cpus()
+    own = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(own)})  # what the first pinned run leaves this process with
+        assert allowed_cpus() == before
+    finally:
+        os.sched_setaffinity(0, own)

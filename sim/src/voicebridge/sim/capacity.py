@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -46,9 +47,15 @@ def pin(pids: Iterable[int], cpu: int) -> None:
                 continue  # a thread that ended meanwhile
 
 
+@functools.cache
+def allowed_cpus() -> frozenset[int]:
+    """The CPUs this process could use before the first pin (which narrows its own affinity to one)."""
+    return frozenset(os.sched_getaffinity(0))
+
+
 def pin_run(service_pids: Iterable[int], load_pids: Iterable[int]) -> dict[str, int]:
     """Services on core 0, the load (this process and the emulator) on core 1."""
-    cpus = os.sched_getaffinity(0)
+    cpus = allowed_cpus()
     if not {SERVICES_CPU, LOAD_CPU} <= cpus:
         raise SystemExit(f"--pin needs CPUs {SERVICES_CPU} and {LOAD_CPU}; this process has {sorted(cpus)}")
     pin(service_pids, SERVICES_CPU)

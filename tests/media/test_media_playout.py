@@ -203,24 +203,31 @@ async def test_hold_then_clear_drops_everything_held(rig) -> None:
     assert waiter.done()
 
 
-async def test_frames_stay_within_40_ms_for_every_call_while_the_loop_is_loaded() -> None:
-    """Thirty calls share one event loop whose ticks arrive up to 15 ms late (a busy loop)."""
-
+async def play_on_a_loaded_loop(config: PlayoutConfig, calls: int, seed: int) -> list[Sink]:
+    """`calls` pacers, 3 s of agent audio each, on one loop whose ticks arrive 1-15 ms apart at random
+    (nothing runs between ticks: the other calls hold the loop); what each call's edge received."""
     clock = VirtualClock()
-    sinks = [Sink(clock) for _ in range(30)]
-    playouts = [Playout(clock, sink.emit, PlayoutConfig(frame_ms=20)) for sink in sinks]
+    sinks = [Sink(clock) for _ in range(calls)]
+    playouts = [Playout(clock, sink.emit, config) for sink in sinks]
     tasks = [asyncio.create_task(p.run()) for p in playouts]
-    rng = random.Random(4)
+    rng = random.Random(seed)
     for i, playout in enumerate(playouts):
         playout.enqueue(audio(3000), response_id=i + 1)
     elapsed = 0.0
     while elapsed < 3.2:
         step = rng.uniform(0.001, 0.015)
-        await clock.jump(step)  # nothing runs between ticks: the other calls hold the loop
+        await clock.jump(step)
         elapsed += step
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    return sinks
+
+
+async def test_frames_stay_within_40_ms_for_every_call_while_the_loop_is_loaded() -> None:
+    """Thirty calls share one event loop whose ticks arrive up to 15 ms late (a busy loop)."""
+
+    sinks = await play_on_a_loaded_loop(PlayoutConfig(frame_ms=20), calls=30, seed=4)
     for sink in sinks:
         times = [t for t, _, _ in sink.frames]
         assert len(times) == 150
@@ -281,22 +288,8 @@ async def test_frames_arrive_before_the_buffer_runs_dry_and_at_most_lead_plus_a_
     leaves before what was sent ahead of it has played (no gap), and what waits in Twilio's buffer
     when it arrives never exceeds the lead plus one tick: with it, at most one frame more is what a
     clear has to flush."""
-    clock = VirtualClock()
     config = PlayoutConfig(frame_ms=frame_ms)
-    sinks = [Sink(clock) for _ in range(10)]
-    playouts = [Playout(clock, sink.emit, config) for sink in sinks]
-    tasks = [asyncio.create_task(p.run()) for p in playouts]
-    rng = random.Random(7)
-    for i, playout in enumerate(playouts):
-        playout.enqueue(audio(3000), response_id=i + 1)
-    elapsed = 0.0
-    while elapsed < 3.2:
-        step = rng.uniform(0.001, 0.015)
-        await clock.jump(step)
-        elapsed += step
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    sinks = await play_on_a_loaded_loop(config, calls=10, seed=7)
     bound_s = (config.lead_ms + config.tick_ms) / 1000
     for sink in sinks:
         assert sum(len(p) for _, p, _ in sink.frames) == 3000 * 8

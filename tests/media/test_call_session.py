@@ -6,6 +6,7 @@ hang-up after the goodbye, and every way the call ends; each test runs in millis
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from harness.virtual_clock import VirtualClock
 
 from voicebridge.agent.converse import ConverseServicer
 from voicebridge.media.call import CallSession
+from voicebridge.media.config import PlayoutConfig
 from voicebridge.media.servicer import MediaServicer
 from voicebridge.sim.loadgen import speech_like
 from voicebridge.v1 import agent_pb2, common_pb2, media_pb2
@@ -134,7 +136,9 @@ async def test_agent_reply_is_paced_in_real_time_with_marks_the_edge_echoes(rig)
     await rig.clock.advance(1.0)
     assert rig.played_bytes() == 1000 * 8
     marks = [m.audio.mark for m in rig.out if m.audio.mark]
-    assert len(marks) >= 10  # at least every 100 ms
+    # At least every 100 ms of audio, on frame boundaries: with the default 60 ms frames, every 120 ms.
+    frame_ms = PlayoutConfig().frame_ms
+    assert len(marks) >= 1000 // (math.ceil(100 / frame_ms) * frame_ms)
     rig.edge.close()
     await rig.finish(task)
 

@@ -7,12 +7,20 @@ from dataclasses import dataclass, field
 from voicebridge.runtime.config import ConfigError, Env, MuxSettings
 from voicebridge.runtime.grpc_tls import GrpcTls
 
+# The batching window towards the agent at full load, as the edge's MEDIA_BATCH_INTERVAL_MS: about one
+# message per 6 ms whatever the calls, none held while a lone call's frames come 20 ms apart.
+AGENT_BATCH_INTERVAL_MS = 6.0
+
 
 @dataclass(frozen=True)
 class PlayoutConfig:
     """How agent audio is paced to the caller (see playout.py)."""
 
-    frame_ms: int = 20  # size of each frame sent to the edge
+    # Audio per frame sent to the edge, and so per Twilio media message. 60 ms: a third of the
+    # messages of 20 ms frames on both outbound hops and the Twilio WebSocket (docs/performance.md).
+    # A clear still flushes Twilio's whole buffer at once; what sits there grows by 40 ms at most
+    # (the lead plus one frame, see playout.py).
+    frame_ms: int = 60
     lead_ms: int = 60  # how far ahead of real time we keep Twilio's buffer: what a clear has to flush
     mark_interval_ms: int = 100  # a playback mark at least this often while talking
     # Frames of every call leave on one shared grid of this many ms, up to one tick before they are
@@ -133,7 +141,7 @@ class MediaSettings:
             log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
             grace_s=env.float("MEDIA_SHUTDOWN_GRACE_S", 5.0),
             playout=PlayoutConfig(
-                frame_ms=env.int("PLAYOUT_FRAME_MS", 20),
+                frame_ms=env.int("PLAYOUT_FRAME_MS", PlayoutConfig.frame_ms),
                 lead_ms=env.int("PLAYOUT_LEAD_MS", 60),
                 mark_interval_ms=env.int("PLAYOUT_MARK_INTERVAL_MS", 100),
                 tick_ms=env.int("PLAYOUT_TICK_MS", 20),
@@ -145,7 +153,7 @@ class MediaSettings:
             pre_ready_buffer_ms=env.int("PRE_READY_BUFFER_MS", 2000),
             agent_queue_ms=env.int("AGENT_QUEUE_MS", 1000),
             drain_timeout_s=env.float("DRAIN_TIMEOUT_S", 30.0),
-            mux=MuxSettings.from_env(env, "AGENT_BATCH_INTERVAL_MS", 0.0),
+            mux=MuxSettings.from_env(env, "AGENT_BATCH_INTERVAL_MS", AGENT_BATCH_INTERVAL_MS),
             tls=GrpcTls.from_env(env).checked(listen, (agent_target,)),
             metrics_host=env.str("METRICS_HOST", "127.0.0.1"),
         )

@@ -40,6 +40,7 @@ from voicebridge.v1 import agent_pb2, common_pb2
 
 from ..base import AgentBackend, SessionRefused
 from . import protocol as p
+from .connection import FastSendConnection
 from .metrics import CONNECT_SECONDS
 from .resume import ResumingSession
 from .session import Continuation, ElevenLabsSession
@@ -194,6 +195,7 @@ class ElevenLabsBackend(AgentBackend):
                 open_timeout=max(0.1, self._remaining(started)),
                 max_size=MAX_FRAME_BYTES,
                 close_timeout=2,
+                create_connection=FastSendConnection,  # audio frames without send()'s context manager
             )
         except InvalidStatus as exc:
             status = exc.response.status_code

@@ -117,7 +117,7 @@ def grpc_panels(side: str, title: str) -> list[dict[str, Any]]:
                     "{{grpc_method}} {{direction}}",
                 )
             ],
-            "How many calls' messages each multiplexed gRPC message carries (runtime/mux.py).",
+            "How many calls' messages each multiplexed gRPC message carries (runtime/mux/).",
         ),
     ]
 

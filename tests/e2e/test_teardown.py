@@ -44,7 +44,7 @@ async def tasks_back_to(stack: Stack, idle: dict[str, float]) -> dict[str, float
 async def test_hanging_up_ends_the_call_in_every_service_and_returns_its_tasks(
     parrot_stack: Stack, how: str
 ) -> None:
-    # The first call between two processes opens the streams that then carry every call (mux.py):
+    # The first call between two processes opens the streams that then carry every call (runtime/mux/):
     # their tasks belong to the process pair, not to a call, so a warm-up call opens them before the
     # idle count is taken.
     async with TwilioCaller(CallerConfig(url=parrot_stack.media_ws_url)) as warm_up:

@@ -3,7 +3,7 @@
     FakeTwilioSocket -> MediaStreamSession (edge) =mux=> MediaServicer/CallSession (media)
         =mux=> ConverseServicer (agent) -> ScriptedBackend
 
-Each `=mux=>` is the production multiplexed stream (runtime/mux.py) over an in-memory gRPC stream
+Each `=mux=>` is the production multiplexed stream (runtime/mux/) over an in-memory gRPC stream
 (harness/inmemory_grpc.py), so a test drives every end path through the same code the processes
 run, with the ordering of the racing messages chosen by the test and time moved by it.
 """

@@ -4,7 +4,7 @@ For tests of the services' cores on a virtual clock. `InMemoryCall` is the clien
 stream (the grpc.aio StreamStreamCall subset our code uses: write, done_writing, read, cancel, done,
 code, initial_metadata) and runs the servicer method as a task, as grpc.aio does on the server:
 the handler's return is status OK, an exception is UNKNOWN, a cancel reaches the handler as a
-CancelledError. `mux_client` puts the real `runtime/mux.py` client and server halves over it, so the
+CancelledError. `mux_client` puts the real `runtime/mux/` client and server halves over it, so the
 per-process-pair multiplexed stream is part of what the tests drive.
 
 A `Valve` per direction lets a test hold what one side sends and release it all at once: messages
@@ -171,7 +171,7 @@ def mux_client(
     method: str,
     enabled: bool = True,
 ) -> MuxClient:
-    """The production client (runtime/mux.py) over in-memory streams; no batching interval, which
+    """The production client (runtime/mux/) over in-memory streams; no batching interval, which
     would pace on the loop's real clock."""
     return MuxClient(
         channel.opener(many),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from voicebridge.sim.loadgen.scrape import scrape_sum
 
 from .polling import eventually
 from .processes import BIN, ServiceProcess, free_port, grpc_ready, http_ready
@@ -29,14 +29,7 @@ def tls_env(certs: Path, service: str) -> dict[str, str]:
 
 def scrape_metric(url: str, name: str, labels: str = "") -> float:
     """Sum of a metric's samples (matching a label fragment) in the /metrics page at `url`."""
-    with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 - loopback
-        text = reply.read().decode()
-    total = 0.0
-    pattern = re.compile(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", re.M)
-    for match in pattern.finditer(text):
-        if labels in (match.group(1) or ""):
-            total += float(match.group(2))
-    return total
+    return scrape_sum(url, name, labels, timeout_s=2)
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The multiplexed stream's call numbering and end markers, in each order a call's first message and
-its end can take (runtime/mux.py over in-memory streams, so the order is the test's, not the loop's).
+its end can take (runtime/mux/ over in-memory streams, so the order is the test's, not the loop's).
 
 The server tells a new call from the late messages of an ended one by its number: numbers must
 first appear on the wire in increasing order, whatever order the calls were opened in."""

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from voicebridge.sim import loadgen
 
@@ -73,7 +74,7 @@ def test_sequential_signed_url_run_reports_the_redaction_set_back_at_its_idle_si
 def test_an_slo_missed_on_the_command_line_fails_the_run():
     args = loadgen.parse_args(["--slo-gaps", "0", "--slo-cpu-ms-per-call-s", "10"])
     out = {"cpu_ms_per_call_second": {"total": 12.0}, "playback_gaps": {"over_40ms": 0}, "failed_calls": 0}
-    slo = loadgen._slo(out, args)
+    slo = loadgen.slo_checks(out, args)
     assert slo["met"] is False
     assert slo["checks"]["cpu_ms_per_call_s"] == {"value": 12.0, "met": False}
     assert slo["checks"]["gaps"] == {"value": 0, "met": True}
@@ -89,7 +90,7 @@ def test_rss_growth_worst_gap_and_teardown_are_slos_too():
         "teardown_ms": {"p99_ms": 120.0, "not_torn_down": 1},
         "failed_calls": 0,
     }
-    checks = loadgen._slo(out, args)["checks"]
+    checks = loadgen.slo_checks(out, args)["checks"]
     assert checks["worst_gap_ms"] == {"value": 80.0, "met": False}
     assert checks["rss_growth_mib"] == {"value": 1.7, "met": True}
     assert checks["teardown_p99_ms"] == {"value": 120.0, "met": False}  # a call was never torn down
@@ -120,3 +121,24 @@ def test_the_callers_voice_is_speech_like_mulaw():
     audio = loadgen.speech_like(1.0)
     assert len(audio) == 8000
     assert len(set(audio)) > 50  # not silence, not a single tone
+
+
+def test_a_metrics_page_is_parsed_into_samples_keyed_by_their_label_text():
+    registry = CollectorRegistry()
+    frames = Counter("frames", "f", ["direction", "grpc_method"], registry=registry)
+    frames.labels("in", "Call").inc(3)
+    frames.labels("in", "CallMany").inc(1)
+    Gauge("calls_active", "g", registry=registry).set(2)
+    lag = Histogram("lag_seconds", "h", ["who"], buckets=(0.005,), registry=registry)
+    lag.labels('a"b\\c').observe(0.001)  # a label value the exposition escapes
+    samples = loadgen.parse(generate_latest(registry).decode())
+    assert samples["frames_total"] == {
+        'direction="in",grpc_method="Call"': 3.0,
+        'direction="in",grpc_method="CallMany"': 1.0,
+    }
+    assert samples["calls_active"] == {"": 2.0}
+    who = 'who="a\\"b\\\\c"'  # written back as the exposition wrote it
+    assert samples["lag_seconds_bucket"] == {f'le="0.005",{who}': 1.0, f'le="+Inf",{who}': 1.0}
+    # A fragment selects the per-call method only (its closing quote is not in "CallMany").
+    assert loadgen.counter_delta({}, samples, "frames_total", 'grpc_method="Call"') == 3.0
+    assert loadgen.histogram_delta({}, samples, "lag_seconds") == [(0.005, 1.0), (float("inf"), 1.0)]

@@ -94,7 +94,7 @@ def settings_or_exit(service: str, from_env: Callable[[], T]) -> T:
 
 @dataclass(frozen=True)
 class MuxSettings:
-    """How this process carries calls over its internal gRPC hops (runtime/mux.py).
+    """How this process carries calls over its internal gRPC hops (runtime/mux/).
 
     `enabled` (GRPC_MULTIPLEX, read by the clients: edge and media): many calls on one stream per process pair
     (CallMany/ConverseMany); off, one stream per call. `interval_s`: the least time between two

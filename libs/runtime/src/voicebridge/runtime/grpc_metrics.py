@@ -156,7 +156,7 @@ class ClientStreamMetrics:
 
 
 class ServerStreamMetrics:
-    """Server-side counters for one bidi method, for calls served without their own RPC (mux.py)."""
+    """Server-side counters for one bidi method, for calls served without their own RPC (runtime/mux/)."""
 
     @staticmethod
     @functools.cache

@@ -6,7 +6,7 @@ audio (warning 31930). So writes are queued: control messages (start, marks, bar
 unbounded-but-rare queue that is always written first, audio in a bounded queue that drops its
 oldest entry when full (counted by the caller's `on_drop`).
 
-A call multiplexed on a shared stream (runtime/mux.py) can take a message without waiting
+A call multiplexed on a shared stream (runtime/mux/) can take a message without waiting
 (`write_nowait`): when nothing is queued ahead of it, the message goes straight there, with no
 task switch, which is most of the time.
 """

@@ -87,7 +87,7 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
         request_iterator: AsyncIterator[agent_pb2.ConverseManyRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[agent_pb2.ConverseManyResponse]:
-        """Many calls on one stream (runtime/mux.py): each served by `Converse`, as if on its own stream."""
+        """Many calls on one stream (runtime/mux/): each served by `Converse`, as if on its own stream."""
         async for batch in self._many.serve(request_iterator, context):
             yield batch
 

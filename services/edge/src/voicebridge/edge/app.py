@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from fastapi import APIRouter, FastAPI, WebSocket
-from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from voicebridge.runtime.grpc_server import CLIENT_OPTIONS
 from voicebridge.runtime.metrics import BUILD_INFO, watch_loop_lag
@@ -27,6 +27,10 @@ from .twilio_actions import CallControl, TwilioActions
 
 log = logging.getLogger(__name__)
 VERSION = package_version("voicebridge-edge")
+
+
+class Health(BaseModel):
+    status: str = "ok"
 
 
 def create_app(
@@ -50,7 +54,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         channel = settings.tls.aio_channel(settings.media_target, CLIENT_OPTIONS)
         stub = media_pb2_grpc.MediaServiceStub(channel)
-        # Every call to media on one multiplexed stream (runtime/mux.py), unless GRPC_MULTIPLEX=false.
+        # Every call to media on one multiplexed stream (runtime/mux/), unless GRPC_MULTIPLEX=false.
         media_calls = state["media"] = MuxClient(
             stub.CallMany,
             stub.Call,
@@ -82,14 +86,25 @@ def create_app(
             await media_calls.aclose()
             await channel.close()
 
-    app = FastAPI(title="voicebridge edge", version=VERSION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    # The API's description is docs/openapi.json (voicebridge.edge.openapi), not served: this port
+    # faces the internet, and Twilio and API clients need nothing from it.
+    app = FastAPI(
+        title="voicebridge edge",
+        version=VERSION,
+        description="Twilio's webhooks and the calls API of the voicebridge edge (docs/edge.md). The Media "
+        "Streams WebSocket (`/twilio/media`) is not an HTTP operation: docs/twilio.md#media-streams.",
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
     gate = StreamGate(settings.max_pending_streams)
     actions = TwilioActions(rest, settings.transfer_destinations)
     app.state.settings = settings
 
-    @app.get("/healthz")
-    async def healthz() -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+    @app.get("/healthz", summary="Liveness (the orchestrator's probe)")
+    async def healthz() -> Health:
+        return Health()
 
     @app.websocket(MEDIA_STREAM_PATH)
     async def media_stream(ws: WebSocket) -> None:

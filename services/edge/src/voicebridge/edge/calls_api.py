@@ -19,9 +19,17 @@ import hmac
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from fastapi import APIRouter, HTTPException, Request, Security
+from fastapi.security import HTTPBearer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 
 from voicebridge.runtime.logs import call_context
 from voicebridge.runtime.privacy import mask_number
@@ -72,7 +80,11 @@ def _e164(value: str) -> str:
     return value
 
 
-E164Number = Annotated[str, AfterValidator(_e164)]
+E164Number = Annotated[
+    str,
+    AfterValidator(_e164),
+    WithJsonSchema({"type": "string", "pattern": f"^{E164.pattern}$", "examples": ["+15551234567"]}),
+]
 
 
 class CallRequestBody(BaseModel):
@@ -80,9 +92,16 @@ class CallRequestBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
-    to: E164Number
-    from_: E164Number | None = Field(default=None, alias="from")
-    variables: dict[str, str] = Field(default_factory=dict, max_length=MAX_VARIABLES)
+    to: E164Number = Field(description="the number to call")
+    from_: E164Number | None = Field(
+        default=None, alias="from", description="the caller id (default: TWILIO_FROM_NUMBER)"
+    )
+    variables: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=MAX_VARIABLES,
+        description="extra <Parameter>s for the agent (ElevenLabs: dynamic variables); not vb_*, "
+        "not agent_id unless EDGE_API_AGENT_OVERRIDES allows it, never system__*",
+    )
 
     @field_validator("variables")
     @classmethod
@@ -92,6 +111,55 @@ class CallRequestBody(BaseModel):
             if problem:
                 raise ValueError(problem)
         return variables
+
+
+class CallCreated(BaseModel):
+    """201: the call Twilio queued."""
+
+    call_sid: str = Field(examples=["CA0123456789abcdef0123456789abcdef"])
+    status: str = Field(description="Twilio's status of the new call", examples=["queued"])
+    to: str
+    from_: str = Field(serialization_alias="from")
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong; `field` names the body field a 422 is about."""
+
+    error: str
+    field: str | None = None
+    twilio_status: int | None = Field(default=None, description="502: Twilio's HTTP status")
+    twilio_code: int | None = Field(default=None, description="502: Twilio's error code")
+    twilio_message: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: `{"detail": {...}}` (413 and other framework errors: a string)."""
+
+    detail: ErrorDetail | str
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, object]]:
+    reasons = {
+        400: "the body is not a JSON object",
+        401: "no bearer token",
+        403: "wrong bearer token",
+        413: f"body over {MAX_BODY_BYTES} bytes",
+        422: "a field is missing or invalid (not E.164, unknown, a reserved variable); `field` names it",
+        502: "Twilio refused the call (with Twilio's status and code) or could not be reached",
+        503: "the API is off: EDGE_API_TOKEN or the Twilio credentials are not set",
+    }
+    return {status: {"model": ErrorBody, "description": reasons[status]} for status in statuses}
+
+
+# Documents the bearer scheme in the OpenAPI schema; the check itself is check_bearer (in constant
+# time, before the body is read), so this never refuses anything on its own.
+_BEARER = HTTPBearer(auto_error=False, scheme_name="EDGE_API_TOKEN", description="Bearer $EDGE_API_TOKEN")
+# The body is read and validated by the handler (after the token check, bounded), so FastAPI does not
+# see it as a parameter: its schema is given here.
+_CALL_REQUEST_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": CallRequestBody.model_json_schema(by_alias=True)}},
+}
 
 
 def _validation_error(exc: ValidationError) -> HTTPException:
@@ -125,8 +193,17 @@ def parse_call_request(
 def router(settings: EdgeSettings, security: EdgeSecurity, rest: TwilioRest | None) -> APIRouter:
     routes = APIRouter()
 
-    @routes.post(CALLS_API_PATH, status_code=201)
-    async def place_call(request: Request) -> JSONResponse:
+    @routes.post(
+        CALLS_API_PATH,
+        status_code=201,
+        summary="Place an outbound call",
+        response_model=CallCreated,
+        responses=_errors(400, 401, 403, 413, 422, 502, 503),
+        dependencies=[Security(_BEARER)],
+        openapi_extra={"requestBody": _CALL_REQUEST_BODY},
+    )
+    async def place_call(request: Request) -> CallCreated:
+        """Calls `to` from `from`; when answered, the call streams to the agent like an inbound one."""
         check_bearer(settings, request.headers.get("authorization"))
         if rest is None:
             API_REQUESTS_REJECTED.labels("no_rest").inc()
@@ -175,8 +252,6 @@ def router(settings: EdgeSettings, security: EdgeSecurity, rest: TwilioRest | No
             log.info(
                 "outbound call placed to %s from %s (%s)", mask_number(to), mask_number(from_), created.status
             )
-        return JSONResponse(
-            {"call_sid": created.sid, "status": created.status, "to": to, "from": from_}, status_code=201
-        )
+        return CallCreated(call_sid=created.sid, status=created.status, to=to, from_=from_)
 
     return routes

@@ -137,7 +137,7 @@ class EdgeSettings:
     # Where the agent may transfer calls: E.164 numbers or sip: URIs, "*" for anywhere; empty: nowhere.
     transfer_destinations: frozenset[str] = frozenset()
     max_webhook_bytes: int = 64 * 1024
-    # How calls travel to media: one multiplexed stream, or one stream each (runtime/mux.py).
+    # How calls travel to media: one multiplexed stream, or one stream each (runtime/mux/).
     mux: MuxSettings = field(default_factory=MuxSettings)
     # Listeners and the media hop: /metrics on its own port, mTLS to media (runtime/grpc_tls.py).
     metrics_port: int = 9101

@@ -30,6 +30,83 @@ TWIML_TYPE = "text/xml"
 STREAM_EVENTS = frozenset({"stream-started", "stream-stopped", "stream-error"})
 
 
+def _twilio_form(fields: Mapping[str, str], docs: str, answer: dict[int | str, object]) -> dict[str, object]:
+    """OpenAPI for a webhook Twilio POSTs form-encoded and signs: the fields the edge reads (Twilio
+    sends more), the answers, and Twilio's page. The handler reads the raw form itself: the
+    signature covers every field, so FastAPI never parses it."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            name: {"type": "string", "description": d} for name, d in fields.items()
+                        },
+                        "additionalProperties": {"type": "string"},
+                    }
+                }
+            },
+        },
+        "parameters": [
+            {
+                "name": "X-Twilio-Signature",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "HMAC-SHA1 of PUBLIC_BASE_URL + path and the form (docs/twilio.md#signatures)",
+            }
+        ],
+        "responses": {
+            **answer,
+            "400": {"description": "malformed form, or a required field missing"},
+            "403": {"description": "missing or invalid X-Twilio-Signature"},
+            "413": {"description": "body too large"},
+            "415": {"description": "not form-encoded"},
+        },
+        "externalDocs": {"url": docs},
+    }
+
+
+_VOICE_DOCS = _twilio_form(
+    {
+        "CallSid": "the call (required)",
+        "From": "the caller's number",
+        "To": "the number called",
+        "Direction": "inbound, or outbound-api / outbound-dial",
+    },
+    "https://www.twilio.com/docs/voice/twiml#request-parameters",
+    {
+        "200": {
+            "description": "<Connect><Stream> TwiML",
+            "content": {TWIML_TYPE: {"schema": {"type": "string"}}},
+        }
+    },
+)
+_STREAM_STATUS_DOCS = _twilio_form(
+    {
+        "CallSid": "the call",
+        "StreamSid": "the stream",
+        "StreamEvent": "stream-started, stream-stopped or stream-error",
+        "StreamError": "with stream-error: what failed",
+    },
+    "https://www.twilio.com/docs/voice/twiml/stream#statuscallback",
+    {"204": {"description": "logged"}},
+)
+_CALL_STATUS_DOCS = _twilio_form(
+    {
+        "CallSid": "the call (required)",
+        "CallStatus": "queued, ringing, in-progress, completed, busy, failed, no-answer or canceled",
+        "SequenceNumber": "order of the callbacks of one call, from 0 (required)",
+        "CallDuration": "seconds, once completed",
+        "AnsweredBy": "with answering machine detection",
+    },
+    "https://www.twilio.com/docs/voice/api/call-resource#statuscallback",
+    {"204": {"description": "applied, or ignored as out of order"}},
+)
+
+
 def stream_twiml(
     settings: EdgeSettings,
     *,
@@ -60,7 +137,9 @@ def stream_twiml(
 def router(settings: EdgeSettings, security: EdgeSecurity, statuses: BoundedCallStatus) -> APIRouter:
     routes = APIRouter()
 
-    @routes.post(VOICE_WEBHOOK_PATH)
+    @routes.post(
+        VOICE_WEBHOOK_PATH, summary="Twilio voice webhook", response_class=Response, openapi_extra=_VOICE_DOCS
+    )
     async def voice(request: Request) -> Response:
         signed = await security.signed_request(request, "voice")
         call_sid = signed.field("CallSid")
@@ -78,7 +157,13 @@ def router(settings: EdgeSettings, security: EdgeSecurity, statuses: BoundedCall
             log.info("answering %s call from %s", direction, mask_number(signed.field("From")))
         return Response(body, media_type=TWIML_TYPE)
 
-    @routes.post(STREAM_STATUS_PATH)
+    @routes.post(
+        STREAM_STATUS_PATH,
+        summary="Twilio stream status callback",
+        status_code=204,
+        response_class=Response,
+        openapi_extra=_STREAM_STATUS_DOCS,
+    )
     async def stream_status(request: Request) -> Response:
         signed = await security.signed_request(request, "stream_status")
         event = signed.field("StreamEvent")
@@ -90,7 +175,13 @@ def router(settings: EdgeSettings, security: EdgeSecurity, statuses: BoundedCall
                 log.info("Twilio stream %s: %s", signed.field("StreamSid") or "?", event[:40] or "?")
         return Response(status_code=204)
 
-    @routes.post(CALL_STATUS_PATH)
+    @routes.post(
+        CALL_STATUS_PATH,
+        summary="Twilio call status callback",
+        status_code=204,
+        response_class=Response,
+        openapi_extra=_CALL_STATUS_DOCS,
+    )
     async def call_status(request: Request) -> Response:
         signed = await security.signed_request(request, "call_status")
         try:

@@ -96,7 +96,7 @@ class MediaSettings:
     # An agent stream lost mid-call (its process died) is continued on a new agent session given the
     # call so far (SessionStart.resume, docs/failover.md); off: the call ends.
     agent_resume: bool = True
-    # How calls travel from the edge and to the agent: multiplexed or one stream each (runtime/mux.py).
+    # How calls travel from the edge and to the agent: multiplexed or one stream each (runtime/mux/).
     mux: MuxSettings = field(default_factory=MuxSettings)
     # mTLS for both hops (serving the edge, calling the agent): GRPC_TLS_* / GRPC_INSECURE.
     tls: GrpcTls = field(default_factory=GrpcTls)

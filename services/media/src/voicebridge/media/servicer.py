@@ -67,7 +67,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     async def CallMany(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[media_pb2.CallManyRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[media_pb2.CallManyResponse]:
-        """Many calls on one stream (runtime/mux.py): each served by `Call`, as if on its own stream."""
+        """Many calls on one stream (runtime/mux/): each served by `Call`, as if on its own stream."""
         async for batch in self._many.serve(request_iterator, context):
             yield batch
 

@@ -1,0 +1,223 @@
+"""The client half: every call to one peer process on one shared *Many stream, batched.
+
+A batch leaves as soon as the writer task runs, with whatever the other calls queued meanwhile. Given
+`interval_s` the client sends at most one message per interval (one ready after a quiet interval
+still leaves at once), which bounds its gRPC messages per second whatever the number of calls, at a
+cost of at most `interval_s` of added latency; that pacing runs on an injectable `clock`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from ..clock import Clock
+from ..grpc_metrics import ClientStreamMetrics
+from .batching import Outbox, Pace
+from .call import MuxCall
+from .framing import BATCH_ITEMS, CANCEL, status_code
+
+log = logging.getLogger(__name__)
+
+
+class _ClientStream:
+    """One open *Many RPC: a writer task that batches, a reader task that routes responses."""
+
+    def __init__(self, client: MuxClient) -> None:
+        self._client = client
+        self._rpc = client.open_many()
+        self._calls: dict[int, MuxCall] = {}  # calls that have sent something, by number
+        self._unnumbered: set[MuxCall] = set()  # calls on this stream that have sent nothing yet
+        self._next = 1
+        self._outbox = Outbox(client.max_pending)
+        self.failed = False
+        self.supported = asyncio.get_running_loop().create_future()  # True, or False: UNIMPLEMENTED
+        self._began = asyncio.get_running_loop().time()
+        self._metrics = ClientStreamMetrics.for_method(client.many_method)
+        self._metrics.started.inc()
+        self._sent_items = BATCH_ITEMS.labels(client.many_method, "client", "sent")
+        self._received_items = BATCH_ITEMS.labels(client.many_method, "client", "received")
+        self._tasks = (
+            asyncio.create_task(self._write_loop(), name="mux-writer"),
+            asyncio.create_task(self._read_loop(), name="mux-reader"),
+        )
+
+    def add(self, call: MuxCall) -> None:
+        self._unnumbered.add(call)
+        call._attach(self, 0)
+
+    def _number_for(self, call: MuxCall) -> int | None:
+        """The call's number, given when it first sends: numbers then first appear on the wire in
+        increasing order, which is how the server tells a new call from the late messages of an ended
+        one. None once the call has ended."""
+        if call._number:
+            return call._number if call._number in self._calls else None
+        if call not in self._unnumbered:
+            return None
+        self._unnumbered.discard(call)
+        call._number, self._next = self._next, self._next + 1
+        self._calls[call._number] = call
+        return call._number
+
+    async def send(self, call: MuxCall, request: Any = None, signal: int = 0) -> None:
+        await self._outbox.wait_room()
+        number = None if self.failed else self._number_for(call)
+        if number is None:
+            raise asyncio.InvalidStateError("the multiplexed stream or the call has ended")
+        item_cls = self._client.request_item
+        self._outbox.put(
+            item_cls(call=number, request=request)
+            if request is not None
+            else item_cls(call=number, signal=signal)
+        )
+
+    def send_nowait(self, call: MuxCall, request: Any) -> bool:
+        """`send` for a request when there is room now; False (nothing queued) otherwise."""
+        if self._outbox.full() or self.failed:
+            return False
+        number = self._number_for(call)
+        if number is None:
+            return False
+        self._outbox.put(self._client.request_item(call=number, request=request))
+        return True
+
+    def cancel_call(self, call: MuxCall) -> None:
+        self._unnumbered.discard(call)  # never sent anything: nothing to cancel on the server
+        if call._number and self._calls.pop(call._number, None) is not None and not self.failed:
+            self._outbox.put(self._client.request_item(call=call._number, signal=CANCEL))
+
+    async def _write_loop(self) -> None:
+        pace = Pace(self._client.interval_s, self._client.clock)
+        try:
+            while True:
+                await self._outbox.wait()
+                await pace.wait()
+                items = self._outbox.take()
+                await self._rpc.write(self._client.request_batch(items=items))
+                self._metrics.sent.inc()
+                self._sent_items.observe(len(items))
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            log.debug("multiplexed stream write failed: %r", exc)
+
+    async def _read_loop(self) -> None:
+        code, details = grpc.StatusCode.UNAVAILABLE, "the multiplexed stream ended"
+        try:
+            await self._rpc.initial_metadata()  # the server sends headers at once (see CallMany)
+            if self._rpc.done() and await self._rpc.code() is grpc.StatusCode.UNIMPLEMENTED:
+                self.supported.set_result(False)
+                return
+            self.supported.set_result(True)
+            while (batch := await self._rpc.read()) is not grpc.aio.EOF:
+                self._metrics.received.inc()
+                self._received_items.observe(len(batch.items))
+                self._route(batch.items)
+        except grpc.aio.AioRpcError as exc:
+            code, details = exc.code(), f"multiplexed stream failed: {exc.details()}"
+            if not self.supported.done():
+                self.supported.set_result(code is not grpc.StatusCode.UNIMPLEMENTED)
+        finally:
+            if not self.supported.done():
+                self.supported.set_result(True)
+            self._fail(code, details)
+
+    def _route(self, items: Any) -> None:
+        """Each response to its call; a status item ends its call."""
+        for item in items:
+            call = self._calls.get(item.call)
+            if call is None:
+                continue  # a call we cancelled: its last messages crossed the cancel
+            if item.WhichOneof("kind") == "response":
+                call._deliver(item.response)
+            else:
+                del self._calls[item.call]
+                call._finish(status_code(item.status), item.status.message)
+
+    def _fail(self, code: grpc.StatusCode, details: str) -> None:
+        self._metrics.handled(code, asyncio.get_running_loop().time() - self._began)
+        self.failed = True
+        self._outbox.release()
+        calls, self._calls = self._calls, {}
+        unnumbered, self._unnumbered = self._unnumbered, set()
+        for call in [*calls.values(), *unnumbered]:
+            call._finish(code, details)
+        self._tasks[0].cancel()
+        self._rpc.cancel()
+
+    async def aclose(self) -> None:
+        self._rpc.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class MuxClient:
+    """Opens calls on one shared *Many stream per process pair, re-opened after it fails.
+
+    `open_many()` and `open_one()` start the multiplexed and the per-call RPC on a stub;
+    `request_batch` and `request_item` are the *ManyRequest message classes; `method` is the per-call
+    method's full name. With `enabled` false every call gets its own stream. `clock` paces the sends
+    `interval_s` apart (the event loop's clock unless given)."""
+
+    def __init__(
+        self,
+        open_many: Callable[[], Any],
+        open_one: Callable[[], Any],
+        request_batch: type,
+        request_item: type,
+        method: str,
+        interval_s: float = 0.0,
+        max_pending: int = 4096,
+        max_unread: int = 1024,
+        enabled: bool = True,
+        clock: Clock | None = None,
+    ) -> None:
+        self.open_many, self.open_one = open_many, open_one
+        self.request_batch, self.request_item = request_batch, request_item
+        self.method, self.many_method = method, f"{method}Many"
+        self.interval_s = interval_s
+        self.clock = clock
+        self.max_pending = max_pending
+        self._max_unread = max_unread
+        self._enabled = enabled
+        self._stream: _ClientStream | None = None
+
+    def open(self) -> MuxCall | Any:
+        """A new call. Synchronous like a stub call; the stream is settled on first use."""
+        if not self._enabled:
+            return self.open_one()
+        call = MuxCall(self, self._max_unread)
+        if self._stream is None or self._stream.failed:
+            self._stream = _ClientStream(self)
+        stream = self._stream
+        if stream.supported.done() and stream.supported.result():
+            stream.add(call)
+        else:
+            asyncio.get_running_loop().create_task(self._settle(stream, call), name="mux-settle")
+        return call
+
+    async def _settle(self, stream: _ClientStream, call: MuxCall) -> None:
+        supported = await asyncio.shield(stream.supported)
+        if call.done():
+            return  # cancelled while we waited: nothing was sent for it
+        if supported:
+            if stream.failed:  # it failed between its headers and now: the call fails with it
+                call._finish(grpc.StatusCode.UNAVAILABLE, "the multiplexed stream ended")
+                call._attach(stream, 0)
+            else:
+                stream.add(call)
+            return
+        if self._enabled:
+            log.info("%s is not implemented by the server; one stream per call", self.many_method)
+            self._enabled = False
+        call._attach(None, 0, delegate=self.open_one())
+
+    async def aclose(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await stream.aclose()

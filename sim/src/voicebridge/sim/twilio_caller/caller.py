@@ -1,0 +1,378 @@
+"""One simulated call on a Media Streams WebSocket: the socket, the 20 ms media clock, the mark
+echoes, and waiting on what the server does. The messages are built and checked in `wire`; what the
+caller hears is kept in `playout`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from . import wire
+from .config import CallerConfig
+from .playout import TURN_GAP_S, Playout, turns
+from .wire import RATE, SILENCE
+
+
+class TwilioCaller:
+    """One simulated phone call on a Media Streams WebSocket: ``async with TwilioCaller(cfg) as call``."""
+
+    def __init__(self, cfg: CallerConfig) -> None:
+        self.cfg = cfg
+        self.received: list[tuple[float, Any]] = []
+        self.violations: list[str] = []
+        self.sent: list[tuple[float, dict[str, Any]]] = []
+        self.echoes: list[tuple[int, str, bool]] = []  # (heard sample index, mark name, flushed by clear)
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.closed_by: str | None = None  # "caller" or "server"
+        self.media_frames_sent = 0
+        self.clears_received = 0
+        self.clears_at: list[int] = []  # heard sample index at which each clear took effect
+        self._ws: ClientConnection | None = None
+        self._t0 = 0.0
+        self._t_end: float | None = None
+        self._seq = 0
+        self._send_lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+        self._voice = bytearray()
+        self._voice_queued = 0
+        self._voice_sent = 0
+        self._speech_ends: list[int] = []  # sample index at which each speak() finished being sent
+        self._playout = Playout()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = asyncio.Event()
+
+    # --- lifecycle
+
+    async def __aenter__(self) -> TwilioCaller:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if not self._closed.is_set():
+            await self.hangup()
+        await self._stop_tasks()
+
+    async def connect(self) -> None:
+        """Open the WebSocket like Twilio (signed if configured), then send ``connected`` and ``start``."""
+        headers = {}
+        sig = self.cfg.signature()
+        if sig is not None:
+            headers["X-Twilio-Signature"] = sig
+        self._ws = await connect(
+            self.cfg.url,
+            additional_headers=headers,
+            user_agent_header="Twilio.TmeWs/1.0",
+            compression=None,
+            proxy=None,
+            ping_interval=None,
+            max_size=None,
+            open_timeout=self.cfg.open_timeout,
+        )
+        await self._send(wire.connected())
+        self._t0 = time.monotonic()
+        await self._send(wire.start(self.cfg, self._next_seq()))
+        self._tasks = [
+            asyncio.create_task(self._media_loop(), name="caller-media"),
+            asyncio.create_task(self._receive_loop(), name="caller-receive"),
+            asyncio.create_task(self._mark_loop(), name="caller-marks"),
+        ]
+
+    async def hangup(self) -> None:
+        """The caller hangs up: Twilio sends ``stop`` and closes the socket."""
+        if self._closed.is_set() or self._ws is None:
+            return
+        self._end("caller")
+        with contextlib.suppress(ConnectionClosed):
+            await self._send(wire.stop(self.cfg, self._next_seq()))
+        await self._ws.close(1000, "")
+        self.close_code, self.close_reason = self._ws.close_code, self._ws.close_reason
+        await self._stop_tasks()
+
+    async def close_abruptly(self) -> None:
+        """Drop the TCP connection without ``stop`` or a close frame (network loss, Twilio crash)."""
+        if self._closed.is_set() or self._ws is None:
+            return
+        self._end("caller")
+        self._ws.transport.abort()
+        await self._stop_tasks()
+        self.close_code, self.close_reason = self._ws.close_code, self._ws.close_reason
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Until the call is over (the server closed the socket, or we hung up)."""
+        async with asyncio.timeout(timeout):
+            await self._closed.wait()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    # --- caller side
+
+    async def speak(self, ulaw: bytes) -> None:
+        """Queue caller voice (8 kHz μ-law); returns when all of it has been sent."""
+        self._voice += ulaw
+        self._voice_queued += len(ulaw)
+        target = self._voice_queued
+        await self._wait_until(lambda: self._voice_sent >= target or self.closed, None)
+
+    async def send_dtmf(self, digit: str) -> None:
+        """The caller presses a key (bidirectional streams only; track is always ``inbound_track``)."""
+        await self._send(wire.dtmf(self.cfg.stream_sid, self._next_seq(), digit))
+
+    async def send_raw(self, text: str) -> None:
+        """Send one text frame verbatim (what a broken or hostile peer would send)."""
+        assert self._ws is not None
+        async with self._send_lock:
+            await self._ws.send(text)
+
+    # --- waiting on what the server does
+
+    async def wait_heard(self, seconds: float, timeout: float) -> None:
+        """Until at least ``seconds`` of agent audio has been *played* to the caller."""
+        target = round(seconds * RATE)
+
+        def wake_in() -> float | None:
+            # The playout clock itself is the event: sleep until buffered audio would reach the target.
+            missing = target - self.samples_heard()
+            end = self._playout.buffer_end
+            now = self._now_sample()
+            if end - now >= missing:
+                return missing / RATE
+            return None
+
+        await self._wait_until(lambda: self.samples_heard() >= target, timeout, wake_in)
+
+    async def wait_agent_quiet(
+        self, quiet_s: float, timeout: float | None, *, require_audio: bool = True
+    ) -> None:
+        """Until nothing has played for ``quiet_s``: since the last agent audio, which must exist when
+        ``require_audio``; otherwise since the later of the last agent audio and this call."""
+        need = round(quiet_s * RATE)
+        floor = 0 if require_audio else self._now_sample()
+
+        def quiet_for() -> int | None:
+            if require_audio and not self._playout.has_audio:
+                return None
+            return self._now_sample() - max(self._playout.buffer_end, floor)
+
+        def wake_in() -> float | None:
+            gap = quiet_for()
+            return None if gap is None else max(need - gap, 1) / RATE
+
+        await self._wait_until(lambda: self.closed or (quiet_for() or 0) >= need, timeout, wake_in)
+
+    async def wait_for_event(self, event: str, timeout: float, count: int = 1) -> dict[str, Any]:
+        """Until the server has sent ``count`` messages with this ``event`` in total; returns the count-th."""
+
+        def found() -> dict[str, Any] | None:
+            seen = [m for _, m in self.received if isinstance(m, dict) and m.get("event") == event]
+            return seen[count - 1] if len(seen) >= count else None
+
+        result = await self._wait_until(found, timeout)
+        assert result is not None
+        return result
+
+    # --- what the caller heard
+
+    def samples_heard(self, before: int | None = None) -> int:
+        """Agent audio samples played so far (cleared audio never counts); with `before` (a sample
+        index on the caller's timeline, such as one of `clears_at`), only those played before it."""
+        end = self._heard_end() if before is None else min(before, self._heard_end())
+        return self._playout.samples_heard(end)
+
+    @property
+    def heard_ulaw(self) -> bytes:
+        """What the caller heard from stream start to now (or hang-up): agent audio as played, else 0xFF."""
+        return self._playout.heard_ulaw(self._heard_end())
+
+    def heard_spans(self) -> list[tuple[int, int]]:
+        """Sample ranges [start, end) during which agent audio was playing, merged where they touch."""
+        return self._playout.heard_spans(self._heard_end())
+
+    def turns(self, gap_s: float = TURN_GAP_S) -> list[tuple[float, float]]:
+        """Runs of heard audio split by ≥ ``gap_s`` of nothing playing: (start_s, end_s) from stream start."""
+        return turns(self.heard_spans(), gap_s)
+
+    def summary(self) -> dict[str, Any]:
+        spans = self.heard_spans()
+        heard_turns = self.turns()
+        latencies = []
+        for speech_end in self._speech_ends:
+            nxt = next((a for a, _ in heard_turns if a * RATE >= speech_end), None)
+            if nxt is not None:
+                latencies.append(round(nxt - speech_end / RATE, 3))
+        return {
+            "call_sid": self.cfg.call_sid,
+            "stream_sid": self.cfg.stream_sid,
+            "duration_s": round(self._heard_end() / RATE, 3),
+            "time_to_first_agent_audio_s": round(spans[0][0] / RATE, 3) if spans else None,
+            "turns": [{"start_s": round(a, 3), "end_s": round(b, 3)} for a, b in heard_turns],
+            "response_latencies_s": latencies,
+            "clears_received": self.clears_received,
+            "marks_echoed": len(self.echoes),
+            "marks_flushed_by_clear": sum(1 for e in self.echoes if e[2]),
+            "media_frames_sent": self.media_frames_sent,
+            "bytes_heard": self.samples_heard(),
+            "violations": list(self.violations),
+            "closed_by": self.closed_by,
+            "close_code": self.close_code,
+            "close_reason": self.close_reason,
+        }
+
+    # --- internals
+
+    def _next_seq(self) -> str:
+        self._seq += 1
+        return str(self._seq)
+
+    def _now_sample(self) -> int:
+        return int((time.monotonic() - self._t0) * RATE)
+
+    def _heard_end(self) -> int:
+        t = self._t_end if self._t_end is not None else time.monotonic()
+        return max(0, int((t - self._t0) * RATE))
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _end(self, by: str) -> None:
+        if self._closed.is_set():
+            return
+        self._t_end = time.monotonic()
+        self.closed_by = by
+        self._closed.set()
+        self._notify()
+
+    async def _wait_until(
+        self,
+        pred: Callable[[], Any],
+        timeout: float | None,
+        wake_in: Callable[[], float | None] | None = None,
+    ) -> Any:
+        async with asyncio.timeout(timeout):
+            while True:
+                changed = self._changed
+                result = pred()
+                if result:
+                    return result
+                delay = wake_in() if wake_in else None
+                if delay is None:
+                    await changed.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), delay)
+
+    async def _send(self, msg: dict[str, Any]) -> None:
+        assert self._ws is not None
+        async with self._send_lock:
+            await self._ws.send(orjson.dumps(msg).decode())
+        self.sent.append((time.monotonic(), msg))
+
+    async def _stop_tasks(self) -> None:
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        for task in self._tasks:
+            if task is not current:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _media_loop(self) -> None:
+        frame_bytes = RATE * self.cfg.frame_ms // 1000
+        frame_s = self.cfg.frame_ms / 1000
+        k = 0
+        try:
+            while not self._closed.is_set():
+                delay = self._t0 + k * frame_s - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if self._closed.is_set():
+                    return
+                voice = bytes(self._voice[:frame_bytes])
+                del self._voice[:frame_bytes]
+                payload = voice + SILENCE * (frame_bytes - len(voice))
+                k += 1
+                await self._send(
+                    wire.media(self.cfg.stream_sid, self._next_seq(), k, self.cfg.frame_ms, payload)
+                )
+                self.media_frames_sent += 1
+                if voice:
+                    self._voice_sent += len(voice)
+                    if self._voice_sent == self._voice_queued:
+                        self._speech_ends.append(k * frame_bytes)
+                    self._notify()
+        except ConnectionClosed:
+            self._on_closed()
+
+    async def _receive_loop(self) -> None:
+        assert self._ws is not None
+        try:
+            async for frame in self._ws:
+                self._on_frame(frame)
+                await self._flush_due_marks(force=False)
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None and self.close_code is None:
+                self.close_code, self.close_reason = exc.rcvd.code, exc.rcvd.reason
+        self._on_closed()
+
+    def _on_closed(self) -> None:
+        if self._ws is not None and not self._closed.is_set():
+            self._end("server")
+        if self._ws is not None and self.close_code is None:
+            self.close_code, self.close_reason = self._ws.close_code, self._ws.close_reason
+        self._notify()
+
+    def _violation(self, code: int, detail: str) -> None:
+        self.violations.append(f"{code}: {detail}")
+        self._notify()
+
+    def _on_frame(self, frame: str | bytes) -> None:
+        msg, violation = wire.decode(frame, self.cfg.stream_sid)
+        self.received.append((time.monotonic(), msg))
+        if violation is not None:
+            self._violation(*violation)
+            return
+        event = msg["event"]
+        if event == "media":
+            self._playout.play(wire.media_audio(msg), self._now_sample())
+        elif event == "mark":
+            self._playout.mark(msg["mark"]["name"], self._now_sample())
+        else:
+            self.clears_received += 1
+            now = self._now_sample()
+            self.clears_at.append(now)
+            self._playout.clear(now)
+        self._notify()
+
+    async def _flush_due_marks(self, *, force: bool) -> None:
+        now = self._now_sample()
+        while (due := self._playout.pop_due_mark(now, force=force)) is not None:
+            name, flushed = due
+            self.echoes.append((now, name, flushed))
+            await self._send(wire.mark(self.cfg.stream_sid, self._next_seq(), name))
+            self._notify()
+
+    async def _mark_loop(self) -> None:
+        try:
+            while not self._closed.is_set():
+                changed = self._changed
+                await self._flush_due_marks(force=False)
+                due = self._playout.next_mark_due()
+                if due is not None:
+                    delay = max(due - self._now_sample(), 1) / RATE
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), delay)
+                else:
+                    await changed.wait()
+        except ConnectionClosed:
+            self._on_closed()

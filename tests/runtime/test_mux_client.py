@@ -1,0 +1,216 @@
+"""The mux's client half (runtime/mux/client.py, call.py) against a real grpc.aio server on loopback:
+falling back to per-call streams, turning multiplexing off, a reader that falls behind, losing the
+shared stream, write_nowait; and its pacing on the virtual clock, against an in-memory stream that
+records when each batch left."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from harness.mux_echo import (
+    CONVERSE,
+    EchoAgent,
+    PerCallOnlyAgent,
+    client_for,
+    converse,
+    digit,
+    start,
+    texts_until_end,
+)
+from harness.virtual_clock import VirtualClock
+
+from voicebridge.runtime.mux import MuxClient
+from voicebridge.v1 import agent_pb2
+
+
+async def test_a_server_without_the_many_method_gets_one_stream_per_call() -> None:
+    agent = PerCallOnlyAgent()
+    server, port = await start(agent)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        client = client_for(channel)
+        first = await converse(client, "12")  # the very first call must not be lost to the probe
+        second = await asyncio.gather(*(converse(client, "3") for _ in range(3)))
+        await client.aclose()
+    await server.stop(None)
+    assert first == (["1", "2", "end"], grpc.StatusCode.OK)
+    assert all(result == (["3", "end"], grpc.StatusCode.OK) for result in second)
+    assert agent.converse_calls == 4
+
+
+async def test_multiplexing_can_be_turned_off() -> None:
+    agent = EchoAgent()
+    server, port = await start(agent)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        client = client_for(channel, enabled=False)
+        assert await converse(client, "7") == (["7", "end"], grpc.StatusCode.OK)
+    await server.stop(None)
+    assert agent.many_streams == 0
+    assert agent.converse_calls == 1
+
+
+async def test_a_reader_that_falls_behind_loses_its_call_not_the_stream() -> None:
+    agent = EchoAgent()
+    server, port = await start(agent)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        client = client_for(channel, max_unread=5)
+        lazy, busy = client.open(), client.open()
+        for _ in range(8):
+            await lazy.write(digit("1"))  # eight echoes come back, nobody reads them
+        assert await lazy.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        await asyncio.wait_for(agent.cancelled.wait(), 5)  # the server was told to stop it
+        await busy.write(digit("2"))
+        assert (await busy.read()).transcript.text == "2"
+        await client.aclose()
+    await server.stop(None)
+
+
+async def test_losing_the_stream_ends_every_call_and_the_next_call_opens_a_new_one() -> None:
+    agent = EchoAgent()
+    server, port = await start(agent)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    client = client_for(channel)
+    calls = [client.open() for _ in range(3)]
+    for call in calls:
+        await call.write(digit("1"))
+        assert (await call.read()).transcript.text == "1"
+    await server.stop(None)
+    for call in calls:
+        assert await call.code() is grpc.StatusCode.UNAVAILABLE
+        with pytest.raises(grpc.aio.AioRpcError):
+            await call.read()
+
+    agent2 = EchoAgent()
+    server2, _ = await start(agent2, port)
+    try:
+        assert await converse(client, "4") == (["4", "end"], grpc.StatusCode.OK)
+        assert agent2.many_streams == 1
+    finally:
+        await client.aclose()
+        await channel.close()
+        await server2.stop(None)
+
+
+async def test_write_nowait_queues_on_the_shared_stream_in_order_with_write(echo) -> None:
+    _, client = echo
+    call = client.open()
+    assert not call.write_nowait(digit("0"))  # not settled on a stream yet: the caller must wait
+    await call.write(digit("1"))
+    assert call.write_nowait(digit("2"))
+    await call.write(digit("3"))
+    assert call.write_nowait(digit("4"))
+    await call.done_writing()
+    assert not call.write_nowait(digit("5"))  # half-closed
+    assert await texts_until_end(call) == ["1", "2", "3", "4", "end"]
+
+
+# -- pacing (MEDIA_BATCH_INTERVAL_MS), on the virtual clock ----------------------------------------
+
+
+class RecordedStream:
+    """An in-memory *Many RPC for the client: records each batch written, with the virtual time it
+    left at, and answers nothing until cancelled."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self.batches: list[tuple[float, list[tuple[int, str]]]] = []
+        self._cancelled = asyncio.Event()
+
+    async def initial_metadata(self) -> tuple:
+        return ()
+
+    def done(self) -> bool:
+        return self._cancelled.is_set()
+
+    async def write(self, batch: agent_pb2.ConverseManyRequest) -> None:
+        items = [(item.call, item.request.dtmf.digit) for item in batch.items]
+        self.batches.append((self.clock.now(), items))
+
+    async def read(self):
+        await self._cancelled.wait()
+        return grpc.aio.EOF
+
+    def cancel(self) -> bool:
+        self._cancelled.set()
+        return True
+
+
+def paced_client(clock: VirtualClock, interval_s: float) -> tuple[MuxClient, list[RecordedStream]]:
+    streams: list[RecordedStream] = []
+
+    def open_many() -> RecordedStream:
+        streams.append(RecordedStream(clock))
+        return streams[-1]
+
+    def per_call_only():
+        raise AssertionError("the shared stream was not used")
+
+    client = MuxClient(
+        open_many,
+        per_call_only,
+        agent_pb2.ConverseManyRequest,
+        agent_pb2.ConverseManyRequestItem,
+        CONVERSE,
+        interval_s=interval_s,
+        clock=clock,
+    )
+    return client, streams
+
+
+def departures(stream: RecordedStream) -> list[float]:
+    return [round(t, 6) for t, _ in stream.batches]
+
+
+async def test_an_interval_bounds_the_grpc_messages_whatever_the_calls_send() -> None:
+    clock = VirtualClock()
+    client, streams = paced_client(clock, interval_s=0.1)
+    calls = [client.open() for _ in range(5)]
+    for step in range(20):  # 100 call messages: one per call every 10 ms for 200 ms
+        for call in calls:
+            await call.write(digit(str(step % 10)))
+        await clock.settle()
+        await clock.advance(0.01)
+    await clock.advance(0.2)
+    (stream,) = streams
+    # One gRPC message per 100 ms, the first at once: 0, 100 and 200 ms carry all 100 messages.
+    assert departures(stream) == [0.0, 0.1, 0.2]
+    by_call: dict[int, list[str]] = {}
+    for _, items in stream.batches:
+        for number, d in items:
+            by_call.setdefault(number, []).append(d)
+    assert sorted(by_call) == [1, 2, 3, 4, 5]
+    assert all(ds == [str(step % 10) for step in range(20)] for ds in by_call.values())
+    await client.aclose()
+
+
+async def test_the_first_message_after_a_quiet_interval_leaves_at_once_the_next_waits_its_turn() -> None:
+    clock = VirtualClock()
+    client, streams = paced_client(clock, interval_s=0.1)
+    call = client.open()
+    await call.write(digit("1"))  # the first ever: at once
+    await clock.settle()
+    await clock.advance(0.03)
+    await call.write(digit("2"))  # 30 ms after the last send: waits for 100 ms after it
+    await clock.settle()
+    await clock.advance(0.06)
+    assert departures(streams[0]) == [0.0]
+    await clock.advance(0.01)
+    assert departures(streams[0]) == [0.0, 0.1]
+    await clock.advance(0.25)  # quiet for longer than the interval
+    await call.write(digit("3"))
+    await clock.settle()
+    assert departures(streams[0]) == [0.0, 0.1, 0.35]  # no wait at all
+    assert [items for _, items in streams[0].batches] == [[(1, "1")], [(1, "2")], [(1, "3")]]
+    await client.aclose()
+
+
+async def test_without_an_interval_every_batch_leaves_when_the_sender_runs() -> None:
+    clock = VirtualClock()
+    client, streams = paced_client(clock, interval_s=0.0)
+    call = client.open()
+    for d in "123":
+        await call.write(digit(d))
+        await clock.settle()
+    assert departures(streams[0]) == [0.0, 0.0, 0.0]
+    await client.aclose()

@@ -96,3 +96,8 @@ RESUME_ATTEMPTS_FAILED = Counter(
 )
 for _how in ("refused", "dropped"):
     RESUME_ATTEMPTS_FAILED.labels(_how)
+RESUME_SECONDS = Histogram(
+    "agent_elevenlabs_resume_seconds",
+    "From an error close mid-call to the new conversation ready and told the call so far (resumed calls)",
+    buckets=LATENCY_BUCKETS,
+)

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from voicebridge.v1 import agent_pb2, common_pb2
 
 from ..base import AgentSession, Outbox, SessionEndInfo, SessionRefused
 from .caller_audio import HeldAudio
-from .metrics import RESUME_ATTEMPTS_FAILED, RESUMES
+from .metrics import RESUME_ATTEMPTS_FAILED, RESUME_SECONDS, RESUMES
 from .negotiation import bytes_per_s
 from .pending import End
 from .session import ElevenLabsSession
@@ -110,6 +111,7 @@ class ResumingSession(AgentSession):
             self._current.history.failed()
             # What to tell the next conversation, as of the failure (its own first words join the log).
             context, unanswered = handover_text(self._current.history, self._settings)
+            began = time.perf_counter()
             following = await self._carry_on(end)
             if following is None:
                 if self._closing is not None:
@@ -118,6 +120,7 @@ class ResumingSession(AgentSession):
                 return end.info
             self._current = following
             await self._hand_over(following, context, unanswered)
+            RESUME_SECONDS.observe(time.perf_counter() - began)
 
     async def _carry_on(self, end: End) -> ElevenLabsSession | None:
         """A new conversation for the call, or None (the apology follows), counting the outcome."""

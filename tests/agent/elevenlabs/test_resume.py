@@ -290,3 +290,23 @@ async def test_with_resume_off_medias_resume_context_is_ignored(
     async with media_for(make_backend(resume=False), start) as media:
         await media.wait_audio(len(GREETING))  # a new call: greeted
     assert not agent.conversations[0].context.resumed
+
+
+async def test_a_transfer_asked_for_before_the_drop_is_reported_to_the_new_conversation(
+    emu: ConvAIEmulator, make_backend: Factory
+) -> None:
+    agent = scenario()
+    emu.add_agent("agent_x", AgentScript(FMT, FMT, scenario=agent))
+    async with media_for(make_backend()) as media:
+        await media.wait_audio(len(GREETING))
+        await media.speak()
+        await asyncio.wait_for(agent.context_arrived.wait(), 10)
+        outcome = common_pb2.TransferResult(destination="+15550123", transferred=False, detail="busy line")
+        await media.session.handle(agent_pb2.ConverseRequest(transfer_result=outcome))
+        update = await agent.conversations[1].wait_for_message(
+            lambda m: m.get("type") == "contextual_update" and "transfer" in str(m.get("text"))
+        )
+    assert update["text"] == (
+        "The transfer of the call to +15550123 asked for earlier failed: busy line."
+        " The call was not transferred and goes on with you."
+    )

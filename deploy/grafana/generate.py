@@ -410,6 +410,12 @@ def agent() -> dict[str, Any]:
                 " (docs/failover.md).",
             ),
             panel(
+                "Resume time",
+                "s",
+                quantiles("agent_elevenlabs_resume_seconds"),
+                "Error close mid-call → the new conversation ready and told the call so far.",
+            ),
+            panel(
                 "Audio chunks on the ElevenLabs socket",
                 "reqps",
                 rate("agent_elevenlabs_audio_chunks_total", "direction"),

@@ -122,6 +122,9 @@ class MediaSettings:
     agent_queue_ms: int
     # Agent end -> how long we wait for its last words to be heard before hanging up anyway.
     drain_timeout_s: float
+    # An agent stream lost mid-call (its process died) is continued on a new agent session given the
+    # call so far (SessionStart.resume, docs/failover.md); off: the call ends.
+    agent_resume: bool = True
     # How calls travel from the edge and to the agent: multiplexed or one stream each (runtime/mux/).
     mux: MuxSettings = field(default_factory=MuxSettings)
     # mTLS for both hops (serving the edge, calling the agent): GRPC_TLS_* / GRPC_INSECURE.
@@ -153,6 +156,7 @@ class MediaSettings:
             pre_ready_buffer_ms=env.int("PRE_READY_BUFFER_MS", 2000),
             agent_queue_ms=env.int("AGENT_QUEUE_MS", 1000),
             drain_timeout_s=env.float("DRAIN_TIMEOUT_S", 30.0),
+            agent_resume=env.bool("AGENT_RESUME", True),
             mux=MuxSettings.from_env(env, "AGENT_BATCH_INTERVAL_MS", AGENT_BATCH_INTERVAL_MS),
             tls=GrpcTls.from_env(env).checked(listen, (agent_target,)),
             metrics_host=env.str("METRICS_HOST", "127.0.0.1"),

@@ -228,6 +228,34 @@ def overview() -> dict[str, Any]:
                 "reqps",
                 rate("grpc_server_handled_total", "job, grpc_code", "{{job}} {{grpc_code}}"),
             ),
+            row("Replicas and deploys"),
+            panel(
+                "Draining replicas, and the calls they still hold",
+                "short",
+                [
+                    (f"sum by (job) (voicebridge_draining{{{SEL}}})", "draining {{job}}"),
+                    (f"sum by (job) (voicebridge_drain_calls_left{{{SEL}}})", "calls left {{job}}"),
+                ],
+                "SIGTERM → NOT_SERVING, calls run on up to DRAIN_DEADLINE_S (docs/operations.md).",
+            ),
+            panel(
+                "New calls moved to another replica, or with none (per minute)",
+                "short",
+                [
+                    (
+                        f"sum by (job, hop, why) "
+                        f"(rate(voicebridge_replica_calls_moved_total{{{SEL}}}[{RI}])) * 60 or vector(0)",
+                        "{{job}} → {{hop}} moved: {{why}}",
+                    ),
+                    (
+                        f"sum by (job, hop) "
+                        f"(rate(voicebridge_replica_unavailable_total{{{SEL}}}[{RI}])) * 60 or vector(0)",
+                        "{{job}} → {{hop}} no replica",
+                    ),
+                ],
+                "Refused (draining) or vanished before the call started: no caller noticed. 0 with one "
+                "address per target (no replicas to choose from).",
+            ),
             row("Latency the bridge adds"),
             panel(
                 "Caller → ElevenLabs: added latency",

@@ -12,6 +12,7 @@ from harness.feeds import Feed
 
 from voicebridge.agent.backends.base import SessionRefused
 from voicebridge.agent.converse import ConverseServicer
+from voicebridge.agent.prompts import load_prompt
 from voicebridge.v1 import agent_pb2, common_pb2
 
 START = agent_pb2.SessionStart(
@@ -179,10 +180,30 @@ async def test_a_duplicate_start_is_refused_without_ending_the_call(servicer, ba
     await conv.ended()
 
 
-async def test_drain_ends_every_conversation_with_shutdown(servicer, backend) -> None:
+async def test_drain_past_its_deadline_says_goodbye_then_ends_every_conversation_with_shutdown(
+    servicer, backend
+) -> None:
     convs = [await _open(servicer, backend) for _ in range(3)]
-    await asyncio.wait_for(servicer.drain(), 5)
+    await asyncio.wait_for(servicer.drain(deadline_s=0.0), 5)
+    goodbye = load_prompt("goodbye", ULAW_8K.encoding, ULAW_8K.sample_rate_hz)
     for conv, agent in convs:
         assert (await conv.ended()).reason == common_pb2.END_REASON_SHUTDOWN
+        said = b"".join(r.audio.data for r in conv.responses if r.WhichOneof("event") == "audio")
+        assert said == goodbye
         assert agent.closed
     assert servicer.sessions_in_progress == 0
+
+
+async def test_a_draining_agent_refuses_a_new_conversation_first_thing_with_shutdown(
+    servicer, backend
+) -> None:
+    conv, agent = await _open(servicer, backend)
+    drained = asyncio.create_task(servicer.drain(deadline_s=60.0))
+    await asyncio.sleep(0)  # the drain has begun (it waits for the call in progress)
+    refused = Conversation(servicer)
+    assert (await refused.ended()).reason == common_pb2.END_REASON_SHUTDOWN
+    assert refused.kinds() == ["end"]  # before anything else: media places the call elsewhere
+    assert not agent.closed  # the call in progress goes on
+    conv.media.close()
+    assert (await conv.ended()).reason == common_pb2.END_REASON_CALLER_HANGUP
+    await asyncio.wait_for(drained, 5)

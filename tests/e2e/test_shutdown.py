@@ -1,17 +1,23 @@
-"""SIGTERM (docker stop) ends calls in progress with a reason and the services exit cleanly."""
+"""SIGTERM (docker stop) with the drain deadline already passed (DRAIN_DEADLINE_S=0, the harness's
+setting): calls in progress hear the goodbye, are hung up with a reason, and the services exit 0.
+Drains that let calls run to their end: test_replicas.py."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from harness.audio import normalized_xcorr_peak, ulaw_to_float
 from harness.stack import start_stack
 
+from voicebridge.media.call import GOODBYE
 from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
 
 
 @pytest.mark.parametrize("service", ["media", "agent"])
-async def test_sigterm_mid_call_ends_the_call_and_the_service_exits_zero(tmp_path, service: str) -> None:
+async def test_sigterm_mid_call_says_goodbye_ends_the_call_and_the_service_exits_zero(
+    tmp_path, service: str
+) -> None:
     stack = start_stack(tmp_path / service, {"AGENT_BACKEND": "parrot"})
     try:
         async with TwilioCaller(CallerConfig(url=stack.media_ws_url)) as call:
@@ -20,6 +26,10 @@ async def test_sigterm_mid_call_ends_the_call_and_the_service_exits_zero(tmp_pat
             exit_code = await asyncio.to_thread(process.stop, 10.0)
             await call.wait_closed(timeout=10)  # the edge hangs the call up rather than leave dead air
             assert call.closed_by == "server"
+        # The goodbye (media's and the agent's are the same words), after the agent's own audio.
+        goodbye = ulaw_to_float(GOODBYE[1600:9600])
+        coefficient, _ = normalized_xcorr_peak(goodbye, ulaw_to_float(bytes(call.heard_ulaw)))
+        assert coefficient > 0.8, f"the caller did not hear the goodbye ({coefficient:.2f})"
         assert exit_code == 0
         assert "shutting down" in process.log()
         assert "SHUTDOWN" in stack.edge.log()  # the call ended with that reason, not a dropped socket

@@ -23,6 +23,7 @@ def test_every_http_route_is_documented_with_its_models():
     schema = openapi.schema()
     assert set(schema["paths"]) == {
         "/healthz",
+        "/readyz",
         "/twilio/voice",
         "/twilio/stream-status",
         "/twilio/call-status",
@@ -35,6 +36,8 @@ def test_every_http_route_is_documented_with_its_models():
     assert place["responses"]["201"]["content"]["application/json"]["schema"]["$ref"].endswith("/CallCreated")
     assert {"400", "401", "403", "413", "422", "502", "503"} <= set(place["responses"])
     assert place["security"] == [{"EDGE_API_TOKEN": []}]
+    ready = schema["paths"]["/readyz"]["get"]["responses"]
+    assert {"200", "503"} <= set(ready)  # 503 while draining
     voice = schema["paths"]["/twilio/voice"]["post"]
     assert "application/x-www-form-urlencoded" in voice["requestBody"]["content"]
     assert set(voice["responses"]["200"]["content"]) == {"text/xml"}

@@ -120,7 +120,9 @@ def start_stack(
     workdir.mkdir(parents=True, exist_ok=True)
     agent_port, media_port, edge_port = free_port(), free_port(), free_port()
     metrics = {"agent": free_port(), "media": free_port(), "edge": free_port()}
-    common = {"LOG_LEVEL": "INFO"}
+    # SIGTERM goes straight to the drain deadline (a goodbye, then the hang-up): a stack stopped with a
+    # call up stops in seconds. Drains that wait for calls to end: tests/e2e/test_replicas.py.
+    common = {"LOG_LEVEL": "INFO", "DRAIN_DEADLINE_S": "0"}
 
     def tls(service: str) -> dict[str, str]:
         return tls_env(certs, service) if certs else {}

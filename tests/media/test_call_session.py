@@ -18,7 +18,7 @@ from harness.inmemory_grpc import InMemoryChannel, converse_client
 from harness.virtual_clock import VirtualClock
 
 from voicebridge.agent.converse import ConverseServicer
-from voicebridge.media.call import CallSession
+from voicebridge.media.call import GOODBYE, CallSession
 from voicebridge.media.config import PlayoutConfig
 from voicebridge.media.servicer import MediaServicer
 from voicebridge.sim.loadgen import speech_like
@@ -258,22 +258,29 @@ async def test_the_edge_closing_its_stream_is_a_caller_hang_up(rig) -> None:
     assert agent.closed
 
 
-async def test_service_shutdown_ends_calls_with_shutdown(rig) -> None:
+async def test_service_shutdown_past_its_deadline_plays_the_goodbye_then_hangs_up_with_shutdown(rig) -> None:
     media = MediaServicer(media_settings(), rig.agent_calls, rig.clock)
     responses = media.Call(rig.edge, None)
     rig.edge.put(media_pb2.CallRequest(start=media_pb2.CallStart(call=CALL)))
     collected: list[media_pb2.CallResponse] = []
 
-    async def read() -> None:
+    async def read() -> None:  # the edge's part: what media sends, marks echoed as Twilio plays them
         async for message in responses:
             collected.append(message)
+            if message.audio.mark:
+                rig.edge.put(media_pb2.CallRequest(mark=media_pb2.MarkEcho(name=message.audio.mark)))
 
     reader = asyncio.create_task(read())
     agent = await asyncio.wait_for(rig.backend.next_session(), 5)
     assert media.calls_in_progress == 1
-    drained = asyncio.create_task(media.drain())
+    drained = asyncio.create_task(media.drain(deadline_s=0.0))
     await rig.until(drained.done, "drain")
     await reader
+    played = b"".join(m.audio.payload for m in collected if m.WhichOneof("event") == "audio")
+    assert played == GOODBYE  # all of it, before the hang-up
+    kinds = [m.WhichOneof("event") for m in collected]
+    assert kinds[-2:] == ["hangup", "end"]
+    assert collected[-2].hangup.end_reason == common_pb2.END_REASON_SHUTDOWN
     assert collected[-1].end.reason == common_pb2.END_REASON_SHUTDOWN
     assert agent.closed_with.reason == common_pb2.END_REASON_SHUTDOWN
     assert media.calls_in_progress == 0

@@ -66,7 +66,7 @@ def test_app_service_conventions(model, service):
     assert svc["build"]["dockerfile"] == f"services/{service}/Dockerfile"
     assert Path(svc["build"]["context"]) == ROOT
     assert svc["restart"] == "unless-stopped"
-    assert svc["stop_grace_period"] == "15s"  # > the 5 s gRPC drain
+    assert svc["stop_grace_period"] == "50s"  # > the 30 s drain deadline + the goodbye
     assert svc["healthcheck"]["test"][0] == "CMD"
     assert not svc.get("profiles")
 

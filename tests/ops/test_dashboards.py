@@ -76,6 +76,8 @@ SERVICE_METRIC_MODULES = (
     "voicebridge.runtime.metrics",
     "voicebridge.runtime.grpc_metrics",
     "voicebridge.runtime.mux",
+    "voicebridge.runtime.drain",
+    "voicebridge.runtime.replicas",
     "voicebridge.edge.metrics",
     "voicebridge.media.metrics",
     "voicebridge.agent.metrics",

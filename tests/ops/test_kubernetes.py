@@ -23,6 +23,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from voicebridge.runtime.drain import GOODBYE_TIMEOUT_S
+
 from ._tools import ROOT, SERVICES, run, venv_tool
 
 K8S = ROOT / "deploy/kubernetes"
@@ -269,7 +271,9 @@ def test_every_service_runs_hardened_with_requests_limits_and_probes(overlay, re
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
             assert probe in container, f"{name} has no {probe}"
         pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-        assert pod["terminationGracePeriodSeconds"] > pre_stop + 60, name  # room to drain calls
+        # Room for the whole drain: the pause, the deadline, then the goodbye and the hang-up.
+        drain = float(env_of(container)["DRAIN_DEADLINE_S"])
+        assert pod["terminationGracePeriodSeconds"] >= pre_stop + drain + GOODBYE_TIMEOUT_S + 5, name
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -283,7 +287,8 @@ def test_grpc_services_are_ready_on_grpc_health_and_live_while_draining(overlay,
         # NOT_SERVING while draining must not restart the pod: liveness does not ask gRPC health.
         assert container["livenessProbe"] == {**container["livenessProbe"], "tcpSocket": {"port": "grpc"}}
     (edge,) = containers(deployments["edge"])
-    assert edge["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert edge["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}  # false while draining
+    assert edge["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -307,8 +312,11 @@ def test_media_and_agent_services_are_headless_and_the_clients_target_them(overl
     assert "clusterIP" not in services["edge"]["spec"]
     assert all(s["spec"].get("type", "ClusterIP") == "ClusterIP" for s in services.values())
     deployments = objects(rendered[overlay], "Deployment")
-    assert env_of(containers(deployments["edge"])[0])["MEDIA_TARGET"] == f"media:{GRPC_PORTS['media']}"
-    assert env_of(containers(deployments["media"])[0])["AGENT_TARGET"] == f"agent:{GRPC_PORTS['agent']}"
+    # dns:///: the client resolves the name and spreads its calls over the pods (runtime/replicas.py)
+    assert env_of(containers(deployments["edge"])[0])["MEDIA_TARGET"] == f"dns:///media:{GRPC_PORTS['media']}"
+    assert (
+        env_of(containers(deployments["media"])[0])["AGENT_TARGET"] == f"dns:///agent:{GRPC_PORTS['agent']}"
+    )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -112,3 +112,19 @@ class MuxSettings:
         if not 0 <= interval_ms <= 20:
             raise ConfigError(f"{interval_var} must be between 0 and 20 ms, got {interval_ms}")
         return cls(enabled=env.bool("GRPC_MULTIPLEX", True), interval_s=interval_ms / 1000.0)
+
+
+def drain_deadline_s(env: Env) -> float:
+    """DRAIN_DEADLINE_S: how long calls in progress may run on after SIGTERM (runtime/drain.py)."""
+    value = env.float("DRAIN_DEADLINE_S", 30.0)
+    if value < 0:
+        raise ConfigError(f"DRAIN_DEADLINE_S must be 0 or more, got {value}")
+    return value
+
+
+def resolve_interval_s(env: Env) -> float:
+    """REPLICA_RESOLVE_INTERVAL_S: how often a name of replicas is resolved again (runtime/replicas.py)."""
+    value = env.float("REPLICA_RESOLVE_INTERVAL_S", 5.0)
+    if not 0.05 <= value <= 300:
+        raise ConfigError(f"REPLICA_RESOLVE_INTERVAL_S must be between 0.05 and 300, got {value}")
+    return value

@@ -1,7 +1,9 @@
 """The life of a gRPC service process: start, serve health and reflection, drain on SIGTERM.
 
-`run_grpc_service` is what each gRPC service's `main()` calls; the service only supplies a function
-that registers its servicers, and a coroutine that ends its calls when the process is told to stop.
+`run` is what each gRPC service's `main()` calls; the service only supplies a function that
+registers its servicers, and a coroutine that drains its calls when the process is told to stop
+(runtime/drain.py): health turns NOT_SERVING at once, calls run on up to the drain deadline, those
+left end with a goodbye, then the process exits 0.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from .drain import GOODBYE_TIMEOUT_S
 from .grpc_metrics import MetricsInterceptor
 from .grpc_tls import GrpcTls
 from .metrics import BUILD_INFO, start_metrics_server, watch_loop_lag
@@ -49,15 +52,16 @@ class GrpcServiceSpec:
     metrics_port: int
     grpc_services: tuple[str, ...]  # full names registered, for health and reflection
     register: Callable[[grpc.aio.Server], None]
-    drain: Callable[[], Awaitable[None]]  # end in-flight calls cleanly (in-band, with a reason)
-    grace_s: float = 5.0
+    # Drain the calls in progress: given the deadline (DRAIN_DEADLINE_S) after which it ends them.
+    drain: Callable[[float], Awaitable[None]]
+    drain_deadline_s: float = 30.0
     # mTLS identity (GRPC_TLS_*); plaintext only on loopback or with GRPC_INSECURE.
     tls: GrpcTls = field(default_factory=GrpcTls)
     metrics_host: str = "127.0.0.1"  # METRICS_HOST: a container sets 0.0.0.0 for Prometheus
 
 
 async def serve(spec: GrpcServiceSpec, stop: asyncio.Event | None = None) -> None:
-    """Serve until SIGTERM/SIGINT (or `stop` is set), then drain and stop within the grace period."""
+    """Serve until SIGTERM/SIGINT (or `stop` is set), then drain (NOT_SERVING first) and stop."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -92,11 +96,12 @@ async def serve(spec: GrpcServiceSpec, stop: asyncio.Event | None = None) -> Non
         await stop.wait()
     finally:
         log.info("%s shutting down", spec.name)
-        await health_servicer.enter_graceful_shutdown()
+        await health_servicer.enter_graceful_shutdown()  # NOT_SERVING: peers place no new call here
+        bound = spec.drain_deadline_s + GOODBYE_TIMEOUT_S + 5.0
         try:
-            await asyncio.wait_for(spec.drain(), timeout=spec.grace_s)
+            await asyncio.wait_for(spec.drain(spec.drain_deadline_s), timeout=bound)
         except TimeoutError:
-            log.warning("calls did not drain within %.1fs; cancelling them", spec.grace_s)
+            log.warning("calls did not end within %.0fs of the drain; cancelling them", bound)
         await server.stop(grace=1.0)
         lag_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from voicebridge.runtime.config import ConfigError, Env
+from voicebridge.runtime.config import ConfigError, Env, drain_deadline_s
 from voicebridge.runtime.grpc_tls import GrpcTls
 from voicebridge.runtime.logs import register_secret
 
@@ -22,8 +22,8 @@ class AgentSettings:
     log_format: str
     # How long a backend may take to become ready before the caller is told we are busy.
     open_timeout_s: float
-    # How long in-flight calls get to end cleanly on SIGTERM.
-    grace_s: float
+    # SIGTERM: calls in progress run on for up to this long, then hear a goodbye (runtime/drain.py).
+    drain_deadline_s: float
     parrot_format: str
     elevenlabs: ElevenLabsSettings | None
     tls: GrpcTls = field(default_factory=GrpcTls)  # GRPC_TLS_* / GRPC_INSECURE (runtime/grpc_tls.py)
@@ -44,7 +44,7 @@ class AgentSettings:
             log_level=env.str("LOG_LEVEL", "INFO"),
             log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
             open_timeout_s=env.float("AGENT_OPEN_TIMEOUT_S", 10.0),
-            grace_s=env.float("AGENT_SHUTDOWN_GRACE_S", 5.0),
+            drain_deadline_s=drain_deadline_s(env),
             parrot_format=env.choice("PARROT_FORMAT", "pcm_16000", ("pcm_16000", "ulaw_8000")),
             elevenlabs=_elevenlabs(env) if backend == "elevenlabs" else None,
             tls=GrpcTls.from_env(env).checked(listen),

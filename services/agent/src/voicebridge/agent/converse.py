@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from voicebridge.runtime.drain import Drain
 from voicebridge.runtime.logs import call_context
 from voicebridge.runtime.mux import MuxServer
 from voicebridge.runtime.privacy import end_detail
@@ -37,6 +38,8 @@ _FRAMES_OUT = FRAMES.labels("out")
 
 ULAW_8000 = common_pb2.AudioFormat(encoding=common_pb2.AUDIO_ENCODING_MULAW, sample_rate_hz=8000)
 FIRST_MESSAGE_TIMEOUT_S = 5.0
+# The goodbye at the drain deadline is a response of its own, numbered above any the backend uses.
+GOODBYE_RESPONSE_ID = 2**31 - 1
 # Refusals the caller should hear as "busy, call again" rather than silence.
 _SPOKEN_REFUSALS = {
     common_pb2.END_REASON_AGENT_BUSY,
@@ -58,6 +61,43 @@ def _reason_name(reason: int) -> str:
     return common_pb2.EndReason.Name(reason).removeprefix("END_REASON_").lower()
 
 
+def _prompt_audio(
+    name: str, fmt: common_pb2.AudioFormat, response_id: int
+) -> list[agent_pb2.ConverseResponse]:
+    """A bundled prompt as 200 ms audio messages in `fmt`."""
+    prompt = load_prompt(name, fmt.encoding, fmt.sample_rate_hz)
+    step = fmt.sample_rate_hz // 5 * (1 if fmt.encoding == common_pb2.AUDIO_ENCODING_MULAW else 2)
+    return [
+        agent_pb2.ConverseResponse(
+            audio=agent_pb2.AudioChunk(data=prompt[i : i + step], format=fmt, response_id=response_id)
+        )
+        for i in range(0, len(prompt), step)
+    ]
+
+
+class _LiveCall:
+    """A call in progress, as the drain sees it: its outbox, and the backend task it may stop."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.output_format: common_pb2.AudioFormat | None = None
+        self.backend: asyncio.Task | None = None
+        self.goodbye: asyncio.Task | None = None  # cancelled with the call's other tasks
+
+    def say_goodbye(self) -> None:
+        """The drain deadline: the backend stops talking, the caller hears goodbye, the call ends."""
+        if self.backend is not None:
+            self.backend.cancel()
+        self.outbox.drop_audio()  # what the backend had queued: it is cut off, the goodbye comes now
+        self.goodbye = asyncio.get_running_loop().create_task(self._goodbye(), name="agent-goodbye")
+
+    async def _goodbye(self) -> None:
+        if self.output_format is not None:
+            for message in _prompt_audio("goodbye", self.output_format, GOODBYE_RESPONSE_ID):
+                await self.outbox.put_audio(message)
+        self.outbox.put_control(_end(common_pb2.END_REASON_SHUTDOWN, "agent service drain deadline"))
+
+
 class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, backend: AgentBackend, open_timeout_s: float = 10.0) -> None:
         self._backend = backend
@@ -68,19 +108,16 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
             "/voicebridge.v1.AgentService/Converse",
         )
         self._open_timeout_s = open_timeout_s
-        self._outboxes: set[Outbox] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._drain = Drain("agent")
 
     @property
     def sessions_in_progress(self) -> int:
-        return len(self._outboxes)
+        return len(self._drain)
 
-    async def drain(self) -> None:
-        """End every call in progress (process shutdown) and wait until they are gone."""
-        for outbox in list(self._outboxes):
-            outbox.put_control(_end(common_pb2.END_REASON_SHUTDOWN, "agent service shutting down"))
-        await self._idle.wait()
+    async def drain(self, deadline_s: float = 0.0) -> None:
+        """Process shutdown (runtime/drain.py): new calls are refused; calls in progress go on for up
+        to `deadline_s`, then the backend is stopped and the caller hears the goodbye prompt."""
+        await self._drain.run(deadline_s, _LiveCall.say_goodbye)
 
     async def ConverseMany(  # noqa: N802 - gRPC method name
         self,
@@ -106,6 +143,9 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
             yield _error(common_pb2.ERROR_CODE_INVALID_ARGUMENT, detail)
             yield _end(common_pb2.END_REASON_PROTOCOL_ERROR, detail)
             return
+        if self._drain.draining:  # media places the call on another replica (runtime/replicas.py)
+            yield _end(common_pb2.END_REASON_SHUTDOWN, "draining: this agent replica takes no new calls")
+            return
         with call_context(first.start.call.call_sid):
             async for message in self._converse(first.start, requests):
                 yield message
@@ -114,8 +154,8 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
         self, start: agent_pb2.SessionStart, requests: AsyncIterator[agent_pb2.ConverseRequest]
     ) -> AsyncIterator[agent_pb2.ConverseResponse]:
         outbox = Outbox()
-        self._outboxes.add(outbox)
-        self._idle.clear()
+        live = _LiveCall(outbox)
+        self._drain.add(live)
         SESSIONS_ACTIVE.inc()
         session: AgentSession | None = None
         tasks: list[asyncio.Task] = []
@@ -143,7 +183,9 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
             log.info("session ready: conversation %s", session.ready.conversation_id or "-")
             yield agent_pb2.ConverseResponse(ready=session.ready)
 
-            tasks.append(asyncio.create_task(self._run(session, outbox), name="agent-run"))
+            live.output_format = session.ready.output_format
+            live.backend = asyncio.create_task(self._run(session, outbox), name="agent-run")
+            tasks.append(live.backend)
             tasks.append(
                 asyncio.create_task(self._pump_requests(requests, session, outbox), name="agent-pump")
             )
@@ -156,7 +198,7 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
                     end_reason = message.end.reason
                     break
         finally:
-            await cancel_and_wait(tasks)
+            await cancel_and_wait([*tasks, *([live.goodbye] if live.goodbye else [])])
             if session is not None:
                 try:
                     await session.aclose(
@@ -166,9 +208,7 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
                     log.exception("closing the %s session failed", self._backend.name)
             SESSION_ENDS.labels(_reason_name(end_reason or common_pb2.END_REASON_CALLER_HANGUP)).inc()
             SESSIONS_ACTIVE.dec()
-            self._outboxes.discard(outbox)
-            if not self._outboxes:
-                self._idle.set()
+            self._drain.discard(live)
 
     async def _refuse(
         self, start: agent_pb2.SessionStart, refusal: SessionRefused
@@ -180,13 +220,8 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
             yield agent_pb2.ConverseResponse(
                 ready=agent_pb2.SessionReady(input_format=ULAW_8000, output_format=ULAW_8000)
             )
-            prompt = load_prompt("busy", ULAW_8000.encoding, ULAW_8000.sample_rate_hz)
-            step = 1600  # 200 ms
-            for offset in range(0, len(prompt), step):
-                chunk = agent_pb2.AudioChunk(
-                    data=prompt[offset : offset + step], format=ULAW_8000, response_id=1
-                )
-                yield agent_pb2.ConverseResponse(audio=chunk)
+            for message in _prompt_audio("busy", ULAW_8000, response_id=1):
+                yield message
         yield _end(refusal.reason, refusal.detail)
 
     async def _run(self, session: AgentSession, outbox: Outbox) -> None:

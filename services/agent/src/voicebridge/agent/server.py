@@ -31,8 +31,8 @@ def build(settings: AgentSettings, backend: AgentBackend | None = None) -> GrpcS
     backend = backend or make_backend(settings)
     servicer = ConverseServicer(backend, settings.open_timeout_s)
 
-    async def drain() -> None:
-        await servicer.drain()
+    async def drain(deadline_s: float) -> None:
+        await servicer.drain(deadline_s)
         await backend.aclose()
 
     def register(server: grpc.aio.Server) -> None:
@@ -46,7 +46,7 @@ def build(settings: AgentSettings, backend: AgentBackend | None = None) -> GrpcS
         grpc_services=(SERVICE_NAME,),
         register=register,
         drain=drain,
-        grace_s=settings.grace_s,
+        drain_deadline_s=settings.drain_deadline_s,
         tls=settings.tls,
         metrics_host=settings.metrics_host,
     )

@@ -9,6 +9,7 @@ from voicebridge.runtime.logs import setup_logging
 from voicebridge.runtime.metrics import start_metrics_server
 
 from .config import EdgeSettings
+from .draining import DrainingServer
 from .wiring import build_app
 
 
@@ -17,8 +18,9 @@ def main() -> None:
     setup_logging("edge", settings.log_level, settings.log_format)
     # /metrics on its own listener (a daemon thread), never on the port Twilio and the internet reach.
     metrics_server = start_metrics_server(settings.metrics_port, settings.metrics_host)
-    uvicorn.run(
-        build_app(settings),
+    app = build_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -30,8 +32,9 @@ def main() -> None:
         lifespan="on",
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=5,  # after the drain (draining.py): only what is left over
     )
+    DrainingServer(config, app.state.drain, settings.drain_deadline_s).run()
     if metrics_server is not None:
         metrics_server.shutdown()
 

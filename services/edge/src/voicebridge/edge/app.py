@@ -10,12 +10,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
+import grpc
 from fastapi import APIRouter, FastAPI, WebSocket
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from voicebridge.runtime.drain import Drain
 from voicebridge.runtime.grpc_server import CLIENT_OPTIONS
 from voicebridge.runtime.metrics import BUILD_INFO, watch_loop_lag
 from voicebridge.runtime.mux import MuxClient
+from voicebridge.runtime.replicas import connect_target
 from voicebridge.runtime.version import package_version
 from voicebridge.v1 import media_pb2, media_pb2_grpc
 
@@ -27,10 +31,16 @@ from .twilio_actions import CallControl, TwilioActions
 
 log = logging.getLogger(__name__)
 VERSION = package_version("voicebridge-edge")
+MEDIA_SERVICE = media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name
 
 
 class Health(BaseModel):
     status: str = "ok"
+
+
+class Readiness(BaseModel):
+    status: str  # "ready" or "draining"
+    calls: int  # Media Streams in progress on this edge
 
 
 def create_app(
@@ -52,17 +62,29 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        channel = settings.tls.aio_channel(settings.media_target, CLIENT_OPTIONS)
-        stub = media_pb2_grpc.MediaServiceStub(channel)
-        # Every call to media on one multiplexed stream (runtime/mux/), unless GRPC_MULTIPLEX=false.
-        media_calls = state["media"] = MuxClient(
-            stub.CallMany,
-            stub.Call,
-            media_pb2.CallManyRequest,
-            media_pb2.CallManyRequestItem,
-            "/voicebridge.v1.MediaService/Call",
-            interval_s=settings.mux.interval_s,
-            enabled=settings.mux.enabled,
+        def media_client(channel: grpc.aio.Channel) -> MuxClient:
+            # Every call to one media process on one multiplexed stream (runtime/mux/), unless
+            # GRPC_MULTIPLEX=false.
+            stub = media_pb2_grpc.MediaServiceStub(channel)
+            return MuxClient(
+                stub.CallMany,
+                stub.Call,
+                media_pb2.CallManyRequest,
+                media_pb2.CallManyRequestItem,
+                "/voicebridge.v1.MediaService/Call",
+                interval_s=settings.mux.interval_s,
+                enabled=settings.mux.enabled,
+            )
+
+        # One media address, or the replicas a name resolves to (runtime/replicas.py).
+        media_calls = state["media"] = connect_target(
+            settings.media_target,
+            settings.tls,
+            CLIENT_OPTIONS,
+            media_client,
+            MEDIA_SERVICE,
+            "media",
+            settings.resolve_interval_s,
         )
         lag = asyncio.create_task(watch_loop_lag(), name="loop-lag")
         BUILD_INFO.labels("edge", VERSION).set(1)
@@ -84,7 +106,6 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await lag
             await media_calls.aclose()
-            await channel.close()
 
     # The API's description is docs/openapi.json (voicebridge.edge.openapi), not served: this port
     # faces the internet, and Twilio and API clients need nothing from it.
@@ -100,11 +121,25 @@ def create_app(
     )
     gate = StreamGate(settings.max_pending_streams)
     actions = TwilioActions(rest, settings.transfer_destinations)
+    drain = app.state.drain = Drain("edge")  # SIGTERM: edge/draining.py
     app.state.settings = settings
 
     @app.get("/healthz", summary="Liveness (the orchestrator's probe)")
     async def healthz() -> Health:
+        """True until the process exits, draining or not."""
         return Health()
+
+    @app.get(
+        "/readyz",
+        summary="Readiness (the orchestrator's probe): 503 while draining",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "draining: send new calls elsewhere"}},
+    )
+    async def readyz() -> Readiness | JSONResponse:
+        """False from SIGTERM on (edge/draining.py), so the Ingress routes new calls to other edges."""
+        if drain.draining:
+            return JSONResponse(Readiness(status="draining", calls=len(drain)).model_dump(), status_code=503)
+        return Readiness(status="ready", calls=len(drain))
 
     @app.websocket(MEDIA_STREAM_PATH)
     async def media_stream(ws: WebSocket) -> None:
@@ -115,7 +150,11 @@ def create_app(
             return
         await ws.accept()
         session = MediaStreamSession(ws, settings, state["media"], actions, start_ok)
-        await session.run(gate)
+        drain.add(session)  # a stream that arrives while draining is still a caller: it is served
+        try:
+            await session.run(gate)
+        finally:
+            drain.discard(session)
 
     for extra in routers:
         app.include_router(extra)

@@ -10,9 +10,10 @@ import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from voicebridge.runtime.config import ConfigError, Env, MuxSettings
+from voicebridge.runtime.config import ConfigError, Env, MuxSettings, drain_deadline_s, resolve_interval_s
 from voicebridge.runtime.grpc_tls import GrpcTls
 from voicebridge.runtime.logs import register_secret
+from voicebridge.runtime.resolvers import plaintext_check_targets
 
 from . import call_params, exposure
 
@@ -148,6 +149,10 @@ class EdgeSettings:
     # agent-steering variables the calls API may set (EDGE_API_AGENT_OVERRIDES).
     log_transcripts: bool = False
     api_agent_overrides: frozenset[str] = frozenset()
+    # SIGTERM: Twilio streams in progress run on for up to this long, then hear a goodbye (drain.py);
+    # MEDIA_TARGET as a name or list of replicas: how often it is resolved again (runtime/replicas.py).
+    drain_deadline_s: float = 30.0
+    resolve_interval_s: float = 5.0
 
     @property
     def rest_configured(self) -> bool:
@@ -209,7 +214,9 @@ class EdgeSettings:
             mux=MuxSettings.from_env(env, "MEDIA_BATCH_INTERVAL_MS", MEDIA_BATCH_INTERVAL_MS),
             metrics_port=env.int("EDGE_METRICS_PORT", 9101),
             metrics_host=env.str("METRICS_HOST", "127.0.0.1"),
-            tls=GrpcTls.from_env(env).checked(targets=(media_target,)),
+            tls=GrpcTls.from_env(env).checked(targets=plaintext_check_targets(media_target)),
             log_transcripts=env.bool("LOG_TRANSCRIPTS", False),
             api_agent_overrides=_agent_overrides(env.optional("EDGE_API_AGENT_OVERRIDES")),
+            drain_deadline_s=drain_deadline_s(env),
+            resolve_interval_s=resolve_interval_s(env),
         )

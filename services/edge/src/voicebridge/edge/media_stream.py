@@ -26,8 +26,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voicebridge.runtime.grpc_metrics import ClientStreamMetrics
 from voicebridge.runtime.logs import call_context
-from voicebridge.runtime.mux import MuxCall, MuxClient
+from voicebridge.runtime.mux import MuxCall
 from voicebridge.runtime.privacy import end_detail, mask_number
+from voicebridge.runtime.replicas import Opener
 from voicebridge.runtime.stream_writer import PriorityStreamWriter
 from voicebridge.v1 import common_pb2, media_pb2
 
@@ -103,7 +104,7 @@ class MediaStreamSession:
         self,
         ws: WebSocket,
         settings: EdgeSettings,
-        media: MuxClient,
+        media: Opener,
         actions: TwilioActions,
         verify_start: Callable[[ms.Start], str | None],
     ) -> None:
@@ -121,6 +122,23 @@ class MediaStreamSession:
         # How the call ends, decided by whichever side ends it first (Twilio's side, or media's).
         self._decided: asyncio.Future[common_pb2.CallEnd] = asyncio.get_running_loop().create_future()
         self._transferring: asyncio.Future[None] | None = None  # a REST transfer awaiting its answer
+        self._closing: asyncio.Task | None = None  # the drain closing a stream that never started
+
+    def say_goodbye(self) -> None:
+        """The edge's drain deadline: media plays its goodbye and hangs up (media.proto, stop); a
+        stream that has not started yet is closed."""
+        if self._writer is not None:
+            self._writer.control(
+                media_pb2.CallRequest(
+                    stop=common_pb2.CallEnd(
+                        reason=common_pb2.END_REASON_SHUTDOWN, detail="edge drain deadline"
+                    )
+                )
+            )
+        else:
+            self._closing = asyncio.get_running_loop().create_task(
+                self._close(CLOSE_NORMAL, "edge shutting down"), name="ws-close"
+            )
 
     async def run(self, gate: StreamGate) -> None:
         if not gate.try_enter():

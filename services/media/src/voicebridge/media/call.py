@@ -17,6 +17,7 @@ import enum
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
 
 import grpc
 
@@ -60,6 +61,9 @@ _PROCESSING_OUT = PROCESSING.labels("outbound")
 Emit = Callable[[media_pb2.CallResponse], Awaitable[None]]
 FIRST_MESSAGE_TIMEOUT_S = 10.0
 MAX_AGENT_RESTARTS = 2  # new agent sessions per call after the agent's stream failed
+# The goodbye a draining media plays at the deadline (espeak-ng, μ-law 8 kHz): its own response.
+GOODBYE = resources.files("voicebridge.media").joinpath("prompts/goodbye.ulaw").read_bytes()
+GOODBYE_RESPONSE_ID = 2**63
 
 
 class CallEnded(Exception):
@@ -126,6 +130,7 @@ class CallSession:
         self._pre_ready_ms = 0
         self._stop_requested = asyncio.Event()
         self._stop_reason = (common_pb2.END_REASON_SHUTDOWN, "")
+        self._goodbye = False  # saying goodbye (drain deadline): the agent is not heard any more
         self.call_sid = ""
         self._transcript = CallTranscript()  # for a new agent session if this one's process dies
         self._start: agent_pb2.SessionStart | None = None
@@ -187,14 +192,30 @@ class CallSession:
                 return common_pb2.END_REASON_UNSPECIFIED, f"internal error: {exc!r}"
         return common_pb2.END_REASON_CALLER_HANGUP, "caller stream closed"
 
-    def request_stop(self, reason: int, detail: str) -> None:
-        """End the call from outside (service shutdown)."""
+    def request_stop(self, reason: int, detail: str, goodbye: bool = False) -> None:
+        """End the call from outside (service shutdown); with `goodbye`, the caller first hears the
+        goodbye prompt and is hung up (the edge ends the Twilio call)."""
         self._stop_reason = (reason, detail)
+        self._goodbye = self._goodbye or goodbye
         self._stop_requested.set()
 
     async def _wait_stop(self) -> None:
         await self._stop_requested.wait()
+        if self._goodbye:
+            await self._say_goodbye()
         raise CallEnded(*self._stop_reason)
+
+    async def _say_goodbye(self) -> None:
+        """Cut the agent off (clear), play the goodbye, wait until it has been heard, hang up."""
+        self._phase = _Phase.ENDING  # no barge-in from here: nothing the caller says changes this
+        if self._playout.is_playing or self._playout.is_held:
+            self._playout.clear()
+            await self._emit(media_pb2.CallResponse(clear=media_pb2.ClearAudio()))
+        self._playout.enqueue(GOODBYE, GOODBYE_RESPONSE_ID)
+        reason, detail = self._stop_reason
+        await self._after_playout(
+            media_pb2.CallResponse(hangup=common_pb2.HangUp(reason=detail, end_reason=reason))
+        )
 
     async def _finish(self, reason: int, detail: str) -> common_pb2.CallEnd:
         end = common_pb2.CallEnd(reason=reason, detail=detail)
@@ -219,6 +240,9 @@ class CallSession:
                 if not request.transfer_result.transferred and self._phase is _Phase.ENDING:
                     self._phase = _Phase.TALKING  # the transfer did not happen: the call goes on
                 self._send_control(agent_pb2.ConverseRequest(transfer_result=request.transfer_result))
+            elif kind == "stop" and request.stop.reason == common_pb2.END_REASON_SHUTDOWN:
+                # The edge is draining past its deadline (media.proto): goodbye, then the hang-up.
+                self.request_stop(common_pb2.END_REASON_SHUTDOWN, request.stop.detail, goodbye=True)
             elif kind == "stop":
                 raise CallEnded(
                     request.stop.reason or common_pb2.END_REASON_CALLER_HANGUP, request.stop.detail
@@ -335,7 +359,7 @@ class CallSession:
                 self._on_agent_audio(message.audio)
             elif kind == "ready":
                 self._on_ready(message.ready)
-            elif kind == "interruption":
+            elif kind == "interruption" and not self._goodbye:
                 await self._bargein.agent_interrupted(message.interruption.response_id)
             elif kind == "transcript":
                 self._transcript.note(message.transcript)
@@ -404,6 +428,8 @@ class CallSession:
 
     def _on_agent_audio(self, chunk: agent_pb2.AudioChunk) -> None:
         _FRAMES_AGENT_IN.inc()
+        if self._goodbye:
+            return  # the goodbye is playing: the agent has been cut off
         if self._out_conv is None:
             raise CallEnded(common_pb2.END_REASON_PROTOCOL_ERROR, "agent sent audio before SessionReady")
         if not self._bargein.accepts(chunk.response_id):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from voicebridge.runtime.config import ConfigError, Env, MuxSettings
+from voicebridge.runtime.config import ConfigError, Env, MuxSettings, drain_deadline_s, resolve_interval_s
 from voicebridge.runtime.grpc_tls import GrpcTls
+from voicebridge.runtime.resolvers import plaintext_check_targets
 
 # The batching window towards the agent at full load, as the edge's MEDIA_BATCH_INTERVAL_MS: about one
 # message per 6 ms whatever the calls, none held while a lone call's frames come 20 ms apart.
@@ -110,7 +111,8 @@ class MediaSettings:
     agent_target: str
     log_level: str
     log_format: str
-    grace_s: float
+    # SIGTERM: calls in progress run on for up to this long, then hear a goodbye (runtime/drain.py).
+    drain_deadline_s: float
     playout: PlayoutConfig
     vad_aggressiveness: int
     vad_onset_ms: int
@@ -130,6 +132,8 @@ class MediaSettings:
     # mTLS for both hops (serving the edge, calling the agent): GRPC_TLS_* / GRPC_INSECURE.
     tls: GrpcTls = field(default_factory=GrpcTls)
     metrics_host: str = "127.0.0.1"
+    # AGENT_TARGET as a name or list of replicas: how often it is resolved again.
+    resolve_interval_s: float = 5.0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> MediaSettings:
@@ -142,7 +146,7 @@ class MediaSettings:
             agent_target=agent_target,
             log_level=env.str("LOG_LEVEL", "INFO"),
             log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
-            grace_s=env.float("MEDIA_SHUTDOWN_GRACE_S", 5.0),
+            drain_deadline_s=drain_deadline_s(env),
             playout=PlayoutConfig(
                 frame_ms=env.int("PLAYOUT_FRAME_MS", PlayoutConfig.frame_ms),
                 lead_ms=env.int("PLAYOUT_LEAD_MS", 60),
@@ -158,8 +162,9 @@ class MediaSettings:
             drain_timeout_s=env.float("DRAIN_TIMEOUT_S", 30.0),
             agent_resume=env.bool("AGENT_RESUME", True),
             mux=MuxSettings.from_env(env, "AGENT_BATCH_INTERVAL_MS", AGENT_BATCH_INTERVAL_MS),
-            tls=GrpcTls.from_env(env).checked(listen, (agent_target,)),
+            tls=GrpcTls.from_env(env).checked(listen, plaintext_check_targets(agent_target)),
             metrics_host=env.str("METRICS_HOST", "127.0.0.1"),
+            resolve_interval_s=resolve_interval_s(env),
         )
 
 

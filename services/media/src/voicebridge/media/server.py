@@ -22,9 +22,9 @@ def build(settings: MediaSettings) -> GrpcServiceSpec:
         holder["servicer"] = servicer = MediaServicer(settings)
         media_pb2_grpc.add_MediaServiceServicer_to_server(servicer, server)
 
-    async def drain() -> None:
+    async def drain(deadline_s: float) -> None:
         if "servicer" in holder:
-            await holder["servicer"].drain()
+            await holder["servicer"].drain(deadline_s)
 
     return GrpcServiceSpec(
         name="media",
@@ -34,7 +34,7 @@ def build(settings: MediaSettings) -> GrpcServiceSpec:
         grpc_services=(SERVICE_NAME,),
         register=register,
         drain=drain,
-        grace_s=settings.grace_s,
+        drain_deadline_s=settings.drain_deadline_s,
         tls=settings.tls,
         metrics_host=settings.metrics_host,
     )

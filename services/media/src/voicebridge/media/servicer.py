@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from voicebridge.runtime.drain import Drain
 from voicebridge.runtime.grpc_server import CLIENT_OPTIONS
 from voicebridge.runtime.logs import call_context
-from voicebridge.runtime.mux import MuxClient, MuxServer
-from voicebridge.v1 import agent_pb2_grpc, common_pb2, media_pb2, media_pb2_grpc
+from voicebridge.runtime.mux import MuxServer
+from voicebridge.runtime.replicas import Opener, connect_target
+from voicebridge.v1 import agent_pb2, agent_pb2_grpc, common_pb2, media_pb2, media_pb2_grpc
 
 from .agent_link import agent_calls
 from .call import CallSession
@@ -23,22 +25,33 @@ from .metrics import CALL_ENDS, CALLS_ACTIVE
 log = logging.getLogger(__name__)
 
 _OUT_QUEUE = 256  # messages for the edge; the pacer keeps this nearly empty
+AGENT_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name
+# A draining replica's answer to a new call: before anything else, it means "not here" (replicas.py).
+_REFUSED = common_pb2.CallEnd(
+    reason=common_pb2.END_REASON_SHUTDOWN, detail="draining: this media replica takes no new calls"
+)
 
 
 class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def __init__(
-        self, settings: MediaSettings, agent: MuxClient | None = None, clock: Clock | None = None
+        self, settings: MediaSettings, agent: Opener | None = None, clock: Clock | None = None
     ) -> None:
-        """`agent` (the calls to the agent service) and `clock` are for tests; by default a channel to
-        `settings.agent_target` and the event loop's clock."""
+        """`agent` (the calls to the agent service) and `clock` are for tests; by default long-lived
+        channels to `settings.agent_target` (one address, or the replicas a name resolves to: see
+        runtime/replicas.py), created inside the running loop, and the event loop's clock."""
         self._settings = settings
         self._clock = clock
-        # One long-lived channel to the agent service per process (created inside the running loop).
-        self._channel: grpc.aio.Channel | None = None
         if agent is None:
-            self._channel = settings.tls.aio_channel(settings.agent_target, CLIENT_OPTIONS)
-            agent = agent_calls(
-                agent_pb2_grpc.AgentServiceStub(self._channel), settings.mux.enabled, settings.mux.interval_s
+            agent = connect_target(
+                settings.agent_target,
+                settings.tls,
+                CLIENT_OPTIONS,
+                lambda channel: agent_calls(
+                    agent_pb2_grpc.AgentServiceStub(channel), settings.mux.enabled, settings.mux.interval_s
+                ),
+                AGENT_SERVICE,
+                "agent",
+                settings.resolve_interval_s,
             )
         self._agent = agent
         self._many = MuxServer(
@@ -47,22 +60,22 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             media_pb2.CallManyResponseItem,
             "/voicebridge.v1.MediaService/Call",
         )
-        self._sessions: set[CallSession] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._drain = Drain("media")
 
     @property
     def calls_in_progress(self) -> int:
-        return len(self._sessions)
+        return len(self._drain)
 
-    async def drain(self) -> None:
-        """Service shutdown: end every call in progress with a reason, and wait for them."""
-        for session in list(self._sessions):
-            session.request_stop(common_pb2.END_REASON_SHUTDOWN, "media service shutting down")
-        await self._idle.wait()
+    async def drain(self, deadline_s: float = 0.0) -> None:
+        """Service shutdown (runtime/drain.py): new calls are refused, calls in progress go on for up
+        to `deadline_s`; those left hear the goodbye prompt and are hung up with END_REASON_SHUTDOWN."""
+        await self._drain.run(
+            deadline_s,
+            lambda session: session.request_stop(
+                common_pb2.END_REASON_SHUTDOWN, "media service drain deadline", goodbye=True
+            ),
+        )
         await self._agent.aclose()
-        if self._channel is not None:
-            await self._channel.close()
 
     async def CallMany(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[media_pb2.CallManyRequest], context: grpc.aio.ServicerContext
@@ -74,10 +87,12 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     async def Call(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[media_pb2.CallRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[media_pb2.CallResponse]:
+        if self._drain.draining:  # the edge places the call on another replica (runtime/replicas.py)
+            yield media_pb2.CallResponse(end=_REFUSED)
+            return
         out: asyncio.Queue[media_pb2.CallResponse | None] = asyncio.Queue(maxsize=_OUT_QUEUE)
         session = CallSession(self._settings, self._agent, out.put, self._clock)
-        self._sessions.add(session)
-        self._idle.clear()
+        self._drain.add(session)
         CALLS_ACTIVE.inc()
         end = common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP)
 
@@ -100,6 +115,4 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
                 await task
             CALL_ENDS.labels(common_pb2.EndReason.Name(end.reason).removeprefix("END_REASON_").lower()).inc()
             CALLS_ACTIVE.dec()
-            self._sessions.discard(session)
-            if not self._sessions:
-                self._idle.set()
+            self._drain.discard(session)

@@ -3,6 +3,10 @@
 Why a generator: four dashboards share the same latency triples (p50/p95/p99), the `job` variable and
 the datasource; writing them by hand drifts. The JSON is committed (Grafana provisions plain files);
 tests/ops/test_dashboards.py fails when it is stale. Run: `python deploy/grafana/generate.py`.
+
+One file (~440 lines) on purpose: it is the single description of the four dashboards, read as one
+(shared expression helpers, then each dashboard's panels); split up, a panel's query and its layout
+would sit apart.
 """
 
 from __future__ import annotations
@@ -432,6 +436,12 @@ def agent() -> dict[str, Any]:
                 ],
                 "resumed: the call went on in a new conversation; failed/disabled/impossible: the apology"
                 " (docs/failover.md).",
+            ),
+            panel(
+                "Resume time",
+                "s",
+                quantiles("agent_elevenlabs_resume_seconds"),
+                "Error close mid-call → the new conversation ready and told the call so far.",
             ),
             panel(
                 "Audio chunks on the ElevenLabs socket",

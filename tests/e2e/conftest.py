@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from harness.secured_edge import ACCOUNT_SID, AUTH_TOKEN
 from harness.stack import Stack, start_stack
 
 from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator
+from voicebridge.sim.twilio_rest_fake import TwilioRestFake
 
 HERE = Path(__file__).parent
 
@@ -45,6 +47,21 @@ async def parrot_stack(parrot_processes: Stack) -> AsyncIterator[Stack]:
     """The stack with the `parrot` backend, idle when the test starts and when it ends."""
     async for stack in _lend(parrot_processes):
         yield stack
+
+
+@pytest.fixture(scope="module")
+def twilio_accounts() -> dict[str, str]:
+    """Account sid -> auth token the fake Twilio REST API accepts: the secured edge's
+    (harness/secured_edge.py). A module whose stack uses other credentials overrides this fixture."""
+    return {ACCOUNT_SID: AUTH_TOKEN}
+
+
+@pytest.fixture(scope="module")
+async def fake(twilio_accounts: dict[str, str]) -> AsyncIterator[TwilioRestFake]:
+    """Twilio's REST API, played by the fake on loopback: one per test module, so a module reads only
+    the requests its own stack made."""
+    async with TwilioRestFake(twilio_accounts) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

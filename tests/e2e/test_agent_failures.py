@@ -2,10 +2,11 @@
 emulator).
 
 The behaviour chosen (docs/elevenlabs.md#resume, docs/failover.md): a conversation dropped mid-call
-is continued in a new one (tests/e2e/test_resume_call.py); when that fails twice in a row the caller hears
-the bundled apology, then the call ends with reason agent_error. A refusal at connect (the workspace
-concurrency limit) plays the bundled busy prompt and ends with agent_busy. The agent speaks μ-law
-8 kHz here, so both prompts reach the caller byte for byte, and their length can be checked exactly.
+is continued in a new one (tests/e2e/test_resume_call.py); when that fails twice in a row the
+caller hears the bundled apology, then the call ends with reason agent_error. A refusal at connect
+(the workspace concurrency limit) plays the bundled busy prompt and ends with agent_busy. The agent
+speaks μ-law 8 kHz here, so both prompts reach the caller byte for byte, and their length can be
+checked exactly.
 """
 
 from __future__ import annotations

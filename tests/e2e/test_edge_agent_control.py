@@ -11,17 +11,16 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from harness.stack import Stack, start_stack
-from test_edge_secured_calls import (
+from harness.polling import eventually
+from harness.secured_edge import (
     ACCOUNT_SID,
-    AUTH_TOKEN,
     answer_inbound,
     call_updates,
     dial_config,
-    eventually,
     place_outbound,
     secured_env,
 )
+from harness.stack import Stack, start_stack
 
 from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
 from voicebridge.sim.twilio_rest_fake import TwilioRestFake
@@ -71,12 +70,6 @@ async def agent() -> AsyncIterator[tuple[ScriptedAgent, str]]:
     await server.start()
     yield servicer, f"127.0.0.1:{port}"
     await server.stop(grace=None)
-
-
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[TwilioRestFake]:
-    async with TwilioRestFake({ACCOUNT_SID: AUTH_TOKEN}) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 from harness.audio import espeak_ulaw
-from harness.stack import Stack, start_stack
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from test_edge_secured_calls import (
+from harness.secured_edge import (
     ACCOUNT_SID,
-    AUTH_TOKEN,
     PUBLIC,
     PUBLIC_WSS,
     SIGNER,
@@ -31,6 +27,9 @@ from test_edge_secured_calls import (
     dial_config,
     secured_env,
 )
+from harness.stack import Stack, start_stack
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -123,12 +122,6 @@ messages = st.lists(
     min_size=1,
     max_size=4,
 )
-
-
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[TwilioRestFake]:
-    async with TwilioRestFake({ACCOUNT_SID: AUTH_TOKEN}) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -8,31 +8,25 @@ token minted by either is accepted by both, and still only for its own call and 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
+from harness.polling import eventually
 from harness.processes import ServiceProcess
-from harness.stack import Stack, start_edge, start_stack
-from test_edge_secured_calls import (
+from harness.secured_edge import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     answer_inbound,
     dial_config,
-    eventually,
     no_agent_work,
     secured_env,
 )
+from harness.stack import Stack, start_edge, start_stack
 
 from voicebridge.edge.config import stream_token_secret
 from voicebridge.edge.twilio.signature import StreamTokens
 from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
 from voicebridge.sim.twilio_rest_fake import TwilioRestFake
-
-
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[TwilioRestFake]:
-    async with TwilioRestFake({ACCOUNT_SID: AUTH_TOKEN}) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from voicebridge.sim.endpaths import (
     AGENT_ID,
     API_KEY,
     AUTH_TOKEN,
+    CONVERSATIONS,
     GAUGES,
     PATHS,
     EndPaths,
@@ -41,9 +42,9 @@ async def emulator() -> AsyncIterator[ConvAIEmulator]:
 
 
 @pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[TwilioRestFake]:
-    async with TwilioRestFake({ACCOUNT_SID: AUTH_TOKEN}) as server:
-        yield server
+def twilio_accounts() -> dict[str, str]:
+    """The fake Twilio REST API (conftest's `fake`) knows the end-path stack's own account."""
+    return {ACCOUNT_SID: AUTH_TOKEN}
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ async def test_each_end_path_leaves_nothing_open_in_any_service(
                 await conversation.wait_closed(timeout=15)  # failure detector; an event ends it
             await eventually(lambda: _idle(stack), 15, f"every active gauge back to 0 after {path}")
             assert emulator.open_conversations == 0
-            assert len(emulator.sessions) == first + 1
+            assert len(emulator.sessions) == first + CONVERSATIONS.get(path, 1)
     finally:
         await calls.aclose()
     assert len(emulator.signed_url_requests) >= REPEATS  # each call fetched a signed URL

@@ -9,21 +9,20 @@ transcripts) and DTMF digits; afterwards every service's log is searched for the
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from harness.stack import Stack, start_edge, start_stack
-from test_edge_secured_calls import (
+from harness.polling import eventually
+from harness.secured_edge import (
     ACCOUNT_SID,
     API_TOKEN,
-    AUTH_TOKEN,
     answer_inbound,
     dial_config,
-    eventually,
     no_agent_work,
     secured_env,
 )
+from harness.stack import Stack, start_edge, start_stack
 
 from voicebridge.sim.convai_emulator import (
     AgentScript,
@@ -61,12 +60,6 @@ async def talkative(session: EmulatedSession) -> None:
     )
     await session.send_audio(tone("ulaw_8000", 660, 300), event_id=rid)
     await session.wait_closed(timeout=60)
-
-
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[TwilioRestFake]:
-    async with TwilioRestFake({ACCOUNT_SID: AUTH_TOKEN}) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

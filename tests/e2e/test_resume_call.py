@@ -14,17 +14,17 @@ import asyncio
 import itertools
 
 from harness.audio import tone_ulaw
-from harness.heard import played_seconds, prompt, received_audio
+from harness.heard import prompt, received_audio
+from harness.resumed_call import VOICE, answered_then_hang_up, assert_heard_once_each, hear
 from harness.stack import Stack
 
 from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, DropsMidCall
-from voicebridge.sim.twilio_caller import RATE, CallerConfig, TwilioCaller
+from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
 
 _ids = itertools.count()
 GREETING = tone_ulaw(440.0, 0.5)
 REPLY = tone_ulaw(660.0, 1.0)  # half of it is sent before the drop: 0.5 s, a whole number of frames
 CONTINUED = tone_ulaw(550.0, 0.4)
-VOICE = tone_ulaw(300.0, 0.4, level=0.5)
 
 
 async def test_an_error_close_mid_call_is_resumed_and_the_call_goes_on(
@@ -37,27 +37,14 @@ async def test_an_error_close_mid_call_is_resumed_and_the_call_goes_on(
     half = REPLY[: len(REPLY) // 2]
     config = CallerConfig(url=elevenlabs_stack.media_ws_url, custom_parameters={"agent_id": agent_id})
     async with TwilioCaller(config) as call:
-        await call.wait_heard(len(GREETING) / RATE, timeout=10)
-        await call.wait_agent_quiet(0.2, timeout=5)
+        await hear(call, len(GREETING))
         await call.speak(VOICE)  # answered by half a reply, then 1011
         await asyncio.wait_for(agent.context_arrived.wait(), 15)
-        await call.wait_heard((len(GREETING) + len(half)) / RATE, timeout=10)
-        await call.wait_agent_quiet(0.3, timeout=5)
-        await call.speak(VOICE)  # the new conversation answers
-        await call.wait_heard((len(GREETING) + len(half) + len(CONTINUED)) / RATE, timeout=10)
-        await call.wait_agent_quiet(0.2, timeout=5)
-        assert not call.closed  # the call went on
-        await call.hangup()
-        await call.wait_closed(timeout=10)
-        assert call.violations == []
+        await hear(call, len(GREETING) + len(half), quiet_s=0.3)
+        await answered_then_hang_up(call, len(GREETING) + len(half) + len(CONTINUED))
 
-    received = received_audio(call)
-    assert received.count(GREETING) == 1  # the new conversation's greeting never reached the caller
-    assert received.find(half) >= len(GREETING)
-    assert received.find(CONTINUED) >= received.find(half) + len(half)
-    assert prompt("apology") not in received
-    # Nothing heard twice: all the caller heard is the greeting, half the reply and the answer.
-    assert abs(played_seconds(call) - (len(GREETING) + len(half) + len(CONTINUED)) / RATE) <= 0.06
+    assert_heard_once_each(call, GREETING, half, CONTINUED)  # the new greeting never reached the caller
+    assert prompt("apology") not in received_audio(call)
     assert len(agent.conversations) == 2
     context = agent.contexts[0]
     heard = agent.heard_reply_text("ulaw_8000").strip()

@@ -8,18 +8,16 @@ REST API (the fake) and then reported as done.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-from harness.stack import Stack, start_stack
-from test_edge_secured_calls import (
-    ACCOUNT_SID,
-    AUTH_TOKEN,
+from harness.polling import eventually
+from harness.secured_edge import (
     call_updates,
-    eventually,
     place_outbound,
     secured_env,
 )
+from harness.stack import Stack, start_stack
 
 from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, EmulatedSession, tone
 from voicebridge.sim.twilio_rest_fake import TwilioRestFake
@@ -49,12 +47,6 @@ async def asks_for_a_transfer(session: EmulatedSession) -> None:
     RESULTS[destination] = await session.wait_for_message("client_tool_result", timeout=20)
     await session.send_audio(tone("ulaw_8000", 660, 400))  # "Sorry, I cannot transfer you there."
     await session.wait_closed(timeout=60)
-
-
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[TwilioRestFake]:
-    async with TwilioRestFake({ACCOUNT_SID: AUTH_TOKEN}) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

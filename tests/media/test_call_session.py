@@ -6,6 +6,7 @@ hang-up after the goodbye, and every way the call ends; each test runs in millis
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from harness.virtual_clock import VirtualClock
 
 from voicebridge.agent.converse import ConverseServicer
 from voicebridge.media.call import GOODBYE, CallSession
+from voicebridge.media.config import PlayoutConfig
 from voicebridge.media.servicer import MediaServicer
 from voicebridge.sim.loadgen import speech_like
 from voicebridge.v1 import agent_pb2, common_pb2, media_pb2
@@ -134,7 +136,9 @@ async def test_agent_reply_is_paced_in_real_time_with_marks_the_edge_echoes(rig)
     await rig.clock.advance(1.0)
     assert rig.played_bytes() == 1000 * 8
     marks = [m.audio.mark for m in rig.out if m.audio.mark]
-    assert len(marks) >= 10  # at least every 100 ms
+    # At least every 100 ms of audio, on frame boundaries: with the default 60 ms frames, every 120 ms.
+    frame_ms = PlayoutConfig().frame_ms
+    assert len(marks) >= 1000 // (math.ceil(100 / frame_ms) * frame_ms)
     rig.edge.close()
     await rig.finish(task)
 
@@ -285,10 +289,11 @@ async def test_service_shutdown_past_its_deadline_plays_the_goodbye_then_hangs_u
 # -- local barge-in (through CallSession's public behaviour only) ------------------------------------
 
 
-def _speak_live(rig: Rig, ms: int, start_ms: int, then_silence_ms: int = 1000):
-    """The caller talks in real time, then is quiet (Twilio sends frames all along): one 20 ms frame
-    per 20 ms of virtual time."""
-    audio = speech_like(ms / 1000) + b"\xff" * (8 * then_silence_ms)
+def _speak_live(rig: Rig, ms: int, start_ms: int, then_silence_ms: int = 1000, quiet_before_ms: int = 0):
+    """The caller is quiet, talks in real time, then is quiet again (Twilio sends frames all along):
+    one 20 ms frame per 20 ms of virtual time, the speech from `start_ms`."""
+    audio = b"\xff" * (8 * quiet_before_ms) + speech_like(ms / 1000) + b"\xff" * (8 * then_silence_ms)
+    start_ms -= quiet_before_ms
 
     async def talk() -> None:
         for i, offset in enumerate(range(0, len(audio), FRAME)):
@@ -307,8 +312,8 @@ def _speak_live(rig: Rig, ms: int, start_ms: int, then_silence_ms: int = 1000):
 async def test_caller_talking_over_the_agent_clears_then_tells_the_agent_what_was_heard(rig) -> None:
     task, agent = await _ready(rig, BARGE_IN="true")
     agent.say(4000, pattern=b"\x70\xf0")  # quieter than the caller: not taken for its echo
-    await rig.clock.advance(1.0)
-    talking = _speak_live(rig, 1200, 1000)
+    # the line is open from the start (a second of quiet), then the caller speaks
+    talking = _speak_live(rig, 1200, 1000, quiet_before_ms=1000)
     await rig.until(lambda: "clear" in rig.kinds(), "the clear")
     played = rig.played_bytes()
     await rig.until(lambda: "interrupted" in agent.received_kinds(), "the agent is told")
@@ -324,8 +329,8 @@ async def test_caller_talking_over_the_agent_clears_then_tells_the_agent_what_wa
 async def test_a_short_backchannel_pauses_the_reply_then_it_resumes_and_the_agent_is_not_told(rig) -> None:
     task, agent = await _ready(rig, BARGE_IN="true")
     agent.say(4000, pattern=b"\x70\xf0")
-    await rig.clock.advance(1.0)
-    talking = _speak_live(rig, 120, 1000)  # "mm-hm"
+    # the line is open from the start (a second of quiet), then the caller speaks
+    talking = _speak_live(rig, 120, 1000, quiet_before_ms=1000)  # "mm-hm"
     await rig.until(lambda: "clear" in rig.kinds(), "the pause")
     paused_at = rig.played_bytes()
     await rig.until(talking.done, "the caller finishes")
@@ -336,3 +341,74 @@ async def test_a_short_backchannel_pauses_the_reply_then_it_resumes_and_the_agen
     assert rig.played_bytes() >= 4000 * 8 - 200 * 8  # all of it heard but what played while paused
     rig.edge.close()
     await rig.finish(task)
+
+
+# -- the agent's process dies ----------------------------------------------------------------------
+
+
+def _transcript(agent: ScriptedSession, role: int, text: str, response_id: int = 0) -> None:
+    turn = common_pb2.Transcript(role=role, text=text, final=True, response_id=response_id)
+    agent._next.put_nowait(agent_pb2.ConverseResponse(transcript=turn))
+
+
+def _kill_agent(rig: Rig) -> None:
+    """The agent process dies: every stream to it ends at once, with no end message."""
+    for call in rig.channel.open_streams():
+        call.task.cancel()
+
+
+async def test_an_agent_lost_mid_call_is_replaced_by_a_session_given_the_call_so_far(rig) -> None:
+    task, agent = await _ready(rig)
+    greeting = agent.say(500)
+    _transcript(agent, common_pb2.Transcript.ROLE_AGENT, "Hello, how can I help?", greeting)
+    _transcript(agent, common_pb2.Transcript.ROLE_CALLER, "Where is my parcel?")
+    _transcript(agent, common_pb2.Transcript.ROLE_AGENT, "Let me look.", greeting + 1)  # its audio never came
+    await rig.until(lambda: rig.played_bytes() == 500 * 8, "the greeting played")
+    _kill_agent(rig)
+    await rig.until(lambda: len(rig.backend.sessions) == 2, "a new agent session")
+    second = rig.backend.sessions[1]
+    resume = second.start.resume
+    assert [(t.role, t.text) for t in resume.turns] == [
+        (common_pb2.Transcript.ROLE_AGENT, "Hello, how can I help?"),
+        (
+            common_pb2.Transcript.ROLE_CALLER,
+            "Where is my parcel?",
+        ),  # the reply the caller never heard: left out
+    ]
+    assert resume.response_floor == greeting
+    assert second.start.call == CALL
+    second._response_id = resume.response_floor  # a real backend numbers above the floor
+    second.say(300)
+    await rig.until(lambda: rig.played_bytes() == 800 * 8, "the new session's reply played")
+    _speak(rig, 200, 2000)
+    await rig.until(lambda: "audio" in second.received_kinds(), "caller audio reaches the new session")
+    assert not task.done()  # the call went on
+    rig.edge.close()
+    assert (await rig.finish(task)).reason == common_pb2.END_REASON_CALLER_HANGUP
+    assert rig.backend.open_sessions() == []
+
+
+async def test_without_agent_resume_a_lost_agent_ends_the_call(rig) -> None:
+    task, agent = await _ready(rig, AGENT_RESUME="false")
+    agent.say(200)
+    await rig.until(lambda: rig.played_bytes() == 200 * 8, "the greeting played")
+    _kill_agent(rig)
+    end = await rig.finish(task)
+    assert end.reason == common_pb2.END_REASON_AGENT_ERROR
+    assert len(rig.backend.sessions) == 1
+
+
+async def test_an_agent_lost_three_times_ends_the_call(rig) -> None:
+    task, _first = await _ready(rig)
+    for n in range(1, 3):
+        await rig.until(
+            lambda n=n: len(rig.backend.sessions) == n and rig.backend.sessions[-1].running, "a session"
+        )
+        _kill_agent(rig)
+    await rig.until(
+        lambda: len(rig.backend.sessions) == 3 and rig.backend.sessions[-1].running, "a third session"
+    )
+    _kill_agent(rig)
+    end = await rig.finish(task)
+    assert end.reason == common_pb2.END_REASON_AGENT_ERROR
+    assert len(rig.backend.sessions) == 3  # two new sessions at most

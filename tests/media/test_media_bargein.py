@@ -40,6 +40,11 @@ def phone(samples: np.ndarray) -> bytes:
 
 
 def run(detector: BargeInDetector, mic: bytes, playing: bool = True, start: float = 10.0):
+    """Feed `mic` from clock time `start`, after the second of quiet line the caller listened to first
+    (on a call the line is open before the agent speaks: the detector knows its noise floor)."""
+    line = phone(np.random.default_rng(0).normal(0, 8, 8000))
+    for offset in range(0, len(line), FRAME):
+        detector.feed(line[offset : offset + FRAME], start - 1.0 + offset / 16000, False)
     verdicts = []
     for offset in range(0, len(mic) - FRAME + 1, FRAME):
         verdicts += detector.feed(mic[offset : offset + FRAME], start + offset / 16000, playing)
@@ -71,22 +76,49 @@ def test_a_backchannel_pauses_and_then_resumes(caller_speech) -> None:
     assert [v.decision for v in verdicts] == [Decision.PAUSE, Decision.RESUME]
 
 
-def test_a_pause_between_words_still_counts_towards_the_interruption() -> None:
+def _voiced() -> np.ndarray:
     vowel = np.frombuffer(ulaw_decode(espeak_ulaw("aaaaaaaaaaaaaaaaaaaah")), "<i2").astype(np.float64)
-    voiced = vowel[4000:8800]  # steady voicing, no pause inside
-    # "Wait," (250 ms) then a 250 ms pause, then "stop" (300 ms): too short each, not together.
-    mic = np.concatenate([voiced[:2000], np.zeros(2000), voiced[2000:4400], np.zeros(4000)])
-    verdicts = run(BargeInDetector(), phone(mic))[:4]  # after a confirm the agent would stop playing
-    decisions = [v.decision for v in verdicts]
-    assert decisions == [Decision.PAUSE, Decision.RESUME, Decision.PAUSE, Decision.CONFIRM]
-    assert verdicts[3].onset == verdicts[0].onset  # one utterance, from its first word
-    assert verdicts[3].at - verdicts[2].at < 0.300  # the second word confirms quickly
+    return vowel[4000:8800]  # steady voicing, no pause inside (600 ms)
+
+
+def test_a_pause_between_words_does_not_resume_the_agent_mid_utterance() -> None:
+    voiced = _voiced()
+    # "Wait," (250 ms), a 300 ms pause, then "stop right there" (600 ms): one utterance, one stop.
+    mic = np.concatenate([voiced[:2000], np.zeros(2400), voiced, np.zeros(4000)])
+    verdicts = run(BargeInDetector(), phone(mic))[:2]  # after a confirm the agent would stop playing
+    assert [v.decision for v in verdicts] == [Decision.PAUSE, Decision.CONFIRM]
+    assert verdicts[1].onset == verdicts[0].onset  # one utterance, from its first word
+
+
+def test_an_utterance_let_go_that_goes_on_stops_the_agent_once_without_a_second_pause() -> None:
+    voiced = _voiced()
+    # "Wait" (250 ms), then 700 ms of quiet (the agent resumes), then "stop right there": the same
+    # utterance, so no second pause and resume: it is cut at once when it proves itself.
+    mic = np.concatenate([voiced[:2000], np.zeros(5600), voiced, voiced, np.zeros(4000)])
+    verdicts = run(BargeInDetector(), phone(mic))[:4]
+    assert [v.decision for v in verdicts] == [
+        Decision.PAUSE,
+        Decision.RESUME,
+        Decision.PAUSE,
+        Decision.CONFIRM,
+    ]
+    assert verdicts[2].at == verdicts[3].at  # the second clear is the cut itself: no pause-resume again
+    assert verdicts[3].onset == verdicts[0].onset
+
+
+def test_the_callers_own_earlier_turn_does_not_raise_the_bar_for_interrupting(caller_speech) -> None:
+    # The caller speaks (the agent silent), the agent answers, the caller cuts in: their own turn in
+    # the last seconds of the line must not pass for loud background that the interruption must beat.
+    detector = BargeInDetector()
+    turn = phone(caller_speech[: 8000 * 2])
+    run(detector, turn, playing=False, start=10.0)
+    verdicts = run(detector, phone(caller_speech), start=12.5)
+    assert [v.decision for v in verdicts][:2] == [Decision.PAUSE, Decision.CONFIRM]
 
 
 def test_a_second_backchannel_long_after_the_first_starts_afresh() -> None:
-    vowel = np.frombuffer(ulaw_decode(espeak_ulaw("aaaaaaaaaaaaaaaaaaaah")), "<i2").astype(np.float64)
-    voiced = vowel[4000:8800]
-    mic = np.concatenate([voiced[:2000], np.zeros(8000), voiced[2000:4400], np.zeros(4000)])
+    voiced = _voiced()
+    mic = np.concatenate([voiced[:2000], np.zeros(16000), voiced[2000:4400], np.zeros(8000)])
     decisions = [v.decision for v in run(BargeInDetector(), phone(mic))]
     assert decisions == [Decision.PAUSE, Decision.RESUME, Decision.PAUSE, Decision.RESUME]
 
@@ -136,6 +168,8 @@ def test_quiet_line_noise_is_ignored() -> None:
 def test_config_rejects_inconsistent_thresholds() -> None:
     with pytest.raises(ValueError, match="CONFIRM"):
         BargeInConfig(onset_ms=200, onset_window_ms=200, confirm_ms=100)
+    with pytest.raises(ValueError, match="DECIDE"):
+        BargeInConfig(backchannel_ms=1500, decide_ms=1500)
 
 
 # -- the controller: decisions applied to playback, racing the agent's own interruption ------------
@@ -217,6 +251,7 @@ async def call():
     c = Call()
     task = asyncio.create_task(c.playout.run())
     await c.clock.settle()
+    await c.caller(phone(np.random.default_rng(0).normal(0, 8, 2400)))  # the open line, before any reply
     yield c
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -287,7 +322,7 @@ async def test_a_backchannel_resumes_the_reply_where_the_caller_stopped_hearing_
     call.agent_says(6, 2000)
     await call.advance(0.3)
     start = int(first_speech_s(caller_speech) * 8000)
-    mhm = np.concatenate([caller_speech[start : start + 1600], np.zeros(4000)])
+    mhm = np.concatenate([caller_speech[start : start + 1600], np.zeros(8000)])
     await call.caller(phone(mhm))
     assert call.clears == 1
     assert call.told == []

@@ -203,24 +203,31 @@ async def test_hold_then_clear_drops_everything_held(rig) -> None:
     assert waiter.done()
 
 
-async def test_frames_stay_within_40_ms_for_every_call_while_the_loop_is_loaded() -> None:
-    """Thirty calls share one event loop whose ticks arrive up to 15 ms late (a busy loop)."""
-
+async def play_on_a_loaded_loop(config: PlayoutConfig, calls: int, seed: int) -> list[Sink]:
+    """`calls` pacers, 3 s of agent audio each, on one loop whose ticks arrive 1-15 ms apart at random
+    (nothing runs between ticks: the other calls hold the loop); what each call's edge received."""
     clock = VirtualClock()
-    sinks = [Sink(clock) for _ in range(30)]
-    playouts = [Playout(clock, sink.emit, PlayoutConfig()) for sink in sinks]
+    sinks = [Sink(clock) for _ in range(calls)]
+    playouts = [Playout(clock, sink.emit, config) for sink in sinks]
     tasks = [asyncio.create_task(p.run()) for p in playouts]
-    rng = random.Random(4)
+    rng = random.Random(seed)
     for i, playout in enumerate(playouts):
         playout.enqueue(audio(3000), response_id=i + 1)
     elapsed = 0.0
     while elapsed < 3.2:
         step = rng.uniform(0.001, 0.015)
-        await clock.jump(step)  # nothing runs between ticks: the other calls hold the loop
+        await clock.jump(step)
         elapsed += step
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    return sinks
+
+
+async def test_frames_stay_within_40_ms_for_every_call_while_the_loop_is_loaded() -> None:
+    """Thirty calls share one event loop whose ticks arrive up to 15 ms late (a busy loop)."""
+
+    sinks = await play_on_a_loaded_loop(PlayoutConfig(frame_ms=20), calls=30, seed=4)
     for sink in sinks:
         times = [t for t, _, _ in sink.frames]
         assert len(times) == 150
@@ -232,7 +239,9 @@ async def test_with_a_shared_tick_every_call_sends_on_the_same_instants_never_la
     message per tick for all of them), each frame at most one tick before it was due."""
     clock = VirtualClock()
     sinks = [Sink(clock) for _ in range(5)]
-    playouts = [Playout(clock, sink.emit, PlayoutConfig(lead_ms=60, tick_ms=20)) for sink in sinks]
+    playouts = [
+        Playout(clock, sink.emit, PlayoutConfig(frame_ms=20, lead_ms=60, tick_ms=20)) for sink in sinks
+    ]
     tasks = [asyncio.create_task(p.run()) for p in playouts]
     starts = {}
     for i, playout in enumerate(playouts):
@@ -254,3 +263,55 @@ async def test_with_a_shared_tick_every_call_sends_on_the_same_instants_never_la
             if t > starts[i] + 1e-9:  # paced frames (not the lead sent at the start) sit on the grid,
                 assert (t + 1e-9) % 0.02 <= 0.001 + 2e-9  # give or take the virtual clock's 1 ms step
         assert max(b - a for a, b in itertools.pairwise(times)) <= 0.040
+
+
+# -- the default frame size (60 ms messages): the buffer never runs dry, the lead stays bounded -----
+
+
+def _playout_timeline(frames: list[tuple[float, bytes, str]]) -> tuple[list[float], list[float]]:
+    """For each frame: when it left, and when the caller's buffer would have played out everything
+    sent before it (playback starts with the first frame and runs in real time while fed)."""
+    left, runs_out = [], []
+    played_to = frames[0][0]
+    for t, payload, _ in frames:
+        left.append(t)
+        runs_out.append(played_to)
+        played_to = max(played_to, t) + len(payload) / 8000
+    return left, runs_out
+
+
+@pytest.mark.parametrize("frame_ms", [20, 60])
+async def test_frames_arrive_before_the_buffer_runs_dry_and_at_most_lead_plus_a_frame_ahead(
+    frame_ms: int,
+) -> None:
+    """Ten calls on a loop whose ticks arrive up to 15 ms late. Whatever the frame size, each frame
+    leaves before what was sent ahead of it has played (no gap), and what waits in Twilio's buffer
+    when it arrives never exceeds the lead plus one tick: with it, at most one frame more is what a
+    clear has to flush."""
+    config = PlayoutConfig(frame_ms=frame_ms)
+    sinks = await play_on_a_loaded_loop(config, calls=10, seed=7)
+    bound_s = (config.lead_ms + config.tick_ms) / 1000
+    for sink in sinks:
+        assert sum(len(p) for _, p, _ in sink.frames) == 3000 * 8
+        assert {len(p) for _, p, _ in sink.frames} == {frame_ms * 8}
+        left, runs_out = _playout_timeline(sink.frames)
+        for t, dry_at in zip(left[1:], runs_out[1:], strict=True):
+            assert t <= dry_at + 1e-9  # the buffer still held audio when this frame arrived
+            assert dry_at - t <= bound_s + 1e-9  # ...and never more than the bound
+
+
+@pytest.mark.parametrize("frame_ms", [20, 60])
+async def test_after_a_clear_nothing_more_is_sent_whatever_the_frame_size(frame_ms: int) -> None:
+    clock = VirtualClock()
+    sink = Sink(clock)
+    playout = Playout(clock, sink.emit, PlayoutConfig(frame_ms=frame_ms))
+    task = asyncio.create_task(playout.run())
+    playout.enqueue(audio(2000), response_id=1)
+    await clock.advance(0.5)
+    sent = len(sink.frames)
+    result = playout.clear()
+    await clock.advance(1.0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert len(sink.frames) == sent
+    assert result.dropped_ms == 2000  # no mark came back: nothing sent counts as heard

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from harness.mux_echo import CONVERSE, batch_items, digit
 from harness.virtual_clock import VirtualClock
 
@@ -56,17 +57,52 @@ async def test_a_released_outbox_holds_nobody() -> None:
     assert outbox.full()  # nothing was taken: the producer must look at the stream's state itself
 
 
-async def test_pace_lets_the_first_send_go_at_once_and_spaces_the_next() -> None:
-    clock = VirtualClock(start=5.0)
+def test_items_slower_than_one_per_interval_never_wait() -> None:
+    """A lone call: a frame every 20 ms against a 6 ms interval. The window stays 0: it crosses at once."""
+    clock = VirtualClock()
     pace = Pace(0.006, clock)
-    await pace.wait()
-    assert clock.now() == 5.0
-    waiting = asyncio.create_task(pace.wait())
-    await clock.advance(0.005)
-    assert not waiting.done()
-    await clock.advance(0.001)
-    await asyncio.wait_for(waiting, 5)
-    assert round(clock.now(), 6) == 5.006
+    for _ in range(100):
+        assert pace.window(clock.now()) == 0.0
+        pace.sent(1)
+        clock._now += 0.020
+    assert pace.rate(clock.now()) == pytest.approx(50, rel=0.1)
+
+
+@pytest.mark.parametrize("calls", [5, 20, 100, 500])
+def test_the_window_grows_with_the_rate_towards_the_interval_and_never_past_it(calls: int) -> None:
+    """Steady load of `calls` frames per 20 ms arriving evenly spaced (the worst case for batching), sent
+    as the window allows: the window is interval - 1/rate, below the interval; messages per second
+    stay under 2/interval at any rate and come down to about 1/interval as calls grow."""
+    clock = VirtualClock()
+    interval = 0.006
+    pace = Pace(interval, clock)
+    rate = calls / 0.020
+    queued, sends = 0.0, 0
+    for _ in range(4000):  # 4 s in 1 ms steps
+        queued += rate * 0.001
+        clock._now += 0.001
+        if queued >= 1 and clock.now() >= pace._last + pace.window(clock.now()) - 1e-12:
+            pace.sent(int(queued))
+            queued -= int(queued)
+            sends += 1
+    window = pace.window(clock.now())
+    assert window == pytest.approx(max(0.0, interval - 1 / rate), abs=0.0015)
+    assert window < interval
+    per_second = sends / 4
+    assert per_second <= 2 / interval
+    if calls >= 20:  # sends spaced by the window, which tends to the interval
+        assert per_second <= 1.1 / (interval - 1 / rate)
+
+
+def test_after_a_quiet_spell_the_next_send_goes_at_once() -> None:
+    clock = VirtualClock()
+    pace = Pace(0.006, clock)
+    for _ in range(200):  # a busy stream
+        pace.sent(50)
+        clock._now += 0.006
+    assert pace.window(clock.now()) > 0.005
+    clock._now += 1.0  # everyone hung up
+    assert pace.window(clock.now()) == 0.0
 
 
 async def test_pace_without_an_interval_never_waits() -> None:

@@ -6,6 +6,7 @@ records when each batch left."""
 from __future__ import annotations
 
 import asyncio
+import random
 
 import grpc
 import pytest
@@ -162,46 +163,56 @@ def departures(stream: RecordedStream) -> list[float]:
     return [round(t, 6) for t, _ in stream.batches]
 
 
-async def test_an_interval_bounds_the_grpc_messages_whatever_the_calls_send() -> None:
+async def write_frames(client: MuxClient, clock: VirtualClock, calls: int, seconds: float, seed: int):
+    """`calls` calls each writing a frame every 20 ms at its own random phase (on the 1 ms grid), as
+    callers do; returns when each frame was written, by its id (the digit field carries it)."""
+    rng = random.Random(seed)
+    opened = [client.open() for _ in range(calls)]
+    phases = [rng.randrange(20) for _ in opened]
+    written: dict[str, float] = {}
+    for step in range(round(seconds * 1000)):
+        for n, (call, phase) in enumerate(zip(opened, phases, strict=True)):
+            if step % 20 == phase:
+                frame_id = f"{n}:{step}"
+                written[frame_id] = clock.now()
+                await call.write(digit(frame_id))
+        await clock.settle()  # the writer task runs at this instant, not at the next step
+        await clock.advance(0.001)
+    await clock.advance(0.05)
+    return written
+
+
+async def test_a_lone_call_crosses_at_once() -> None:
     clock = VirtualClock()
-    client, streams = paced_client(clock, interval_s=0.1)
-    calls = [client.open() for _ in range(5)]
-    for step in range(20):  # 100 call messages: one per call every 10 ms for 200 ms
-        for call in calls:
-            await call.write(digit(str(step % 10)))
-        await clock.settle()
-        await clock.advance(0.01)
-    await clock.advance(0.2)
+    client, streams = paced_client(clock, interval_s=0.006)
+    written = await write_frames(client, clock, calls=1, seconds=1.0, seed=1)
     (stream,) = streams
-    # One gRPC message per 100 ms, the first at once: 0, 100 and 200 ms carry all 100 messages.
-    assert departures(stream) == [0.0, 0.1, 0.2]
-    by_call: dict[int, list[str]] = {}
-    for _, items in stream.batches:
-        for number, d in items:
-            by_call.setdefault(number, []).append(d)
-    assert sorted(by_call) == [1, 2, 3, 4, 5]
-    assert all(ds == [str(step % 10) for step in range(20)] for ds in by_call.values())
+    assert len(stream.batches) == len(written)  # one message per frame...
+    for t, items in stream.batches:
+        ((_, frame_id),) = items
+        assert t == pytest.approx(written[frame_id], abs=1e-9)  # ...leaving when it was written
     await client.aclose()
 
 
-async def test_the_first_message_after_a_quiet_interval_leaves_at_once_the_next_waits_its_turn() -> None:
+@pytest.mark.parametrize("calls", [20, 100])
+async def test_as_calls_grow_messages_stay_bounded_and_no_frame_waits_past_the_interval(calls: int) -> None:
     clock = VirtualClock()
-    client, streams = paced_client(clock, interval_s=0.1)
-    call = client.open()
-    await call.write(digit("1"))  # the first ever: at once
-    await clock.settle()
-    await clock.advance(0.03)
-    await call.write(digit("2"))  # 30 ms after the last send: waits for 100 ms after it
-    await clock.settle()
-    await clock.advance(0.06)
-    assert departures(streams[0]) == [0.0]
-    await clock.advance(0.01)
-    assert departures(streams[0]) == [0.0, 0.1]
-    await clock.advance(0.25)  # quiet for longer than the interval
-    await call.write(digit("3"))
-    await clock.settle()
-    assert departures(streams[0]) == [0.0, 0.1, 0.35]  # no wait at all
-    assert [items for _, items in streams[0].batches] == [[(1, "1")], [(1, "2")], [(1, "3")]]
+    interval = 0.006
+    client, streams = paced_client(clock, interval_s=interval)
+    written = await write_frames(client, clock, calls=calls, seconds=2.0, seed=calls)
+    (stream,) = streams
+    late = [t for t, _ in stream.batches if t >= 1.0]  # once the rate is known
+    assert len(late) <= 1.1 / interval  # about one message per interval, however many calls
+    left = {frame_id: t for t, items in stream.batches for _, frame_id in items}
+    assert left.keys() == written.keys()  # every frame, once
+    assert max(left[f] - written[f] for f in written) <= interval + 1e-9
+    by_call: dict[int, list[str]] = {}
+    for _, items in stream.batches:
+        for number, frame_id in items:
+            by_call.setdefault(number, []).append(frame_id)
+    for frame_ids in by_call.values():  # each call's frames in the order it wrote them
+        steps = [int(f.split(":")[1]) for f in frame_ids]
+        assert steps == sorted(steps)
     await client.aclose()
 
 

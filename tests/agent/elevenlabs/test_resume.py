@@ -89,8 +89,10 @@ class Media:
 
 
 @contextlib.asynccontextmanager
-async def media_for(backend: ElevenLabsBackend) -> AsyncIterator[Media]:
-    media = Media(await backend.open(make_start()))
+async def media_for(
+    backend: ElevenLabsBackend, start: agent_pb2.SessionStart | None = None
+) -> AsyncIterator[Media]:
+    media = Media(await backend.open(start or make_start()))
     try:
         yield media
     finally:
@@ -247,3 +249,64 @@ async def test_a_call_that_ends_while_resuming_leaves_no_conversation_open(
         await media.stop()
     assert media.run.done()
     assert emu.open_conversations == 0
+
+
+async def test_a_session_started_with_medias_resume_context_carries_the_call_on(
+    emu: ConvAIEmulator, make_backend: Factory
+) -> None:
+    """The call's agent process died; media opens a session on another one with the call so far."""
+    agent = scenario()
+    emu.add_agent("agent_x", AgentScript(FMT, FMT, scenario=agent))
+    start = make_start()
+    agent_turn, caller_turn = common_pb2.Transcript.ROLE_AGENT, common_pb2.Transcript.ROLE_CALLER
+    start.resume.turns.add(role=agent_turn, text="Hello, how can I help?", response_id=3, final=True)
+    start.resume.turns.add(role=caller_turn, text="Where is my parcel?", final=True)
+    start.resume.turns.add(role=agent_turn, text="It left our warehouse", response_id=7, final=True)
+    start.resume.response_floor = 7
+    before = resumes("continued")
+    async with media_for(make_backend(), start) as media:
+        await asyncio.wait_for(agent.context_arrived.wait(), 10)
+        await media.speak()
+        await media.wait_audio(len(CONTINUED))
+        ids = media.response_ids()
+    assert media.audio == CONTINUED  # the new conversation's greeting was not played
+    assert min(ids) > 7
+    context = agent.contexts[0]
+    assert context.resumed
+    update = context.contextual_updates[0]
+    assert "You: Hello, how can I help?\nCaller: Where is my parcel?\nYou: It left our warehouse" in update
+    assert "Caller: Where is my parcel?" in str(context.dynamic_variables["conversation_so_far"])
+    assert context.dynamic_variables["last_heard"] == "It left our warehouse"
+    assert resumes("continued") == before + 1
+
+
+async def test_with_resume_off_medias_resume_context_is_ignored(
+    emu: ConvAIEmulator, make_backend: Factory
+) -> None:
+    agent = scenario()
+    emu.add_agent("agent_x", AgentScript(FMT, FMT, scenario=agent))
+    start = make_start()
+    start.resume.turns.add(role=common_pb2.Transcript.ROLE_CALLER, text="Where is my parcel?", final=True)
+    async with media_for(make_backend(resume=False), start) as media:
+        await media.wait_audio(len(GREETING))  # a new call: greeted
+    assert not agent.conversations[0].context.resumed
+
+
+async def test_a_transfer_asked_for_before_the_drop_is_reported_to_the_new_conversation(
+    emu: ConvAIEmulator, make_backend: Factory
+) -> None:
+    agent = scenario()
+    emu.add_agent("agent_x", AgentScript(FMT, FMT, scenario=agent))
+    async with media_for(make_backend()) as media:
+        await media.wait_audio(len(GREETING))
+        await media.speak()
+        await asyncio.wait_for(agent.context_arrived.wait(), 10)
+        outcome = common_pb2.TransferResult(destination="+15550123", transferred=False, detail="busy line")
+        await media.session.handle(agent_pb2.ConverseRequest(transfer_result=outcome))
+        update = await agent.conversations[1].wait_for_message(
+            lambda m: m.get("type") == "contextual_update" and "transfer" in str(m.get("text"))
+        )
+    assert update["text"] == (
+        "The transfer of the call to +15550123 asked for earlier failed: busy line."
+        " The call was not transferred and goes on with you."
+    )

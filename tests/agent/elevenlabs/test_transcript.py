@@ -111,3 +111,13 @@ def test_blank_caller_turns_are_not_kept() -> None:
     log.caller("  ")
     assert log.turns == []
     assert log.render() == ""
+
+
+def test_turns_heard_elsewhere_count_as_heard() -> None:
+    log = ConversationLog()
+    log.heard("agent", "Hello.", 3)
+    log.heard("caller", "Hi, my parcel?")
+    log.heard("agent", "  ", 4)  # nothing heard: not a turn
+    assert log.render() == "You: Hello.\nCaller: Hi, my parcel?"
+    assert log.last_heard() == "Hello."
+    assert log.unanswered() == "Hi, my parcel?"

@@ -5,10 +5,10 @@
 Every trial is a stretch of agent speech playing to the caller, and what the caller's line sends back:
 the agent's own voice as echo (a speakerphone: -10 to -30 dB, 50-300 ms late), white or babble noise
 (20/10/5 dB below the caller's speech), the caller cutting in at a random moment (>= 500 ms of
-espeak-ng speech), or only a backchannel ("mhm", under 300 ms). Everything goes through G.711 as on a
-phone line. The exact `BargeInDetector` the media service runs decides, frame by frame, on the same
-clock the media service would use; when it pauses, the agent's audio (and so its echo) stops, as a
-Twilio `clear` would make it; when it resumes, the agent goes on.
+espeak-ng speech), or only backchannels ("mm hm", "yeah", ... 0.3-0.7 s, at the caller's level).
+Everything goes through G.711 as on a phone line. The exact `BargeInDetector` the media service runs
+decides, frame by frame, on the same clock the media service would use; when it pauses, the agent's
+audio (and so its echo) stops, as a Twilio `clear` would make it; when it resumes, the agent goes on.
 
 Reported per condition: onset -> clear latency p50/p95 (true start of the caller's speech to the
 pause, i.e. the clear), missed barge-ins (real interruptions never confirmed), false barge-ins per

@@ -13,7 +13,8 @@ The paths (`--paths`, all by default):
 - agent_end_call: the agent calls its `end_call` tool after the greeting; the edge hangs up by REST;
 - transfer: the agent calls `transfer_to_number`; the edge transfers by REST;
 - elevenlabs_close: ElevenLabs closes the conversation (1000) after the greeting;
-- agent_error: ElevenLabs fails the conversation (error event, 1011): apology, then AGENT_ERROR;
+- agent_error: ElevenLabs fails every conversation (error event, 1011), the two that try to continue
+  the call included (docs/failover.md): apology, then AGENT_ERROR;
 - malformed: the caller sends a malformed Media Streams message; the edge closes the call (1002).
 
 `--concurrency` calls run at once (1 by default); after each round every service's active gauge
@@ -58,6 +59,8 @@ TRANSFER_TO = "+15557770000"
 GAUGES = {"edge": "edge_calls_active", "media": "media_calls_active", "agent": "agent_sessions_active"}
 GREETING_S = 0.3
 CALL_TIMEOUT_S = 30.0
+# Conversations one call of a path opens: agent_error's first, then two attempts to continue the call.
+CONVERSATIONS = {"agent_error": 3}
 
 
 def service_env(twilio_api_base_url: str) -> dict[str, dict[str, str]]:

@@ -97,11 +97,11 @@ class MuxSettings:
     """How this process carries calls over its internal gRPC hops (runtime/mux/).
 
     `enabled` (GRPC_MULTIPLEX, read by the clients: edge and media): many calls on one stream per process pair
-    (CallMany/ConverseMany); off, one stream per call. `interval_s`: the least time between two
-    messages this process sends to the next service on the multiplexed stream (0: whatever is ready
-    leaves whenever the sender runs, adding no latency; more: fewer, larger messages, each call
-    message waiting at most that long). Each client names its own variable and default, because the
-    right value depends on the hop: see docs/performance.md."""
+    (CallMany/ConverseMany); off, one stream per call. `interval_s`: the batching window at full
+    load on the multiplexed stream to the next service (runtime/mux/batching.py): about one message
+    per interval however many calls, none held while messages come slower than that, each call
+    message waiting at most that long (0: whatever is ready leaves whenever the sender runs). Each
+    client names its own variable and default: see docs/performance.md."""
 
     enabled: bool = True
     interval_s: float = 0.0

@@ -17,7 +17,7 @@ import orjson
 
 from .redaction import redact, register_secret
 
-__all__ = ["call_context", "current_call_sid", "redact", "register_secret", "setup_logging"]
+__all__ = ["call_context", "redact", "register_secret", "setup_logging"]
 
 _call_sid: contextvars.ContextVar[str] = contextvars.ContextVar("call_sid", default="-")
 
@@ -29,10 +29,6 @@ def call_context(call_sid: str) -> Iterator[None]:
         yield
     finally:
         _call_sid.reset(token)
-
-
-def current_call_sid() -> str:
-    return _call_sid.get()
 
 
 class _ContextFilter(logging.Filter):

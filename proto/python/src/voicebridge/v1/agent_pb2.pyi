@@ -47,14 +47,24 @@ class ConverseResponse(_message.Message):
     def __init__(self, ready: _Optional[_Union[SessionReady, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., interruption: _Optional[_Union[Interruption, _Mapping]] = ..., transcript: _Optional[_Union[_common_pb2.Transcript, _Mapping]] = ..., hangup: _Optional[_Union[_common_pb2.HangUp, _Mapping]] = ..., transfer: _Optional[_Union[_common_pb2.TransferCall, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.CallEnd, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ...) -> None: ...
 
 class SessionStart(_message.Message):
-    __slots__ = ("call", "input_formats", "output_formats")
+    __slots__ = ("call", "input_formats", "output_formats", "resume")
     CALL_FIELD_NUMBER: _ClassVar[int]
     INPUT_FORMATS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FORMATS_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
     call: _common_pb2.CallInfo
     input_formats: _containers.RepeatedCompositeFieldContainer[_common_pb2.AudioFormat]
     output_formats: _containers.RepeatedCompositeFieldContainer[_common_pb2.AudioFormat]
-    def __init__(self, call: _Optional[_Union[_common_pb2.CallInfo, _Mapping]] = ..., input_formats: _Optional[_Iterable[_Union[_common_pb2.AudioFormat, _Mapping]]] = ..., output_formats: _Optional[_Iterable[_Union[_common_pb2.AudioFormat, _Mapping]]] = ...) -> None: ...
+    resume: ResumeContext
+    def __init__(self, call: _Optional[_Union[_common_pb2.CallInfo, _Mapping]] = ..., input_formats: _Optional[_Iterable[_Union[_common_pb2.AudioFormat, _Mapping]]] = ..., output_formats: _Optional[_Iterable[_Union[_common_pb2.AudioFormat, _Mapping]]] = ..., resume: _Optional[_Union[ResumeContext, _Mapping]] = ...) -> None: ...
+
+class ResumeContext(_message.Message):
+    __slots__ = ("turns", "response_floor")
+    TURNS_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FLOOR_FIELD_NUMBER: _ClassVar[int]
+    turns: _containers.RepeatedCompositeFieldContainer[_common_pb2.Transcript]
+    response_floor: int
+    def __init__(self, turns: _Optional[_Iterable[_Union[_common_pb2.Transcript, _Mapping]]] = ..., response_floor: _Optional[int] = ...) -> None: ...
 
 class SessionReady(_message.Message):
     __slots__ = ("input_format", "output_format", "conversation_id")

@@ -22,10 +22,6 @@ class Exposure:
     validate_signatures: bool
     exposed_on: str  # the address the edge is reachable at (published address in a container)
 
-    @property
-    def development(self) -> bool:
-        return not self.validate_signatures
-
 
 def decide(env: Env, token: str | None, host: str, port: int, public_base_url: str) -> Exposure:
     validate = env.bool("TWILIO_VALIDATE_SIGNATURES", token is not None)

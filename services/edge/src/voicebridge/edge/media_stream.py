@@ -6,6 +6,10 @@
 Nothing reaches the media service (and so no agent session, no cost) before the stream has proven
 itself: the upgrade's X-Twilio-Signature, then a well-formed `start` with a valid per-call token.
 Any malformed message ends *this* call with a logged reason; other calls never notice.
+
+One file (~420 lines) because it is one object's life: admission (gate, `start`), the bridge, the two
+readers and the race that decides the end all share the session's state; the wire codec it uses is
+`twilio/media_streams.py`, the per-call parameters `call_params.py`.
 """
 
 from __future__ import annotations

@@ -1,18 +1,19 @@
 """Barge-in: deciding, while the agent is talking, that the caller is really talking over it.
 
 webrtcvad alone would stop the agent for its own voice echoed back from a speakerphone, for a cough,
-for "mhm". Two things make this detector better than a VAD onset:
+for "mhm". Three things make this detector better than a VAD onset:
 
 * **An echo gate.** Media knows exactly what the caller is hearing and when (it paced every frame), so
   each 10 ms of caller audio is compared with the loudest agent audio played in the window an echo
   could come from. Caller audio only counts as speech when it is louder than that reference minus
   `echo_margin_db` — an echo is always quieter than what produced it (a speakerphone returns it
   10 dB or more down), a caller talking over the agent is not.
-* **Pause, then confirm.** After `onset_ms` of gated speech the agent's audio is paused at once
-  (Twilio `clear`: the caller stops hearing it within ~100 ms). Only when the speech lasts
-  `confirm_ms` is the interruption confirmed and the agent told. If it stops sooner — a backchannel,
-  a cough, a click — playback resumes where the caller stopped hearing it, and the agent never knew.
-  Speech that resumes within `credit_ms` ("Wait, ... stop") still counts toward the confirmation.
+* **A noise floor** taken without that echo, so steady noise and most chatter do not pass either.
+* **Pause at onset, then decide once** (bargein_decide.py). After `onset_ms` of gated speech the
+  agent's audio is paused at once (Twilio `clear`: the caller stops hearing it within ~100 ms). The
+  interruption is confirmed, and the agent told, only when the speech outlasts a backchannel; if it
+  ends first — "mm-hm", a cough, a click — playback resumes where the caller stopped hearing it and the
+  agent never knew. The same utterance never pauses the agent twice.
 
 The detector is pure logic on a caller-side timeline (the media service's clock): it returns
 decisions and the call session carries them out. That keeps it testable on a virtual clock and lets
@@ -21,12 +22,8 @@ the barge-in evaluation drive exactly this code.
 
 from __future__ import annotations
 
-import collections
-import enum
 import logging
-import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import numpy as np
 import webrtcvad
@@ -34,6 +31,7 @@ import webrtcvad
 from voicebridge.v1 import agent_pb2
 
 from .audio import optional_audioop
+from .bargein_decide import FRAME_MS, DecideOnce, Decision, Verdict
 from .clock import Clock
 from .config import BargeInConfig
 from .metrics import BARGE_IN_LATENCY, BARGE_IN_RESUMES, BARGE_INS
@@ -41,27 +39,8 @@ from .playout import ClearResult, Playout
 
 log = logging.getLogger(__name__)
 
-FRAME_MS = 10
 _FRAME_SAMPLES = 80  # 10 ms at 8 kHz
 _FRAME_BYTES = _FRAME_SAMPLES * 2
-
-
-class Decision(enum.Enum):
-    PAUSE = "pause"  # stop agent playback now (clear), keep its audio
-    CONFIRM = "confirm"  # the caller is really talking: drop the agent's audio, tell the agent
-    RESUME = "resume"  # false alarm: play the agent's audio again from where the caller stopped hearing it
-
-
-@dataclass(frozen=True)
-class Verdict:
-    decision: Decision
-    at: float  # clock time of the decision
-    onset: float  # clock time the caller's speech began
-
-
-class _State(enum.Enum):
-    LISTENING = "listening"
-    PAUSED = "paused"
 
 
 def _numpy_frame_levels(pcm8k: bytes) -> list[float]:
@@ -155,6 +134,10 @@ class BargeInDetector:
     UPDATE_EVERY = 50  # frames (500 ms) between estimates while learning...
     SETTLED_EVERY = 100  # ...and (1 s) once the echo path is known
     HISTORY = 300  # slots (3 s) used by each estimate
+    PEAK_PERCENTILE = 90.0  # the line's loud moments...
+    PEAK_CAP_DB = 6.0  # ...at most this far above its median
+    EARLY_EVERY = 10  # frames between noise-floor estimates in a call's first seconds...
+    EARLY_SLOTS = 20  # ...from as little as 200 ms of the caller's line: babble must not pass meanwhile
 
     def __init__(self, config: BargeInConfig | None = None) -> None:
         self.config = cfg = config or BargeInConfig()
@@ -166,39 +149,32 @@ class BargeInDetector:
         self._snr = 10 ** (cfg.noise_margin_db / 20.0)
         self._floor = 32768.0 * 10 ** (cfg.min_level_dbfs / 20.0)
         self._max_lag = max(1, cfg.echo_window_ms // FRAME_MS)
-        self._window = max(1, cfg.onset_window_ms // FRAME_MS)
-        self._onset_frames = max(1, math.ceil(cfg.onset_ms / FRAME_MS))
-        self._confirm_frames = max(1, math.ceil(cfg.confirm_ms / FRAME_MS))
-        self._release_frames = max(1, math.ceil(cfg.release_ms / FRAME_MS))
-        self._recent: collections.deque[tuple[bool, float]] = collections.deque(maxlen=self._window)
+        self._active = 10 ** (cfg.active_margin_db / 20.0)
+        self._firm = 10 ** (cfg.peak_margin_db / 20.0)
+        self._peak_cap = 10 ** (self.PEAK_CAP_DB / 20.0)
+        self._decide = DecideOnce(cfg)
         self._partial = b""
-        self._state = _State.LISTENING
-        self._onset = 0.0
-        self._speech_frames = 0
-        self._quiet_frames = 0
-        self._credit_frames, self._credit_onset, self._credit_until = 0, 0.0, -1.0
         self._frames_seen = 0
+        self._noise_slots = 0  # caller-line slots behind the noise floor estimate
         self._far_active_slots = 0
         self.echo_known = False  # the echo path has been estimated (present or not)
         self.echo_lag_slots: int | None = None  # None: no echo path
         self.echo_gain = 0.0
         self.noise_level = 0.0
+        self.noise_peak = 0.0  # the line's loud moments without the caller (babble's peaks)
         self.frames_gated = 0  # speech-like frames rejected as echo or noise (for metrics and tests)
 
     @property
     def paused(self) -> bool:
-        return self._state is _State.PAUSED
+        return self._decide.paused
 
     def played(self, pcm8k: bytes, start: float) -> None:
         """Agent audio the caller hears from clock time `start` (16-bit 8 kHz PCM)."""
         self._reference.add(round(start * 100), frame_levels(pcm8k))
 
     def reset(self) -> None:
-        """Forget the current utterance (after a confirm, a resume, or the agent going quiet)."""
-        self._state = _State.LISTENING
-        self._recent.clear()
-        self._speech_frames = self._quiet_frames = 0
-        self._credit_frames, self._credit_onset, self._credit_until = 0, 0.0, -1.0
+        """Forget the current utterance (the agent's own interruption settled it)."""
+        self._decide.reset()
 
     def feed(self, pcm8k: bytes, start: float, agent_playing: bool) -> list[Verdict]:
         """Caller audio beginning at clock time `start`. Decides only while the agent plays or is paused."""
@@ -212,32 +188,56 @@ class BargeInDetector:
         self._near.add(round(start * 100), levels)
         active = self.config.enabled and (agent_playing or self.paused)
         if not active:
-            if self._state is _State.LISTENING:
-                self._recent.clear()
+            self._decide.idle()
             return []
         verdicts: list[Verdict] = []
         for i, level in enumerate(levels):
             t = start + i * FRAME_MS / 1000.0
             self._frames_seen += 1
-            if self._frames_seen % (self.SETTLED_EVERY if self.echo_known else self.UPDATE_EVERY) == 0:
+            every = self.SETTLED_EVERY if self.echo_known else self.UPDATE_EVERY
+            if self._noise_slots < self.HISTORY // 2:
+                every = self.EARLY_EVERY
+            if self._frames_seen % every == 0 or self._frames_seen == 1:
                 self._estimate(round(t * 100))
             offset = i * _FRAME_BYTES
-            verdict = self._step(data[offset : offset + _FRAME_BYTES], t, level)
-            if verdict is not None:
-                verdicts.append(verdict)
+            speech, loud, firm = self._classify(data[offset : offset + _FRAME_BYTES], t, level)
+            verdicts += self._decide.step(t, speech, loud, firm)
         return verdicts
 
     def _estimate(self, now_slot: int) -> None:
-        """Re-estimate the noise floor and the echo path from the last few seconds."""
+        """Re-estimate the echo path and the noise floor from the last few seconds."""
         first = now_slot - self.HISTORY
         near, near_ok = self._near.window(first, now_slot)
-        if near_ok.sum() < self.HISTORY // 2:
+        slots = int(near_ok.sum())
+        if slots < self.EARLY_SLOTS:
             return
-        self.noise_level = float(np.percentile(near[near_ok], self.config.noise_percentile))
-        # One gather of the agent's levels, then a view per lag: row k is the reference k slots back.
         span, span_ok = self._reference.window(first - self._max_lag, now_slot)
-        windows = np.lib.stride_tricks.sliding_window_view(span, len(near))[::-1]
-        far = windows
+        if slots >= self.HISTORY // 2:
+            self._estimate_echo(near, near_ok, span, span_ok)
+        if not self._decide.deciding:  # the caller's own utterance is not line noise
+            self.noise_level, self.noise_peak = self._noise_floor(near, near_ok, span, span_ok)
+            self._noise_slots = slots
+
+    def _noise_floor(
+        self, near: np.ndarray, near_ok: np.ndarray, span: np.ndarray, span_ok: np.ndarray
+    ) -> tuple[float, float]:
+        """The line's level and its loud moments (median, capped p90) without the agent's echo: the echo has its own gate, and counting it as
+        noise too would make a quiet caller on a speakerphone need to be louder than the echo twice."""
+        line = near
+        if self.echo_known and self.echo_lag_slots is not None:
+            at = self._max_lag - self.echo_lag_slots  # span index of the reference for near[0]
+            echo = np.where(span_ok[at : at + len(near)], span[at : at + len(near)] * self.echo_gain, 0.0)
+            line = np.sqrt(np.maximum(near * near - echo * echo, 0.0))
+        level, peak = np.percentile(line[near_ok], [self.config.noise_percentile, self.PEAK_PERCENTILE])
+        # Babble's peaks sit a few dB over its median; anything far above is the caller's own voice
+        # (they spoke before this reply): that must not raise the bar for their next interruption.
+        return float(level), float(min(peak, level * self._peak_cap))
+
+    def _estimate_echo(
+        self, near: np.ndarray, near_ok: np.ndarray, span: np.ndarray, span_ok: np.ndarray
+    ) -> None:
+        # One gather of the agent's levels, then a view per lag: row k is the reference k slots back.
+        far = np.lib.stride_tricks.sliding_window_view(span, len(near))[::-1]
         far_ok = np.lib.stride_tricks.sliding_window_view(span_ok, len(near))[::-1]
         usable = near_ok & far_ok.all(axis=0) & (far.max(axis=0) > self._floor)
         self._far_active_slots = int(usable.sum())
@@ -253,72 +253,42 @@ class BargeInDetector:
             audible = usable & (far[best] > self._floor)  # where the agent was loud at that delay
             if audible.sum() < 20:
                 return
+            gain = float(np.median(near[audible] / far[best, audible]))
+            if gain > self._margin:  # louder than any echo: other speech that shares the agent's rhythm
+                return
             self.echo_known = True
             self.echo_lag_slots = best
-            self.echo_gain = float(np.median(near[audible] / far[best, audible]))
+            self.echo_gain = gain
         elif corr[best] < self.config.echo_correlation * 0.7 and self._far_active_slots >= 100:
             # "no echo" needs more evidence: a wrong "none" would let the agent interrupt itself
             self.echo_known = True
             self.echo_lag_slots = None
             self.echo_gain = 0.0
 
-    def _threshold(self, t: float) -> float:
-        """How loud caller audio must be at clock time `t` to be more than echo and line noise."""
-        floor = max(self._floor, self.noise_level * self._snr)
+    def _thresholds(self, t: float) -> tuple[float, float]:
+        """How loud caller audio must be at clock time `t` to be more than echo, and than line noise."""
         slot = round(t * 100)
         if not self.echo_known:  # conservative until the echo path is known
-            far = self._reference.loudest(slot - self._max_lag, slot + 1)
-            return max(floor, far * self._margin)
-        if self.echo_lag_slots is None:
-            return floor
-        centre = slot - self.echo_lag_slots
-        far = self._reference.loudest(centre - 2, centre + 2)
-        return max(floor, far * self.echo_gain * self._excess)
+            echo = self._reference.loudest(slot - self._max_lag, slot + 1) * self._margin
+        elif self.echo_lag_slots is None:
+            echo = 0.0
+        else:
+            centre = slot - self.echo_lag_slots
+            echo = self._reference.loudest(centre - 2, centre + 2) * self.echo_gain * self._excess
+        return max(self._floor, echo), self.noise_level
 
-    def _is_caller_speech(self, frame: bytes, t: float, level: float) -> bool:
-        if level <= self._threshold(t):
+    def _classify(self, frame: bytes, t: float, level: float) -> tuple[bool, bool, bool]:
+        """(caller speech, louder than echo and noise): what the decision needs of one 10 ms frame."""
+        if self._noise_slots < self.EARLY_SLOTS:  # the line's first 200 ms: nothing to compare with yet
+            return False, False, False
+        echo, noise = self._thresholds(t)
+        loud = level > echo and level > noise * self._active
+        if level <= echo or level <= noise * self._snr:
             if level >= self._floor and self._vad.is_speech(frame, 8000):
                 self.frames_gated += 1
-            return False
-        return self._vad.is_speech(frame, 8000)
-
-    def _step(self, frame: bytes, t: float, level: float) -> Verdict | None:
-        speech = self._is_caller_speech(frame, t, level)
-        end = t + FRAME_MS / 1000.0
-        if self._state is _State.LISTENING:
-            self._recent.append((speech, t))
-            hits = [start for is_speech, start in self._recent if is_speech]
-            if len(hits) >= self._onset_frames:
-                self._state = _State.PAUSED
-                self._speech_frames = len(hits)
-                if t <= self._credit_until:  # the same utterance, resumed after a pause between words
-                    self._speech_frames += self._credit_frames
-                    self._onset = self._credit_onset
-                else:
-                    self._onset = hits[0]
-                self._credit_until = -1.0
-                self._quiet_frames = 0
-                self._recent.clear()
-                return Verdict(Decision.PAUSE, end, self._onset)
-            return None
-        # Paused: wait for the speech to prove itself, or to stop.
-        if speech:
-            self._speech_frames += 1
-            self._quiet_frames = 0
-            if self._speech_frames >= self._confirm_frames:
-                onset = self._onset
-                self.reset()
-                return Verdict(Decision.CONFIRM, end, onset)
-        else:
-            self._quiet_frames += 1
-            if self._quiet_frames >= self._release_frames:
-                onset, spoken = self._onset, self._speech_frames
-                self.reset()
-                # "Wait, ... stop": if the caller goes on within a second, what was said still counts.
-                self._credit_frames, self._credit_onset = spoken, onset
-                self._credit_until = end + self.config.credit_ms / 1000.0
-                return Verdict(Decision.RESUME, end, onset)
-        return None
+            return False, loud, False
+        speech = self._vad.is_speech(frame, 8000)
+        return speech, loud, speech and level > self.noise_peak * self._firm
 
 
 class ResponseWords:

@@ -12,11 +12,14 @@ the call, `run()` cancels them all and closes the agent session before it return
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
+
+import grpc
 
 from voicebridge.runtime.logs import call_context
 from voicebridge.runtime.privacy import end_detail
@@ -36,6 +39,7 @@ from .audio.g711 import ulaw_decode
 from .audio.vad.base import VadEvent
 from .audio.vad.webrtc import VadConfig, WebRtcVad
 from .bargein import BargeInController, BargeInDetector
+from .call_transcript import CallTranscript
 from .clock import Clock, LoopClock
 from .config import MediaSettings
 from .metrics import (
@@ -56,10 +60,10 @@ _PROCESSING_OUT = PROCESSING.labels("outbound")
 
 Emit = Callable[[media_pb2.CallResponse], Awaitable[None]]
 FIRST_MESSAGE_TIMEOUT_S = 10.0
+MAX_AGENT_RESTARTS = 2  # new agent sessions per call after the agent's stream failed
 # The goodbye a draining media plays at the deadline (espeak-ng, μ-law 8 kHz): its own response.
 GOODBYE = resources.files("voicebridge.media").joinpath("prompts/goodbye.ulaw").read_bytes()
 GOODBYE_RESPONSE_ID = 2**63
-HANGUP_ACK_TIMEOUT_S = 5.0
 
 
 class CallEnded(Exception):
@@ -115,9 +119,7 @@ class CallSession:
             self._playout,
             self._clock,
             send_clear=lambda: emit(media_pb2.CallResponse(clear=media_pb2.ClearAudio())),
-            tell_agent=lambda interrupted: self._send_control(
-                agent_pb2.ConverseRequest(interrupted=interrupted)
-            ),
+            tell_agent=self._tell_interrupted,
             reset_audio=self._reset_agent_audio,
         )
         self._out_format: Format | None = None
@@ -130,6 +132,9 @@ class CallSession:
         self._stop_reason = (common_pb2.END_REASON_SHUTDOWN, "")
         self._goodbye = False  # saying goodbye (drain deadline): the agent is not heard any more
         self.call_sid = ""
+        self._transcript = CallTranscript()  # for a new agent session if this one's process dies
+        self._start: agent_pb2.SessionStart | None = None
+        self._agent_restarts = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -155,12 +160,9 @@ class CallSession:
         log.info("call started (stream %s)", call.stream_sid)
         offered = [f.to_proto() for f in SUPPORTED_FORMATS]
         max_chunks = max(1, self._settings.agent_queue_ms // 20)
+        self._start = agent_pb2.SessionStart(call=call, input_formats=offered, output_formats=offered)
         self._link = AgentLink(self._agent_calls, max_chunks)
-        self._link.send_control(
-            agent_pb2.ConverseRequest(
-                start=agent_pb2.SessionStart(call=call, input_formats=offered, output_formats=offered)
-            )
-        )
+        self._link.send_control(agent_pb2.ConverseRequest(start=self._start))
         tasks = {
             asyncio.create_task(self._read_edge(requests), name="edge-reader"),
             asyncio.create_task(self._read_agent(), name="agent-reader"),
@@ -340,7 +342,14 @@ class CallSession:
     async def _read_agent(self) -> None:
         assert self._link is not None
         while True:
-            message = await self._link.read()
+            try:
+                message = await self._link.read()
+            except grpc.aio.AioRpcError as exc:
+                if await self._reopen_agent(exc.code().name):
+                    continue
+                raise CallEnded(
+                    common_pb2.END_REASON_AGENT_ERROR, f"agent stream failed: {exc.code().name}"
+                ) from None
             if message is None:
                 raise CallEnded(
                     common_pb2.END_REASON_AGENT_ERROR, "agent stream ended without an end message"
@@ -353,6 +362,7 @@ class CallSession:
             elif kind == "interruption" and not self._goodbye:
                 await self._bargein.agent_interrupted(message.interruption.response_id)
             elif kind == "transcript":
+                self._transcript.note(message.transcript)
                 await self._emit(media_pb2.CallResponse(transcript=message.transcript))
             elif kind == "hangup":
                 await self._after_playout(media_pb2.CallResponse(hangup=message.hangup))
@@ -374,6 +384,31 @@ class CallSession:
                     )
                 )
                 raise CallEnded(reason, detail)
+
+    def _tell_interrupted(self, interrupted: agent_pb2.CallerInterrupted) -> None:
+        self._transcript.note_cut(interrupted.response_id, interrupted.heard_text)
+        self._send_control(agent_pb2.ConverseRequest(interrupted=interrupted))
+
+    async def _reopen_agent(self, why: str) -> bool:
+        """The agent's stream failed mid-call (its process died): open a new session, on whichever agent
+        replica AGENT_TARGET reaches now, with the call so far (SessionStart.resume), at most twice per
+        call. Caller audio waits in the pre-ready buffer until the new session is ready."""
+        if not self._settings.agent_resume or self._phase is not _Phase.TALKING or self._start is None:
+            return False
+        if self._agent_restarts >= MAX_AGENT_RESTARTS:
+            return False
+        self._agent_restarts += 1
+        log.warning("agent stream lost (%s): continuing the call on a new agent session", why)
+        lost, self._phase = self._link, _Phase.CONNECTING
+        start = agent_pb2.SessionStart()
+        start.CopyFrom(self._start)
+        start.resume.CopyFrom(self._transcript.context(lambda rid: self._bargein.words.heard(rid, 2**31)))
+        self._link = AgentLink(self._agent_calls, max(1, self._settings.agent_queue_ms // 20))
+        self._link.send_control(agent_pb2.ConverseRequest(start=start))
+        if lost is not None:
+            with contextlib.suppress(Exception):
+                await lost.close()
+        return True
 
     def _on_ready(self, ready: agent_pb2.SessionReady) -> None:
         try:
@@ -402,6 +437,7 @@ class CallSession:
             return
         assert self._out_format is not None
         self._bargein.words.note(chunk, len(chunk.data) * 1000.0 / self._out_format.bytes_per_second)
+        self._transcript.note_audio(chunk.response_id)
         begin = time.perf_counter()
         ulaw = self._out_conv.convert(chunk.data)
         _PROCESSING_OUT.observe(time.perf_counter() - begin)

@@ -8,12 +8,20 @@ from voicebridge.runtime.config import ConfigError, Env, MuxSettings, drain_dead
 from voicebridge.runtime.grpc_tls import GrpcTls
 from voicebridge.runtime.resolvers import plaintext_check_targets
 
+# The batching window towards the agent at full load, as the edge's MEDIA_BATCH_INTERVAL_MS: about one
+# message per 6 ms whatever the calls, none held while a lone call's frames come 20 ms apart.
+AGENT_BATCH_INTERVAL_MS = 6.0
+
 
 @dataclass(frozen=True)
 class PlayoutConfig:
     """How agent audio is paced to the caller (see playout.py)."""
 
-    frame_ms: int = 20  # size of each frame sent to the edge
+    # Audio per frame sent to the edge, and so per Twilio media message. 60 ms: a third of the
+    # messages of 20 ms frames on both outbound hops and the Twilio WebSocket (docs/performance.md).
+    # A clear still flushes Twilio's whole buffer at once; what sits there grows by 40 ms at most
+    # (the lead plus one frame, see playout.py).
+    frame_ms: int = 60
     lead_ms: int = 60  # how far ahead of real time we keep Twilio's buffer: what a clear has to flush
     mark_interval_ms: int = 100  # a playback mark at least this often while talking
     # Frames of every call leave on one shared grid of this many ms, up to one tick before they are
@@ -43,12 +51,26 @@ class BargeInConfig:
     # Gated speech in this many ms of the last `onset_window_ms` -> pause the agent.
     onset_ms: int = 40
     onset_window_ms: int = 60
-    # Speech totalling this long since the onset -> confirm the interruption (tell the agent).
-    confirm_ms: int = 400
-    # No speech for this long while paused -> it was a backchannel or noise: resume playback.
-    release_ms: int = 200
-    # Speech within this long after a resume still counts toward confirming (pauses between words).
-    credit_ms: int = 500
+    # A backchannel ("mm-hm", "yeah", "okay") is over this long after its onset: speech still going on
+    # later (`late_ms` of it within `late_window_ms`, and `confirm_ms` since the onset in all) confirms
+    # the interruption.
+    backchannel_ms: int = 700
+    late_ms: int = 150
+    late_window_ms: int = 300
+    # At `decide_ms`: speech in at least this share of the frames after `backchannel_ms` confirms too.
+    late_share: float = 0.25
+    confirm_ms: int = 250
+    # Nothing louder than echo and noise for this long -> the utterance ended: resume playback.
+    release_ms: int = 600
+    # The pause is decided (confirmed or resumed) at the latest this long after the onset.
+    decide_ms: int = 1500
+    # Speech within this long after a resume is the same utterance: it may stop the agent, not pause it.
+    credit_ms: int = 600
+    # Frames louder than echo and this much above the noise floor keep an utterance going (not webrtcvad).
+    active_margin_db: float = 5.0
+    # Speech that confirms must also be this much above the line's loud moments (its 90th percentile
+    # level over 3 s without the agent's echo: babble's peaks), and is timed from the first such frame.
+    peak_margin_db: float = 3.0
     # Caller audio must be louder than the loudest recent agent audio minus this to count as the caller.
     echo_margin_db: float = 6.0
     # How long after being played agent audio can come back as echo.
@@ -73,6 +95,13 @@ class BargeInConfig:
             raise ValueError("BARGE_IN_CONFIRM_MS must be at least BARGE_IN_ONSET_MS")
         if self.release_ms <= 0 or self.echo_window_ms < 0:
             raise ValueError("BARGE_IN_RELEASE_MS must be positive and the echo window non-negative")
+        if not (
+            0 < self.late_ms <= self.late_window_ms and self.backchannel_ms + self.late_ms <= self.decide_ms
+        ):
+            raise ValueError(
+                "BARGE_IN_LATE_MS must be positive, at most BARGE_IN_LATE_WINDOW_MS, and"
+                " BARGE_IN_BACKCHANNEL_MS + BARGE_IN_LATE_MS at most BARGE_IN_DECIDE_MS"
+            )
 
 
 @dataclass(frozen=True)
@@ -95,6 +124,9 @@ class MediaSettings:
     agent_queue_ms: int
     # Agent end -> how long we wait for its last words to be heard before hanging up anyway.
     drain_timeout_s: float
+    # An agent stream lost mid-call (its process died) is continued on a new agent session given the
+    # call so far (SessionStart.resume, docs/failover.md); off: the call ends.
+    agent_resume: bool = True
     # How calls travel from the edge and to the agent: multiplexed or one stream each (runtime/mux/).
     mux: MuxSettings = field(default_factory=MuxSettings)
     # mTLS for both hops (serving the edge, calling the agent): GRPC_TLS_* / GRPC_INSECURE.
@@ -116,7 +148,7 @@ class MediaSettings:
             log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
             drain_deadline_s=drain_deadline_s(env),
             playout=PlayoutConfig(
-                frame_ms=env.int("PLAYOUT_FRAME_MS", 20),
+                frame_ms=env.int("PLAYOUT_FRAME_MS", PlayoutConfig.frame_ms),
                 lead_ms=env.int("PLAYOUT_LEAD_MS", 60),
                 mark_interval_ms=env.int("PLAYOUT_MARK_INTERVAL_MS", 100),
                 tick_ms=env.int("PLAYOUT_TICK_MS", 20),
@@ -128,7 +160,8 @@ class MediaSettings:
             pre_ready_buffer_ms=env.int("PRE_READY_BUFFER_MS", 2000),
             agent_queue_ms=env.int("AGENT_QUEUE_MS", 1000),
             drain_timeout_s=env.float("DRAIN_TIMEOUT_S", 30.0),
-            mux=MuxSettings.from_env(env, "AGENT_BATCH_INTERVAL_MS", 0.0),
+            agent_resume=env.bool("AGENT_RESUME", True),
+            mux=MuxSettings.from_env(env, "AGENT_BATCH_INTERVAL_MS", AGENT_BATCH_INTERVAL_MS),
             tls=GrpcTls.from_env(env).checked(listen, plaintext_check_targets(agent_target)),
             metrics_host=env.str("METRICS_HOST", "127.0.0.1"),
             resolve_interval_s=resolve_interval_s(env),
@@ -143,9 +176,16 @@ def _barge_in(env: Env) -> BargeInConfig:
             aggressiveness=env.int("BARGE_IN_VAD_AGGRESSIVENESS", defaults.aggressiveness),
             onset_ms=env.int("BARGE_IN_ONSET_MS", defaults.onset_ms),
             onset_window_ms=env.int("BARGE_IN_ONSET_WINDOW_MS", defaults.onset_window_ms),
+            backchannel_ms=env.int("BARGE_IN_BACKCHANNEL_MS", defaults.backchannel_ms),
+            late_ms=env.int("BARGE_IN_LATE_MS", defaults.late_ms),
+            late_window_ms=env.int("BARGE_IN_LATE_WINDOW_MS", defaults.late_window_ms),
+            late_share=env.float("BARGE_IN_LATE_SHARE", defaults.late_share),
             confirm_ms=env.int("BARGE_IN_CONFIRM_MS", defaults.confirm_ms),
             release_ms=env.int("BARGE_IN_RELEASE_MS", defaults.release_ms),
+            decide_ms=env.int("BARGE_IN_DECIDE_MS", defaults.decide_ms),
             credit_ms=env.int("BARGE_IN_CREDIT_MS", defaults.credit_ms),
+            active_margin_db=env.float("BARGE_IN_ACTIVE_MARGIN_DB", defaults.active_margin_db),
+            peak_margin_db=env.float("BARGE_IN_PEAK_MARGIN_DB", defaults.peak_margin_db),
             echo_margin_db=env.float("BARGE_IN_ECHO_MARGIN_DB", defaults.echo_margin_db),
             echo_window_ms=env.int("BARGE_IN_ECHO_WINDOW_MS", defaults.echo_window_ms),
             echo_excess_db=env.float("BARGE_IN_ECHO_EXCESS_DB", defaults.echo_excess_db),

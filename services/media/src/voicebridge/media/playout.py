@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from voicebridge.v1 import media_pb2
 
@@ -86,15 +86,11 @@ class ClearResult:
 
 @dataclass
 class PlayoutStats:
-    frames_sent: int = 0
-    marks_sent: int = 0
     marks_played: int = 0
     marks_cleared: int = 0
     stalls: int = 0
     clears: int = 0
-    holds: int = 0
     resumes: int = 0
-    responses_started: list[int] = field(default_factory=list)
 
 
 class Playout:
@@ -239,7 +235,6 @@ class Playout:
 
     def hold(self) -> ClearResult:
         """Stop playback now but keep what the caller has not heard, for `resume()`."""
-        self.stats.holds += 1
         return self._stop(keep=True)
 
     def resume(self) -> None:
@@ -267,10 +262,6 @@ class Playout:
     @property
     def is_held(self) -> bool:
         return self._held is not None
-
-    @property
-    def current_response(self) -> int:
-        return self._current_response
 
     def played_position_ms(self, now: float | None = None) -> float:
         """Best estimate of the stream position the caller has heard up to, from mark echoes."""
@@ -372,7 +363,6 @@ class Playout:
         if first_of_response:
             self._started.add(response_id)
             self._current_response = response_id
-            self.stats.responses_started.append(response_id)
             # Only recent responses matter: keep the last few by count (ids may jump, e.g. ElevenLabs'
             # reply ids are chunk ids, so arithmetic on them would forget a reply still playing).
             for old in sorted(self._started)[:-_KEEP_RESPONSES]:
@@ -392,11 +382,9 @@ class Playout:
             mark = f"m{self._mark_seq}"
             self._pending.append(_Mark(mark, self._sent_ms, response_id, first_of_response, now))
             self._last_mark_pos = self._sent_ms
-            self.stats.marks_sent += 1
         if self._last_frame_at is not None:
             PLAYOUT_GAP.observe(now - self._last_frame_at)
         self._last_frame_at = now
-        self.stats.frames_sent += 1
         if self._on_frame_sent:
             self._on_frame_sent(frame, plays_at)
         await self._emit(

@@ -7,7 +7,8 @@ way (alignment sent for the part that was sent, as ElevenLabs times characters p
 with `code`. A continuing conversation greets again, as the real service does with the agent's first
 message (the client must keep the caller from hearing it), then answers each utterance with `continued`.
 With `fail_continuations=N` the first N continuing conversations close with `code` right after their
-metadata instead (a resume that does not take).
+metadata instead (a resume that does not take). With `code=None` the first conversation does not close
+after its half reply: the test kills the client (the agent process) instead.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class DropsMidCall:
     next_caller_text: str = "It is ten Main Street."
     continued_text: str = "Thank you, the new address is ten Main Street."
     heard_fraction: float = 0.5  # of the reply's audio sent before the close
-    code: int = 1011
+    code: int | None = 1011  # None: the first conversation stays up (the client side dies instead)
     error_type: str = "unknown_websocket_crash"
     fail_continuations: int = 0
     conversations: list[EmulatedSession] = field(default_factory=list)
@@ -92,13 +93,16 @@ class DropsMidCall:
             await session.send_event(
                 {"type": "agent_response", "agent_response_event": {"agent_response": self.reply_text}}
             )
+        if self.code is None:
+            await session.wait_closed(timeout=3600)
+            return
         await session.fail(self.code, self.error_type, "Internal server error")
         self.dropped.set()
 
     async def _continue(self, session: EmulatedSession) -> None:
         n = sum(1 for s in self.conversations if s.context.resumed)
         if n <= self.fail_continuations:
-            await session.fail(self.code, self.error_type, "Internal server error")
+            await session.fail(self.code or 1011, self.error_type, "Internal server error")
             return
         await self._say(session, self.greeting_text, self.greeting)  # the agent's first message, as ever
         await session.wait_for_message("contextual_update", timeout=10)

@@ -15,6 +15,8 @@ import uvloop
 
 from voicebridge.sim.voice import speech_like
 
+from ..capacity import find_capacity, pin_run
+from ..capacity import text as capacity_text
 from .emulator import EmulatorProcess
 from .procstats import machine, peak_rss_bytes
 from .report import mib, report, text
@@ -64,6 +66,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         help="--sequential: max p99 hang-up -> every service idle (none left)",
     )
+    ap.add_argument("--pin", action="store_true", help="services on CPU 0, callers and emulator on CPU 1")
+    ap.add_argument("--find-capacity", action="store_true", help="highest --calls meeting every SLO")
+    ap.add_argument("--capacity-max-calls", type=int, default=400, help="--find-capacity: largest N tried")
+    ap.add_argument("--capacity-step", type=int, default=5, help="--find-capacity: resolution in calls")
     return ap.parse_args(argv)
 
 
@@ -83,6 +89,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         stack = await asyncio.to_thread(
             start_services, workdir, emulator.base_url, args.tls, None, args.signed_urls
         )
+        if args.pin:  # sim/capacity.py
+            args.machine["pinned_cpus"] = pin_run(stack.pids.values(), [emulator.proc.pid or 0])
     totals = None
     try:
         run = await (sequential(stack, args, speech) if args.sequential else concurrent(stack, args, speech))
@@ -104,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.attach and shutil.which("voicebridge-edge", path=str(Path(sys.executable).parent)) is None:
         print("voicebridge-edge is not installed next to this Python; use --attach", file=sys.stderr)
         return 2
-    out = uvloop.run(_main(args))
-    print(json.dumps(out, indent=2) if args.json else text(out))
+    out = uvloop.run(find_capacity(args, _main) if args.find_capacity else _main(args))
+    print(json.dumps(out, indent=2) if args.json else (capacity_text if args.find_capacity else text)(out))
     return 0 if out["slo"]["met"] else 1
 
 

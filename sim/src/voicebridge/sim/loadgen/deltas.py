@@ -127,3 +127,15 @@ def message_rates(before: dict, after: dict, call_seconds: float) -> dict[str, d
 
 def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
+
+
+def lag_histogram(buckets: list[tuple[float, float]]) -> dict[str, int]:
+    """Cumulative (upper bound s, count) pairs as observations per bucket, keyed by the bound in ms
+    ("+Inf" for the last): how the event-loop lag is spread, tails included."""
+    out: dict[str, int] = {}
+    below = 0.0
+    for bound, count in buckets:
+        key = "+Inf" if math.isinf(bound) else f"{bound * 1000:g}"
+        out[key] = round(count - below)
+        below = count
+    return out

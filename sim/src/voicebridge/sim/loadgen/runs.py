@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from .caller import run_call
-from .deltas import histogram_delta, message_rates, ms, quantile, wire_rates
+from .deltas import histogram_delta, lag_histogram, message_rates, ms, quantile, wire_rates
 from .procstats import busy_cpu_seconds, cpu_seconds, own_cpu_seconds, rss_bytes
 from .scrape import scrape, scrape_value
 from .stack import StackInfo
@@ -61,6 +61,11 @@ async def concurrent(stack: StackInfo, args: argparse.Namespace, speech: bytes) 
         "grpc_wire_messages_per_call_second": wire_rates(window0, window1, call_seconds),
         "event_loop_lag_p99_ms": {
             s: ms(quantile(0.99, histogram_delta(window0[s], window1[s], LOOP_LAG)))
+            for s in window1
+            if s in window0
+        },
+        "event_loop_lag_histogram": {  # observations per bucket (upper bound in ms), not cumulative
+            s: lag_histogram(histogram_delta(window0[s], window1[s], LOOP_LAG))
             for s in window1
             if s in window0
         },

@@ -63,17 +63,53 @@ class Outbox:
 
 
 class Pace:
-    """At most one send per `interval_s`; the first after a quiet interval goes at once."""
+    """How long the next send waits, so that a stream carries at most about one message per
+    `interval_s` however many calls it carries, and items coming in slower than that never wait.
 
-    def __init__(self, interval_s: float, clock: Clock | None = None) -> None:
+    Holding a batch for a window w while items arrive at a rate r makes about r / (1 + r·w) messages
+    a second. The window is the least that keeps that at or under 1/interval: w = interval - 1/r,
+    so it is 0 while items come slower than one per interval (a lone call's frames, 20 ms apart,
+    cross at once) and approaches `interval_s` as calls grow (never more). The rate is estimated from
+    what was sent, with an exponentially decaying count over `time_constant_s`. Evenly spaced items
+    (the worst case) can make up to 2/interval messages a second, at a rate of about 2/interval
+    items; from there it falls to 1/interval as the rate grows.
+
+    The first send after a quiet spell therefore goes at once, and no item waits more than
+    `interval_s`; that is the latency this trades for the bounded message rate."""
+
+    def __init__(self, interval_s: float, clock: Clock | None = None, time_constant_s: float = 0.2) -> None:
         self._interval = interval_s
         self._clock = clock or LoopClock()
+        self._tau = time_constant_s
+        self._rate = 0.0  # items per second, as of `_rate_at`
+        self._rate_at = -math.inf
         self._last = -math.inf
 
+    def rate(self, now: float) -> float:
+        """The estimated item rate at `now` (items per second)."""
+        if self._rate_at == -math.inf:
+            return 0.0
+        return self._rate * math.exp(-(now - self._rate_at) / self._tau)
+
+    def window(self, now: float) -> float:
+        """How long after the last send the next one may leave."""
+        rate = self.rate(now)
+        if rate * self._interval <= 1.0:
+            return 0.0
+        return self._interval - 1.0 / rate
+
     async def wait(self) -> None:
+        """Until the next send may leave (at once when nothing was sent for a window)."""
         if self._interval <= 0:
             return
-        due = self._last + self._interval
+        due = self._last + self.window(self._clock.now())
         if due > self._clock.now():
             await self._clock.sleep_until(due)
-        self._last = self._clock.now()
+
+    def sent(self, items: int) -> None:
+        """A message carrying `items` left now."""
+        if self._interval <= 0:
+            return
+        now = self._clock.now()
+        self._rate = self.rate(now) + items / self._tau
+        self._rate_at = self._last = now

@@ -1,8 +1,9 @@
 """The client half: every call to one peer process on one shared *Many stream, batched.
 
 A batch leaves as soon as the writer task runs, with whatever the other calls queued meanwhile. Given
-`interval_s` the client sends at most one message per interval (one ready after a quiet interval
-still leaves at once), which bounds its gRPC messages per second whatever the number of calls, at a
+`interval_s` the client holds a batch for an adaptive window (batching.Pace): none while items come
+slower than one per interval (a lone call crosses at once), up to `interval_s` as calls grow, which
+bounds its gRPC messages per second at about one per interval whatever the number of calls, at a
 cost of at most `interval_s` of added latency; that pacing runs on an injectable `clock`."""
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class _ClientStream:
                 await self._outbox.wait()
                 await pace.wait()
                 items = self._outbox.take()
+                pace.sent(len(items))
                 await self._rpc.write(self._client.request_batch(items=items))
                 self._metrics.sent.inc()
                 self._sent_items.observe(len(items))

@@ -40,8 +40,9 @@ from voicebridge.v1 import agent_pb2, common_pb2
 
 from ..base import AgentBackend, SessionRefused
 from . import protocol as p
+from .connection import FastSendConnection
 from .metrics import CONNECT_SECONDS
-from .resume import ResumingSession
+from .resume import ResumingSession, handover_text
 from .session import Continuation, ElevenLabsSession
 from .settings import ElevenLabsSettings
 from .transcript import ConversationLog
@@ -106,9 +107,27 @@ class ElevenLabsBackend(AgentBackend):
         )
 
     async def open(self, start: agent_pb2.SessionStart) -> ResumingSession:
+        if start.HasField("resume") and self.settings.resume:
+            return await self._open_continued(start)
         session = await self.connect(start)
         await self.handshake(session)
         return ResumingSession(self, session, self.settings)
+
+    async def _open_continued(self, start: agent_pb2.SessionStart) -> ResumingSession:
+        """A call whose agent process died: media gives the call so far (SessionStart.resume), and the
+        conversation is opened as a continuation of it, as after an error close (resume.py)."""
+        history = ConversationLog()
+        for turn in start.resume.turns:
+            history.heard(
+                "caller" if turn.role == common_pb2.Transcript.ROLE_CALLER else "agent",
+                turn.text,
+                turn.response_id,
+            )
+        context, unanswered = handover_text(history, self.settings)
+        session = await self.continuation(start, history, start.resume.response_floor)
+        resuming = ResumingSession(self, session, self.settings)
+        await resuming.begin_continued(context, unanswered)
+        return resuming
 
     async def continuation(
         self, start: agent_pb2.SessionStart, history: ConversationLog, reply_floor: int
@@ -194,6 +213,7 @@ class ElevenLabsBackend(AgentBackend):
                 open_timeout=max(0.1, self._remaining(started)),
                 max_size=MAX_FRAME_BYTES,
                 close_timeout=2,
+                create_connection=FastSendConnection,  # audio frames without send()'s context manager
             )
         except InvalidStatus as exc:
             status = exc.response.status_code

@@ -77,13 +77,14 @@ def close_label(code: int | None) -> str:
 
 # What followed each error close mid-call (docs/elevenlabs.md#resume): `resumed` (a new conversation
 # carries the call on), `failed` (two attempts in a row did not take: apology), `disabled`
-# (ELEVENLABS_RESUME=false: apology), `impossible` (a close a new conversation would only repeat: apology).
+# (ELEVENLABS_RESUME=false: apology), `impossible` (a close a new conversation would only repeat: apology);
+# `continued`: a session opened with media's resume context (the call's earlier agent process died).
 RESUMES = Counter(
     "agent_elevenlabs_resumes",
     "ElevenLabs conversations lost mid-call with an error, by what followed",
     ["outcome"],
 )
-RESUME_OUTCOMES = ("resumed", "failed", "disabled", "impossible")
+RESUME_OUTCOMES = ("resumed", "failed", "disabled", "impossible", "continued")
 for _outcome in RESUME_OUTCOMES:
     RESUMES.labels(_outcome)
 # Each attempt at a new conversation that did not take: `refused` (it did not open) or `dropped` (it
@@ -95,3 +96,8 @@ RESUME_ATTEMPTS_FAILED = Counter(
 )
 for _how in ("refused", "dropped"):
     RESUME_ATTEMPTS_FAILED.labels(_how)
+RESUME_SECONDS = Histogram(
+    "agent_elevenlabs_resume_seconds",
+    "From an error close mid-call to the new conversation ready and told the call so far (resumed calls)",
+    buckets=LATENCY_BUCKETS,
+)

@@ -25,17 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from voicebridge.v1 import agent_pb2, common_pb2
 
 from ..base import AgentSession, Outbox, SessionEndInfo, SessionRefused
 from .caller_audio import HeldAudio
-from .metrics import RESUME_ATTEMPTS_FAILED, RESUMES
+from .metrics import RESUME_ATTEMPTS_FAILED, RESUME_SECONDS, RESUMES
 from .negotiation import bytes_per_s
 from .pending import End
 from .session import ElevenLabsSession
 from .settings import ElevenLabsSettings
+from .transcript import ConversationLog
 
 if TYPE_CHECKING:
     from .backend import ElevenLabsBackend
@@ -50,10 +52,9 @@ CONTEXT_INTRO = (
 )
 
 
-def context_text(session: ElevenLabsSession, answer_now: bool) -> str:
+def context_text(history: ConversationLog, answer_now: bool) -> str:
     """The contextual_update for a continuing conversation. `answer_now`: the caller's unanswered last
     words go separately, as a user_message, so they are left out here (they would count twice)."""
-    history = session.history
     turns = history.render(drop_unanswered=answer_now)
     parts = [CONTEXT_INTRO]
     if turns:
@@ -70,6 +71,14 @@ def context_text(session: ElevenLabsSession, answer_now: bool) -> str:
     if history.unanswered() and not answer_now:
         parts.append("The caller's last words above have not been answered yet.")
     return "\n\n".join(parts)
+
+
+def handover_text(history: ConversationLog, settings: ElevenLabsSettings) -> tuple[str, str]:
+    """(the contextual_update, the unanswered words for a user_message or ""), as of now: taken before the
+    next conversation opens, since its own first words join the same log. The words are answered at once
+    only when a bridging first message replaces the greeting (otherwise replies wait for the caller)."""
+    unanswered = history.unanswered() if settings.resume_first_message else ""
+    return context_text(history, answer_now=bool(unanswered)), unanswered
 
 
 class ResumingSession(AgentSession):
@@ -101,8 +110,8 @@ class ResumingSession(AgentSession):
                 return end.info
             self._current.history.failed()
             # What to tell the next conversation, as of the failure (its own first words join the log).
-            unanswered = self._current.history.unanswered() if self._settings.resume_first_message else ""
-            context = context_text(self._current, answer_now=bool(unanswered))
+            context, unanswered = handover_text(self._current.history, self._settings)
+            began = time.perf_counter()
             following = await self._carry_on(end)
             if following is None:
                 if self._closing is not None:
@@ -111,6 +120,7 @@ class ResumingSession(AgentSession):
                 return end.info
             self._current = following
             await self._hand_over(following, context, unanswered)
+            RESUME_SECONDS.observe(time.perf_counter() - began)
 
     async def _carry_on(self, end: End) -> ElevenLabsSession | None:
         """A new conversation for the call, or None (the apology follows), counting the outcome."""
@@ -174,6 +184,12 @@ class ResumingSession(AgentSession):
             await following.aclose(self._closing)
             return None
         return following
+
+    async def begin_continued(self, context: str, unanswered: str) -> None:
+        """This first conversation continues a call another agent process carried (media's resume
+        context, SessionStart.resume): tell it the call so far before anything else."""
+        RESUMES.labels("continued").inc()
+        await self._hand_over(self._current, context, unanswered)
 
     async def _hand_over(self, following: ElevenLabsSession, context: str, unanswered: str) -> None:
         """Tell the new conversation the call so far, then pass on what the caller said meanwhile."""

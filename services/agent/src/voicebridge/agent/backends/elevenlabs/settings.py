@@ -11,7 +11,6 @@ from .protocol import DynamicValue
 
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"
 CONVERSATION_PATH = "/v1/convai/conversation"
-SIGNED_URL_PATH = "/v1/convai/conversation/get-signed-url"
 
 
 @dataclass(frozen=True)
@@ -63,6 +62,3 @@ class ElevenLabsSettings:
 
     def conversation_url(self, agent_id: str) -> str:
         return f"{self.ws_base}{CONVERSATION_PATH}?{urllib.parse.urlencode({'agent_id': agent_id})}"
-
-    def signed_url_endpoint(self) -> str:
-        return f"{self.http_base}{SIGNED_URL_PATH}"

@@ -7,6 +7,8 @@ Every `client_tool_call` needs a `client_tool_result` or the agent waits (docs/e
   before it were heard): success, or `is_error: true` with the reason (destination not allowed...), after
   which the conversation goes on.
 * Any other tool is answered `is_error: true`.
+* A TransferResult with no tool call waiting (asked for in a conversation of the call that has dropped
+  since, resume.py) is told to this one as a `contextual_update`: it must not believe the call moved.
 """
 
 from __future__ import annotations
@@ -68,8 +70,19 @@ class ClientTools:
         match = next((t for t in self._transfers if t[0] == outcome.destination), None)
         if match is None and self._transfers:
             match = self._transfers[0]
-        if match is None:
-            log.warning("transfer result with no transfer tool call waiting")
+        if (
+            match is None
+        ):  # asked for in an earlier conversation of the call (resume.py): say what became of it
+            log.info("transfer result with no transfer tool call waiting: told as context")
+            outcome_text = (
+                "was carried out" if outcome.transferred else f"failed: {outcome.detail or 'no reason given'}"
+            )
+            await self._send(
+                p.encode_contextual_update(
+                    f"The transfer of the call to {outcome.destination} asked for earlier {outcome_text}."
+                    + ("" if outcome.transferred else " The call was not transferred and goes on with you.")
+                )
+            )
             return
         self._transfers.remove(match)
         if outcome.transferred:

@@ -35,6 +35,11 @@ class Turn:
     heard_exact: bool = False  # `heard` is known to be what the caller heard (a barge-in told us)
     cut: Cut | None = None
 
+    @property
+    def reached(self) -> bool:
+        """Some of it reached the caller."""
+        return self.heard_ms > 0 or self.heard_exact
+
     def spoken(self) -> str:
         """The agent's words as the caller heard them."""
         if self.cut is not None and (self.heard_exact or self.heard):
@@ -47,6 +52,15 @@ class ConversationLog:
 
     def __init__(self) -> None:
         self.turns: list[Turn] = []
+
+    def heard(self, role: Literal["caller", "agent"], text: str, reply_id: int = 0) -> None:
+        """A turn as someone else saw it heard (media's resume context, after an agent process died)."""
+        if not text.strip():
+            return
+        if role == "caller":
+            self.caller(text)
+        else:
+            self.turns.append(Turn("agent", text.strip(), reply_id, text.strip(), heard_exact=True))
 
     def caller(self, text: str) -> None:
         """The caller's final transcript of a turn."""
@@ -92,7 +106,7 @@ class ConversationLog:
         if self.turns and self.turns[-1].role == "caller":
             return self.turns[-1].text
         last = self.turns[-1] if self.turns else None
-        if last is not None and last.role == "agent" and last.heard_ms == 0 and len(self.turns) > 1:
+        if last is not None and last.role == "agent" and not last.reached and len(self.turns) > 1:
             before = self.turns[-2]
             return before.text if before.role == "caller" else ""
         return ""
@@ -100,7 +114,7 @@ class ConversationLog:
     def last_heard(self) -> str:
         """What the caller last heard the agent say (the heard part of a cut reply)."""
         for turn in reversed(self.turns):
-            if turn.role == "agent" and turn.heard_ms > 0:
+            if turn.role == "agent" and turn.reached:
                 return turn.spoken()
         return ""
 
@@ -142,7 +156,7 @@ def _letters(text: str) -> int:
 def _line(turn: Turn) -> str:
     if turn.role == "caller":
         return f"Caller: {turn.text}"
-    if turn.heard_ms == 0 and turn.cut is None:
+    if not turn.reached and turn.cut is None:
         return ""  # never reached the caller: they did not hear it
     spoken = turn.spoken()
     if turn.cut == "failure":

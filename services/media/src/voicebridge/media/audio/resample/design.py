@@ -33,15 +33,11 @@ class FilterDesign:
     down: int
     num_taps: int
     atten_db: float
-    #: (up, taps_per_phase) float64, multiples of 2**-SCALE_BITS; row p, column j multiplies the j-th
+    #: (up, taps per phase) float64, multiples of 2**-SCALE_BITS; row p, column j multiplies the j-th
     #: oldest sample of the window that ends at the newest input sample for output phase p.
     bank: np.ndarray
     #: Group delay of the prototype filter, in seconds.
     delay_s: float
-
-    @property
-    def taps_per_phase(self) -> int:
-        return self.bank.shape[1]
 
 
 def _kaiser_beta(atten_db: float) -> float:

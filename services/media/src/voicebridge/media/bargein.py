@@ -222,7 +222,8 @@ class BargeInDetector:
         self, near: np.ndarray, near_ok: np.ndarray, span: np.ndarray, span_ok: np.ndarray
     ) -> tuple[float, float]:
         """The line's level and its loud moments (median, capped p90) without the agent's echo: the
-        echo has its own gate, and counting it as noise too would make a quiet caller on a speakerphone need to be louder than the echo twice."""
+        echo has its own gate, and counting it as noise too would make a quiet caller on a
+        speakerphone need to be louder than the echo twice."""
         line = near
         if self.echo_known and self.echo_lag_slots is not None:
             at = self._max_lag - self.echo_lag_slots  # span index of the reference for near[0]

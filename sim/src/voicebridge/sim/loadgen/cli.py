@@ -89,10 +89,11 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         stack = await asyncio.to_thread(
             start_services, workdir, emulator.base_url, args.tls, None, args.signed_urls
         )
-        if args.pin:  # sim/capacity.py
-            args.machine["pinned_cpus"] = pin_run(stack.pids.values(), [emulator.proc.pid or 0])
     totals = None
     try:
+        if args.pin:  # sim/capacity.py; inside the try, so that a refusal still stops the stack
+            load = [emulator.proc.pid] if emulator is not None and emulator.proc.pid else []
+            args.machine["pinned_cpus"] = pin_run(stack.pids.values(), load)
         run = await (sequential(stack, args, speech) if args.sequential else concurrent(stack, args, speech))
     finally:
         if not args.attach:

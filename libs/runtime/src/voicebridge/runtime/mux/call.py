@@ -109,7 +109,7 @@ class MuxCall:
 
     def cancel(self) -> bool:
         if self._delegate is not None:
-            return self._delegate.cancel()
+            return bool(self._delegate.cancel())
         if self._code is not None:
             return False
         self._finish(grpc.StatusCode.CANCELLED, "cancelled by the client")
@@ -121,13 +121,14 @@ class MuxCall:
 
     def done(self) -> bool:
         if self._delegate is not None:
-            return self._delegate.done()
+            return bool(self._delegate.done())
         return self._code is not None
 
     async def code(self) -> grpc.StatusCode:
         await self._attached.wait()
         if self._delegate is not None:
-            return await self._delegate.code()
+            code: grpc.StatusCode = await self._delegate.code()
+            return code
         await self._finished.wait()
         assert self._code is not None
         return self._code

@@ -29,7 +29,7 @@ HALF_CLOSE = common_pb2.STREAM_SIGNAL_HALF_CLOSE
 CANCEL = common_pb2.STREAM_SIGNAL_CANCEL
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
-Handler = Callable[[AsyncIterator[Any], grpc.aio.ServicerContext], AsyncIterator[Any]]
+Handler = Callable[[AsyncIterator[Any], grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
 """A per-call servicer method: the call's requests in, its responses out."""
 
 

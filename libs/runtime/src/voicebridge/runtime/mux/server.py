@@ -34,7 +34,7 @@ class _ServerCall:
         self.inbox: collections.deque[Any] = collections.deque()
         self.readable = asyncio.Event()
         self.closed = False  # half-closed by the client
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self.cancelled = False
 
     def push(self, message: Any) -> bool:
@@ -88,7 +88,7 @@ class MuxServer:
         self.received_items = BATCH_ITEMS.labels(self.many_method, "server", "received")
 
     def serve(
-        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         """The response batches of one *Many RPC (the servicer method yields them)."""
         return _ServerStream(self, request_iterator, context).batches()
@@ -99,7 +99,7 @@ class _ServerStream:
     running the handler, and the RPC's own generator sending what they answer, in batches."""
 
     def __init__(
-        self, server: MuxServer, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+        self, server: MuxServer, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         self._server = server
         self._requests = requests

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-READ = re.compile(r'env\.(?:str|int|float|bool|choice|optional)\(\s*"([A-Z][A-Z0-9_]+)"')
+READ = re.compile(r'env\.(?:string|integer|number|boolean|choice|optional)\(\s*"([A-Z][A-Z0-9_]+)"')
 
 
 def _variables_read() -> set[str]:

@@ -27,12 +27,15 @@ def load_env_file(path: str | None = None) -> None:
 
 
 class Env:
-    """Reads typed values from a mapping (os.environ by default)."""
+    """Reads typed values from a mapping (os.environ by default).
+
+    The methods are named for what they return (`string`, `integer`, `number`, `boolean`), not after
+    the builtins, so the builtins keep their meaning inside the class."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._env = os.environ if environ is None else environ
 
-    def str(self, name: str, default: str | None = None) -> str:
+    def string(self, name: str, default: str | None = None) -> str:
         value = self._env.get(name)
         if value is None or value == "":
             if default is None:
@@ -44,7 +47,7 @@ class Env:
         value = self._env.get(name)
         return value if value else None
 
-    def int(self, name: str, default: int) -> int:
+    def integer(self, name: str, default: int) -> int:
         raw = self._env.get(name)
         if not raw:
             return default
@@ -53,7 +56,7 @@ class Env:
         except ValueError:
             raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
-    def float(self, name: str, default: float) -> float:
+    def number(self, name: str, default: float) -> float:
         raw = self._env.get(name)
         if not raw:
             return default
@@ -62,7 +65,7 @@ class Env:
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
-    def bool(self, name: str, default: bool) -> bool:
+    def boolean(self, name: str, default: bool) -> bool:
         raw = self._env.get(name)
         if not raw:
             return default
@@ -74,7 +77,7 @@ class Env:
         raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self.str(name, default)
+        value = self.string(name, default)
         if value not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
         return value
@@ -108,15 +111,15 @@ class MuxSettings:
 
     @classmethod
     def from_env(cls, env: Env, interval_var: str = "", default_interval_ms: float = 0.0) -> MuxSettings:
-        interval_ms = env.float(interval_var, default_interval_ms) if interval_var else 0.0
+        interval_ms = env.number(interval_var, default_interval_ms) if interval_var else 0.0
         if not 0 <= interval_ms <= 20:
             raise ConfigError(f"{interval_var} must be between 0 and 20 ms, got {interval_ms}")
-        return cls(enabled=env.bool("GRPC_MULTIPLEX", True), interval_s=interval_ms / 1000.0)
+        return cls(enabled=env.boolean("GRPC_MULTIPLEX", True), interval_s=interval_ms / 1000.0)
 
 
 def drain_deadline_s(env: Env) -> float:
     """DRAIN_DEADLINE_S: how long calls in progress may run on after SIGTERM (runtime/drain.py)."""
-    value = env.float("DRAIN_DEADLINE_S", 30.0)
+    value = env.number("DRAIN_DEADLINE_S", 30.0)
     if value < 0:
         raise ConfigError(f"DRAIN_DEADLINE_S must be 0 or more, got {value}")
     return value
@@ -124,7 +127,7 @@ def drain_deadline_s(env: Env) -> float:
 
 def resolve_interval_s(env: Env) -> float:
     """REPLICA_RESOLVE_INTERVAL_S: how often a name of replicas is resolved again (runtime/replicas.py)."""
-    value = env.float("REPLICA_RESOLVE_INTERVAL_S", 5.0)
+    value = env.number("REPLICA_RESOLVE_INTERVAL_S", 5.0)
     if not 0.05 <= value <= 300:
         raise ConfigError(f"REPLICA_RESOLVE_INTERVAL_S must be between 0.05 and 300, got {value}")
     return value

@@ -59,7 +59,7 @@ class GrpcTls:
     @classmethod
     def from_env(cls, env: Env | None = None) -> GrpcTls:
         env = env or Env()
-        insecure = env.bool("GRPC_INSECURE", False)
+        insecure = env.boolean("GRPC_INSECURE", False)
         paths = {name: env.optional(name) for name in TLS_VARS}
         given = [name for name, path in paths.items() if path]
         if not given:

@@ -36,19 +36,19 @@ class AgentSettings:
         # parrot, so that the stack works out of the box with no key and no network.
         default_backend = "elevenlabs" if env.optional("ELEVENLABS_AGENT_ID") else "parrot"
         backend = env.choice("AGENT_BACKEND", default_backend, BACKENDS)
-        listen = env.str("AGENT_LISTEN", "127.0.0.1:50052")
+        listen = env.string("AGENT_LISTEN", "127.0.0.1:50052")
         return cls(
             listen=listen,
-            metrics_port=env.int("AGENT_METRICS_PORT", 9103),
+            metrics_port=env.integer("AGENT_METRICS_PORT", 9103),
             backend=backend,
-            log_level=env.str("LOG_LEVEL", "INFO"),
+            log_level=env.string("LOG_LEVEL", "INFO"),
             log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
-            open_timeout_s=env.float("AGENT_OPEN_TIMEOUT_S", 10.0),
+            open_timeout_s=env.number("AGENT_OPEN_TIMEOUT_S", 10.0),
             drain_deadline_s=drain_deadline_s(env),
             parrot_format=env.choice("PARROT_FORMAT", "pcm_16000", ("pcm_16000", "ulaw_8000")),
             elevenlabs=_elevenlabs(env) if backend == "elevenlabs" else None,
             tls=GrpcTls.from_env(env).checked(listen),
-            metrics_host=env.str("METRICS_HOST", "127.0.0.1"),
+            metrics_host=env.string("METRICS_HOST", "127.0.0.1"),
         )
 
     def __post_init__(self) -> None:
@@ -65,15 +65,15 @@ def _elevenlabs(env: Env) -> ElevenLabsSettings:
     register_secret(api_key)
     try:
         return ElevenLabsSettings(
-            agent_id=env.str("ELEVENLABS_AGENT_ID"),
+            agent_id=env.string("ELEVENLABS_AGENT_ID"),
             api_key=api_key,
-            base_url=env.str("ELEVENLABS_BASE_URL", DEFAULT_BASE_URL),
+            base_url=env.string("ELEVENLABS_BASE_URL", DEFAULT_BASE_URL),
             # With a key, fetch a signed URL per call (works for public and private agents alike).
-            requires_auth=env.bool("ELEVENLABS_REQUIRES_AUTH", api_key is not None),
-            handshake_timeout_s=env.float("ELEVENLABS_HANDSHAKE_TIMEOUT_S", 8.0),
-            allow_agent_override=env.bool("ELEVENLABS_ALLOW_AGENT_OVERRIDE", False),
-            resume=env.bool("ELEVENLABS_RESUME", True),
-            resume_first_message=env.str("ELEVENLABS_RESUME_FIRST_MESSAGE", ""),
+            requires_auth=env.boolean("ELEVENLABS_REQUIRES_AUTH", api_key is not None),
+            handshake_timeout_s=env.number("ELEVENLABS_HANDSHAKE_TIMEOUT_S", 8.0),
+            allow_agent_override=env.boolean("ELEVENLABS_ALLOW_AGENT_OVERRIDE", False),
+            resume=env.boolean("ELEVENLABS_RESUME", True),
+            resume_first_message=env.string("ELEVENLABS_RESUME_FIRST_MESSAGE", ""),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -172,12 +172,12 @@ class EdgeSettings:
     def from_env(cls, env: Env | None = None) -> EdgeSettings:
         env = env or Env()
         token = env.optional("TWILIO_AUTH_TOKEN")
-        host, port = env.str("EDGE_HOST", "127.0.0.1"), env.int("EDGE_PORT", 8000)
-        public = env.str("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+        host, port = env.string("EDGE_HOST", "127.0.0.1"), env.integer("EDGE_PORT", 8000)
+        public = env.string("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
         if urlsplit(public).scheme not in {"http", "https"}:
             raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) URL, got {public!r}")
         validate = exposure.decide(env, token, host, port, public).validate_signatures
-        media_target = env.str("MEDIA_TARGET", "127.0.0.1:50051")
+        media_target = env.string("MEDIA_TARGET", "127.0.0.1:50051")
         configured_secret = env.optional("EDGE_STREAM_TOKEN_SECRET")
         stream_secret = stream_token_secret(configured_secret, token)
         api_token = env.optional("EDGE_API_TOKEN")
@@ -201,21 +201,21 @@ class EdgeSettings:
             validate_signatures=validate,
             api_token=api_token,
             stream_token_secret=stream_secret,
-            stream_token_ttl_s=env.float("EDGE_STREAM_TOKEN_TTL_S", 300.0),
-            max_message_bytes=env.int("EDGE_MAX_MESSAGE_BYTES", 64 * 1024),
-            start_timeout_s=env.float("EDGE_START_TIMEOUT_S", 10.0),
-            max_pending_streams=env.int("EDGE_MAX_PENDING_STREAMS", 200),
-            media_queue_ms=env.int("EDGE_MEDIA_QUEUE_MS", 1000),
-            log_level=env.str("LOG_LEVEL", "INFO"),
+            stream_token_ttl_s=env.number("EDGE_STREAM_TOKEN_TTL_S", 300.0),
+            max_message_bytes=env.integer("EDGE_MAX_MESSAGE_BYTES", 64 * 1024),
+            start_timeout_s=env.number("EDGE_START_TIMEOUT_S", 10.0),
+            max_pending_streams=env.integer("EDGE_MAX_PENDING_STREAMS", 200),
+            media_queue_ms=env.integer("EDGE_MEDIA_QUEUE_MS", 1000),
+            log_level=env.string("LOG_LEVEL", "INFO"),
             log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
             agent_variables=_agent_variables(env.optional("EDGE_AGENT_VARIABLES")),
             transfer_destinations=_transfer_destinations(env.optional("EDGE_TRANSFER_DESTINATIONS")),
-            max_webhook_bytes=env.int("EDGE_MAX_WEBHOOK_BYTES", 64 * 1024),
+            max_webhook_bytes=env.integer("EDGE_MAX_WEBHOOK_BYTES", 64 * 1024),
             mux=MuxSettings.from_env(env, "MEDIA_BATCH_INTERVAL_MS", MEDIA_BATCH_INTERVAL_MS),
-            metrics_port=env.int("EDGE_METRICS_PORT", 9101),
-            metrics_host=env.str("METRICS_HOST", "127.0.0.1"),
+            metrics_port=env.integer("EDGE_METRICS_PORT", 9101),
+            metrics_host=env.string("METRICS_HOST", "127.0.0.1"),
             tls=GrpcTls.from_env(env).checked(targets=plaintext_check_targets(media_target)),
-            log_transcripts=env.bool("LOG_TRANSCRIPTS", False),
+            log_transcripts=env.boolean("LOG_TRANSCRIPTS", False),
             api_agent_overrides=_agent_overrides(env.optional("EDGE_API_AGENT_OVERRIDES")),
             drain_deadline_s=drain_deadline_s(env),
             resolve_interval_s=resolve_interval_s(env),

@@ -24,7 +24,7 @@ class Exposure:
 
 
 def decide(env: Env, token: str | None, host: str, port: int, public_base_url: str) -> Exposure:
-    validate = env.bool("TWILIO_VALIDATE_SIGNATURES", token is not None)
+    validate = env.boolean("TWILIO_VALIDATE_SIGNATURES", token is not None)
     if validate and not token:
         raise ConfigError(
             "TWILIO_VALIDATE_SIGNATURES is on but TWILIO_AUTH_TOKEN is not set; set the token (production), "

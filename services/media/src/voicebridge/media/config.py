@@ -138,32 +138,32 @@ class MediaSettings:
     @classmethod
     def from_env(cls, env: Env | None = None) -> MediaSettings:
         env = env or Env()
-        listen = env.str("MEDIA_LISTEN", "127.0.0.1:50051")
-        agent_target = env.str("AGENT_TARGET", "127.0.0.1:50052")
+        listen = env.string("MEDIA_LISTEN", "127.0.0.1:50051")
+        agent_target = env.string("AGENT_TARGET", "127.0.0.1:50052")
         return cls(
             listen=listen,
-            metrics_port=env.int("MEDIA_METRICS_PORT", 9102),
+            metrics_port=env.integer("MEDIA_METRICS_PORT", 9102),
             agent_target=agent_target,
-            log_level=env.str("LOG_LEVEL", "INFO"),
+            log_level=env.string("LOG_LEVEL", "INFO"),
             log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
             drain_deadline_s=drain_deadline_s(env),
             playout=PlayoutConfig(
-                frame_ms=env.int("PLAYOUT_FRAME_MS", PlayoutConfig.frame_ms),
-                lead_ms=env.int("PLAYOUT_LEAD_MS", 60),
-                mark_interval_ms=env.int("PLAYOUT_MARK_INTERVAL_MS", 100),
-                tick_ms=env.int("PLAYOUT_TICK_MS", 20),
+                frame_ms=env.integer("PLAYOUT_FRAME_MS", PlayoutConfig.frame_ms),
+                lead_ms=env.integer("PLAYOUT_LEAD_MS", 60),
+                mark_interval_ms=env.integer("PLAYOUT_MARK_INTERVAL_MS", 100),
+                tick_ms=env.integer("PLAYOUT_TICK_MS", 20),
             ),
-            vad_aggressiveness=env.int("VAD_AGGRESSIVENESS", 2),
-            vad_onset_ms=env.int("VAD_ONSET_MS", 30),
-            vad_offset_ms=env.int("VAD_OFFSET_MS", 400),
+            vad_aggressiveness=env.integer("VAD_AGGRESSIVENESS", 2),
+            vad_onset_ms=env.integer("VAD_ONSET_MS", 30),
+            vad_offset_ms=env.integer("VAD_OFFSET_MS", 400),
             barge_in=_barge_in(env),
-            pre_ready_buffer_ms=env.int("PRE_READY_BUFFER_MS", 2000),
-            agent_queue_ms=env.int("AGENT_QUEUE_MS", 1000),
-            drain_timeout_s=env.float("DRAIN_TIMEOUT_S", 30.0),
-            agent_resume=env.bool("AGENT_RESUME", True),
+            pre_ready_buffer_ms=env.integer("PRE_READY_BUFFER_MS", 2000),
+            agent_queue_ms=env.integer("AGENT_QUEUE_MS", 1000),
+            drain_timeout_s=env.number("DRAIN_TIMEOUT_S", 30.0),
+            agent_resume=env.boolean("AGENT_RESUME", True),
             mux=MuxSettings.from_env(env, "AGENT_BATCH_INTERVAL_MS", AGENT_BATCH_INTERVAL_MS),
             tls=GrpcTls.from_env(env).checked(listen, plaintext_check_targets(agent_target)),
-            metrics_host=env.str("METRICS_HOST", "127.0.0.1"),
+            metrics_host=env.string("METRICS_HOST", "127.0.0.1"),
             resolve_interval_s=resolve_interval_s(env),
         )
 
@@ -172,27 +172,27 @@ def _barge_in(env: Env) -> BargeInConfig:
     defaults = BargeInConfig()
     try:
         return BargeInConfig(
-            enabled=env.bool("BARGE_IN", defaults.enabled),
-            aggressiveness=env.int("BARGE_IN_VAD_AGGRESSIVENESS", defaults.aggressiveness),
-            onset_ms=env.int("BARGE_IN_ONSET_MS", defaults.onset_ms),
-            onset_window_ms=env.int("BARGE_IN_ONSET_WINDOW_MS", defaults.onset_window_ms),
-            backchannel_ms=env.int("BARGE_IN_BACKCHANNEL_MS", defaults.backchannel_ms),
-            late_ms=env.int("BARGE_IN_LATE_MS", defaults.late_ms),
-            late_window_ms=env.int("BARGE_IN_LATE_WINDOW_MS", defaults.late_window_ms),
-            late_share=env.float("BARGE_IN_LATE_SHARE", defaults.late_share),
-            confirm_ms=env.int("BARGE_IN_CONFIRM_MS", defaults.confirm_ms),
-            release_ms=env.int("BARGE_IN_RELEASE_MS", defaults.release_ms),
-            decide_ms=env.int("BARGE_IN_DECIDE_MS", defaults.decide_ms),
-            credit_ms=env.int("BARGE_IN_CREDIT_MS", defaults.credit_ms),
-            active_margin_db=env.float("BARGE_IN_ACTIVE_MARGIN_DB", defaults.active_margin_db),
-            peak_margin_db=env.float("BARGE_IN_PEAK_MARGIN_DB", defaults.peak_margin_db),
-            echo_margin_db=env.float("BARGE_IN_ECHO_MARGIN_DB", defaults.echo_margin_db),
-            echo_window_ms=env.int("BARGE_IN_ECHO_WINDOW_MS", defaults.echo_window_ms),
-            echo_excess_db=env.float("BARGE_IN_ECHO_EXCESS_DB", defaults.echo_excess_db),
-            echo_correlation=env.float("BARGE_IN_ECHO_CORRELATION", defaults.echo_correlation),
-            noise_margin_db=env.float("BARGE_IN_NOISE_MARGIN_DB", defaults.noise_margin_db),
-            noise_percentile=env.float("BARGE_IN_NOISE_PERCENTILE", defaults.noise_percentile),
-            min_level_dbfs=env.float("BARGE_IN_MIN_LEVEL_DBFS", defaults.min_level_dbfs),
+            enabled=env.boolean("BARGE_IN", defaults.enabled),
+            aggressiveness=env.integer("BARGE_IN_VAD_AGGRESSIVENESS", defaults.aggressiveness),
+            onset_ms=env.integer("BARGE_IN_ONSET_MS", defaults.onset_ms),
+            onset_window_ms=env.integer("BARGE_IN_ONSET_WINDOW_MS", defaults.onset_window_ms),
+            backchannel_ms=env.integer("BARGE_IN_BACKCHANNEL_MS", defaults.backchannel_ms),
+            late_ms=env.integer("BARGE_IN_LATE_MS", defaults.late_ms),
+            late_window_ms=env.integer("BARGE_IN_LATE_WINDOW_MS", defaults.late_window_ms),
+            late_share=env.number("BARGE_IN_LATE_SHARE", defaults.late_share),
+            confirm_ms=env.integer("BARGE_IN_CONFIRM_MS", defaults.confirm_ms),
+            release_ms=env.integer("BARGE_IN_RELEASE_MS", defaults.release_ms),
+            decide_ms=env.integer("BARGE_IN_DECIDE_MS", defaults.decide_ms),
+            credit_ms=env.integer("BARGE_IN_CREDIT_MS", defaults.credit_ms),
+            active_margin_db=env.number("BARGE_IN_ACTIVE_MARGIN_DB", defaults.active_margin_db),
+            peak_margin_db=env.number("BARGE_IN_PEAK_MARGIN_DB", defaults.peak_margin_db),
+            echo_margin_db=env.number("BARGE_IN_ECHO_MARGIN_DB", defaults.echo_margin_db),
+            echo_window_ms=env.integer("BARGE_IN_ECHO_WINDOW_MS", defaults.echo_window_ms),
+            echo_excess_db=env.number("BARGE_IN_ECHO_EXCESS_DB", defaults.echo_excess_db),
+            echo_correlation=env.number("BARGE_IN_ECHO_CORRELATION", defaults.echo_correlation),
+            noise_margin_db=env.number("BARGE_IN_NOISE_MARGIN_DB", defaults.noise_margin_db),
+            noise_percentile=env.number("BARGE_IN_NOISE_PERCENTILE", defaults.noise_percentile),
+            min_level_dbfs=env.number("BARGE_IN_MIN_LEVEL_DBFS", defaults.min_level_dbfs),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -506,8 +506,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [k for k in args.kill if k not in SERVICES]
     if unknown:
         ap.error(f"--kill takes {','.join(SERVICES)}, not {','.join(unknown)}")
-    if min(args.edges, args.media, args.agents) < 2 and args.kill:
-        ap.error("a service whose replica is killed needs at least 2 replicas (one to go on)")
+    counts = {"edge": args.edges, "media": args.media, "agent": args.agents}
+    if min(counts.values()) < 1 or any(counts[k] < 2 for k in args.kill):
+        ap.error("every service needs a replica, and one whose replica is killed 2 (one to go on)")
     if args.calls < 1 or not kinds_of(args):
         ap.error("at least one call and one failure kind")
     return args

@@ -5,6 +5,8 @@ No processes: the run kills real replicas for a minute or more, so it is a docum
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from voicebridge.sim.chaos import (
@@ -31,7 +33,7 @@ def test_percentile_is_nearest_rank(values, q, expected) -> None:
 
 def test_the_gap_is_the_hit_turns_wait_beyond_the_calls_usual_wait() -> None:
     # Waits of 1.0 s before the failure at t=10; the hit turn's words ended at 9.5, answered at 12.0.
-    turns = [(1.0, 2.0), (4.0, 5.0), (9.5, 12.0), (14.0, 15.0)]
+    turns: list[tuple[float, float | None]] = [(1.0, 2.0), (4.0, 5.0), (9.5, 12.0), (14.0, 15.0)]
     assert heard_gap_s(turns, 10.0) == pytest.approx(1.5)
 
 
@@ -87,7 +89,7 @@ def test_a_kinds_figures_count_only_the_calls_the_failure_hit() -> None:
 def test_the_slo_checks_each_kind_and_the_leaks() -> None:
     args = parse_args(["--slo-dropped", "0", "--slo-gap-p95-ms", "2000", "--slo-repeated-ms", "0"])
     kind = {"calls_dropped": 0, "heard_gap_ms": {"p95": 1800.0}, "repeated_ms": 0.0}
-    out = {
+    out: dict[str, Any] = {
         "kinds": {"agent": kind, "media": {**kind, "calls_dropped": 2}},
         "leaks": {"active_at_the_end": {"edge-1": 0.0}, "emulator_conversations_open": 0},
     }

@@ -37,13 +37,10 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import gc
-import json
 import multiprocessing
 import random
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,8 +49,9 @@ from typing import Any
 import uvloop
 
 from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, EmulatedSession, Utterances, tone
-from voicebridge.sim.loadgen import CALLS_ACTIVE, RATE, gaps, scrape_value
+from voicebridge.sim.loadgen import CALLS_ACTIVE, RATE, EmulatorProcess, gaps, scrape_value
 from voicebridge.sim.replica_stack import Replica, ReplicaStack
+from voicebridge.sim.rolling import run_and_report
 from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
 
 FMT = "ulaw_8000"
@@ -87,11 +85,10 @@ class CallAgent:
         resumed = session.context.resumed
         send_event = session.send_event
 
-        async def counted(event: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-            out = await send_event(event, *args, **kwargs)
+        async def counted(event: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            await send_event(event, *args, **kwargs)
             if event.get("type") == "audio":
                 self.sent_bytes += len(base64.b64decode(event["audio_event"]["audio_base_64"]))
-            return out
 
         session.send_event = counted  # type: ignore[method-assign]
         await self._say(session, GREETING_TEXT, GREETING)
@@ -162,30 +159,16 @@ def _emulator_main(specs: dict[str, float | None], port_out: Any, stop: Any, out
     uvloop.run(run())
 
 
-class ChaosEmulator:
-    """The emulator with one CallAgent per call, in a child process (its CPU is not the services')."""
+class ChaosEmulator(EmulatorProcess):
+    """The emulator with one CallAgent per call, in a child process (its CPU is not the services');
+    `stop` returns what each call's agent recorded."""
 
     def __init__(self, specs: dict[str, float | None]) -> None:
+        super().__init__()
         ctx = multiprocessing.get_context("spawn")
-        self._urls, self._out, self._stop = ctx.Queue(), ctx.Queue(), ctx.Event()
         self.proc = ctx.Process(
-            target=_emulator_main, args=(specs, self._urls, self._stop, self._out), daemon=True
+            target=_emulator_main, args=(specs, self._urls, self._stop, self._totals), daemon=True
         )
-
-    def start(self) -> str:
-        self.proc.start()
-        return str(self._urls.get(timeout=30))
-
-    def stop(self) -> dict[str, Any] | None:
-        self._stop.set()
-        try:
-            return dict(self._out.get(timeout=60))
-        except Exception:
-            return None
-        finally:
-            self.proc.join(10)
-            if self.proc.is_alive():
-                self.proc.kill()
 
 
 # --- the callers --------------------------------------------------------------------------------
@@ -538,17 +521,7 @@ def _text(out: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="voicebridge-chaos-") as tmp:
-        workdir = Path(args.workdir) if args.workdir else Path(tmp)
-        gc.disable()  # the callers are the measuring side: no collector pauses counted as gaps
-        try:
-            out = uvloop.run(run(args, workdir))
-        finally:
-            gc.enable()
-    out["slo"] = slo(out, args)
-    print(json.dumps(out, indent=2) if args.json else _text(out))
-    return 0 if out["slo"]["pass"] else 1
+    return run_and_report(parse_args(argv), "voicebridge-chaos", run, slo, _text)
 
 
 if __name__ == "__main__":

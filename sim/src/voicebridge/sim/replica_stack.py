@@ -11,6 +11,7 @@ Used by the rolling-restart command (rolling.py) and by the multi-replica tests.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import itertools
 import os
@@ -153,7 +154,7 @@ class ReplicaStack:
             self.listed[replica.service].remove(replica)
             self.publish(replica.service)
 
-    def running(self, service: str) -> list[Replica]:
+    def running(self, service: str) -> builtins.list[Replica]:  # `list` is a method here
         return [r for r in self.replicas if r.service == service and r.alive()]
 
     def start(

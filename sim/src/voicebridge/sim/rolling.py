@@ -30,6 +30,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -301,9 +302,16 @@ def _text(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="voicebridge-rolling-") as tmp:
+def run_and_report(
+    args: argparse.Namespace,
+    prog: str,
+    run: Callable[[argparse.Namespace, Path], Coroutine[Any, Any, dict[str, Any]]],
+    slo: Callable[[dict[str, Any], argparse.Namespace], dict[str, Any]],
+    text: Callable[[dict[str, Any]], str],
+) -> int:
+    """A stack command's run (in `--workdir` or a temporary one), its SLOs, the report printed as
+    text or `--json`; the exit code 1 when an SLO fails. Shared by the commands on the replica stack."""
+    with tempfile.TemporaryDirectory(prefix=f"{prog}-") as tmp:
         workdir = Path(args.workdir) if args.workdir else Path(tmp)
         # The callers here are the measuring side: a cyclic-GC pass over every call's recorded
         # messages would stall all of them at once and be counted as the services' gaps. What the
@@ -314,8 +322,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             gc.enable()
     out["slo"] = slo(out, args)
-    print(json.dumps(out, indent=2) if args.json else _text(out))
+    print(json.dumps(out, indent=2) if args.json else text(out))
     return 0 if out["slo"]["pass"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_and_report(parse_args(argv), "voicebridge-rolling", run, slo, _text)
 
 
 if __name__ == "__main__":

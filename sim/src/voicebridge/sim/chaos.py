@@ -1,0 +1,528 @@
+"""Chaos under load: replicas killed with SIGKILL mid-call, and what the callers heard (issue 15).
+
+    voicebridge-chaos --calls 6 --kill agent,media,edge --elevenlabs-error-close --json \\
+        --slo-dropped 0 --slo-gap-p95-ms 2000
+
+On the multi-replica loopback stack (replica_stack.py: two edges, two media, two agents with the
+`elevenlabs` backend, the ConvAI emulator in a child process), one phase per failure kind, in turn: N
+calls spread over the edges, each greeted, then talking (a short utterance, the agent's answer, again)
+for `--call-seconds`. Once every call has had an answer, after a random (seeded) delay, one replica of
+the kind that carries calls is killed with SIGKILL (chosen at random, seeded), taken out of its name
+at once (the endpoints controller's job, instant here), and a replacement started, as the kubelet
+would. For
+`--elevenlabs-error-close` nothing is killed: each call's first ElevenLabs conversation closes with 1011
+at a random (seeded) moment of its own.
+
+Each call has its own agent id in the emulator, whose agent answers turn k with a tone of its own (so a
+repeat is a byte sequence heard twice, as the resume tests check) and records, for every conversation
+that continues the call, the context it received and when. Per kind:
+- calls dropped: the call ended other than by the caller hanging up (what the callers saw).
+- heard gap: in each call that lost a piece and went on, how much longer the caller waited for the agent
+  in the turn the failure hit than in that call's turns before it (end of the caller's words → first
+  agent audio played, on the caller's playout); p50/p95/max.
+- audio repeated: the greeting heard more than once (a second greeting), or an answer heard twice;
+  skipped: agent audio the emulator sent that the caller never received (the greeting of a continuing
+  conversation excepted: the bridge holds it back on purpose).
+- context: continuing conversations whose `contextual_update` had every caller transcript and the
+  greeting of the call so far.
+- time to recover: the failure → the continuing conversation had its context.
+- playback gaps over 40 ms inside an utterance (loadgen's count, as voicebridge-rolling prints it).
+At the end, a leak check: every replica's calls/sessions gauge back to zero, and no emulator
+conversation left open. SLO flags make the exit code 1 when a figure is over its bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import multiprocessing
+import random
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, EmulatedSession, Utterances, tone
+from voicebridge.sim.loadgen import CALLS_ACTIVE, RATE, EmulatorProcess, gaps, scrape_value
+from voicebridge.sim.replica_stack import Replica, ReplicaStack
+from voicebridge.sim.rolling import run_and_report
+from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
+
+FMT = "ulaw_8000"
+GREETING_TEXT = "Hello, this is the order line. How can I help?"
+GREETING = tone(FMT, 440, 500)
+ANSWERS = [tone(FMT, 500 + 15 * k, 400) for k in range(40)]  # turn k's answer: a tone of its own
+VOICE = tone(FMT, 300, 400, level=0.5)  # the caller: loud enough for the emulator's utterance detection
+SERVICES = ("agent", "media", "edge")
+EL_CLOSE = "elevenlabs-error-close"
+
+
+# --- the agent in the emulator (child process) ----------------------------------------------------
+
+
+@dataclass
+class CallAgent:
+    """One call's agent: greets, answers each utterance with that turn's tone; with `close_after_s` its
+    first conversation closes 1011 that long after it opened. Shared by every conversation of the call."""
+
+    close_after_s: float | None = None
+    transcripts: list[str] = field(default_factory=list)  # caller transcripts sent, in order
+    conversations: int = 0
+    sent_bytes: int = 0  # agent audio actually written to the client
+    withheld_bytes: int = 0  # greetings of continuing conversations (the bridge must not play them)
+    dropped_at: float | None = None  # monotonic (the same clock in every process on Linux)
+    resumed_at: list[float] = field(default_factory=list)
+    context_ok: list[bool] = field(default_factory=list)
+
+    async def __call__(self, session: EmulatedSession) -> None:
+        self.conversations += 1
+        resumed = session.context.resumed
+        send_event = session.send_event
+
+        async def counted(event: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            await send_event(event, *args, **kwargs)
+            if event.get("type") == "audio":
+                self.sent_bytes += len(base64.b64decode(event["audio_event"]["audio_base_64"]))
+
+        session.send_event = counted  # type: ignore[method-assign]
+        await self._say(session, GREETING_TEXT, GREETING)
+        if resumed:
+            self.withheld_bytes += len(GREETING)
+            await self._check_context(session)
+        answering = asyncio.create_task(self._answer(session))
+        if self.close_after_s is None or resumed:
+            await answering
+            return
+        done, _ = await asyncio.wait([answering], timeout=self.close_after_s)
+        if done:
+            return
+        answering.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await answering
+        self.dropped_at = time.monotonic()
+        await session.fail(1011, "unknown_websocket_crash", "Internal server error")
+
+    async def _check_context(self, session: EmulatedSession) -> None:
+        try:
+            await session.wait_for_message("contextual_update", timeout=15)
+        except TimeoutError:
+            self.context_ok.append(False)
+            return
+        self.resumed_at.append(time.monotonic())
+        told = "\n".join(session.context.contextual_updates)
+        self.context_ok.append(
+            f"You: {GREETING_TEXT}" in told and all(f"Caller: {t}" in told for t in self.transcripts)
+        )
+
+    async def _say(self, session: EmulatedSession, text: str, audio: bytes) -> None:
+        event_id = session.next_event_id()
+        await session.send_event(
+            {"type": "agent_response", "agent_response_event": {"agent_response": text, "event_id": event_id}}
+        )
+        await session.send_audio(audio, event_id=event_id)
+
+    async def _answer(self, session: EmulatedSession) -> None:
+        utterances = Utterances(session)
+        while True:
+            await utterances.next()
+            turn = len(self.transcripts)
+            text = f"This is turn {turn}."
+            await session.send_event(
+                {"type": "user_transcript", "user_transcription_event": {"user_transcript": text}}
+            )
+            self.transcripts.append(text)
+            await self._say(session, f"Answer {turn}.", ANSWERS[turn % len(ANSWERS)])
+
+
+def _emulator_main(specs: dict[str, float | None], port_out: Any, stop: Any, out: Any) -> None:
+    agents = {agent_id: CallAgent(close_after_s=close) for agent_id, close in specs.items()}
+
+    async def run() -> None:
+        emulator = ConvAIEmulator(host="127.0.0.1", port=0)
+        for agent_id, agent in agents.items():
+            emulator.add_agent(agent_id, AgentScript(FMT, FMT, scenario=agent))
+        emulator.add_agent("chaos", AgentScript(FMT, FMT))
+        await emulator.start()
+        port_out.put(emulator.base_url)
+        await asyncio.to_thread(stop.wait)
+        await asyncio.sleep(1.0)  # the last conversations' closes
+        left_open = emulator.open_conversations
+        await emulator.stop()
+        out.put({"left_open": left_open, "agents": {k: asdict(v) for k, v in agents.items()}})
+
+    uvloop.run(run())
+
+
+class ChaosEmulator(EmulatorProcess):
+    """The emulator with one CallAgent per call, in a child process (its CPU is not the services');
+    `stop` returns what each call's agent recorded."""
+
+    def __init__(self, specs: dict[str, float | None]) -> None:
+        super().__init__()
+        ctx = multiprocessing.get_context("spawn")
+        self.proc = ctx.Process(
+            target=_emulator_main, args=(specs, self._urls, self._stop, self._totals), daemon=True
+        )
+
+
+# --- the callers --------------------------------------------------------------------------------
+
+
+@dataclass
+class ChaosCall:
+    agent_id: str
+    turns: list[tuple[float, float | None]] = field(default_factory=list)  # (words ended, answer heard)
+    received: bytes = b""
+    heard_spans: list[tuple[int, int]] = field(default_factory=list)
+    closed_by: str | None = None
+    error: str | None = None
+
+
+async def chaos_call(
+    url: str, agent_id: str, seconds: float, answered: asyncio.Event, reply_timeout_s: float
+) -> ChaosCall:
+    """Greeted, then: speak, wait for the answer to be heard (or give up after `reply_timeout_s` and
+    speak again), until `seconds` are up; then hang up. `answered` is set at the first answer."""
+    config = CallerConfig(url=url, call_sid=f"CAchaos{time.monotonic_ns()}", custom_parameters={})
+    config.custom_parameters["agent_id"] = agent_id
+    caller = TwilioCaller(config)
+    out = ChaosCall(agent_id)
+    try:
+        await caller.connect()
+        await caller.wait_agent_quiet(0.3, timeout=15)  # the greeting
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not caller.closed:
+            before = caller.samples_heard()
+            await caller.speak(VOICE)
+            spoke = time.monotonic()
+            heard_at: float | None = None
+            with contextlib.suppress(TimeoutError):
+                await caller.wait_heard(before / RATE + 0.02, timeout=reply_timeout_s)
+                heard_at = time.monotonic() if not caller.closed else None
+            out.turns.append((spoke, heard_at))
+            if heard_at is not None:
+                answered.set()
+                await caller.wait_agent_quiet(0.4, timeout=30)
+    except Exception as exc:  # a failed call is a result, not a crash of the run
+        out.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        with contextlib.suppress(Exception):
+            await caller.hangup()
+    out.closed_by = caller.summary()["closed_by"]
+    out.received = b"".join(
+        base64.b64decode(m["media"]["payload"])
+        for _, m in caller.received
+        if isinstance(m, dict) and m.get("event") == "media"
+    )
+    out.heard_spans = caller.heard_spans()
+    return out
+
+
+# --- the report arithmetic (pure) ---------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of `values`; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n q / 100)
+    return ordered[int(rank) - 1]
+
+
+def heard_gap_s(turns: list[tuple[float, float | None]], failed_at: float) -> float | None:
+    """How much longer than usual the caller waited for the agent in the turn the failure hit: (first
+    answer heard after `failed_at` − the end of the caller's words of the first turn not answered before
+    it) − the median wait of the turns answered before it. None: never answered again."""
+    before = [heard - spoke for spoke, heard in turns if heard is not None and heard <= failed_at]
+    hit = [(spoke, heard) for spoke, heard in turns if heard is None or heard > failed_at]
+    after = [heard for _, heard in hit if heard is not None]
+    if not hit or not after:
+        return None
+    usual = statistics.median(before) if before else 0.0
+    return max(0.0, after[0] - hit[0][0] - usual)
+
+
+def repeated_and_skipped_ms(
+    received: bytes, sent_bytes: int, withheld_bytes: int, greeting: bytes, answers: list[bytes]
+) -> dict[str, float]:
+    """Agent audio heard twice (a second greeting, an answer twice) and agent audio sent but never
+    received, in ms of 8 kHz μ-law."""
+    greetings = received.count(greeting)
+    repeated = max(0, greetings - 1) * len(greeting)
+    repeated += sum(max(0, received.count(a) - 1) * len(a) for a in answers)
+    skipped = max(0, sent_bytes - withheld_bytes - len(received))
+    return {
+        "greetings_heard": greetings,
+        "repeated_ms": repeated * 1000 / RATE,
+        "skipped_ms": skipped * 1000 / RATE,
+    }
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 1)
+
+
+def _dist_ms(values_s: list[float]) -> dict[str, float | None]:
+    return {
+        "p50": _ms(percentile(values_s, 50)),
+        "p95": _ms(percentile(values_s, 95)),
+        "max": _ms(max(values_s, default=None)),
+    }
+
+
+def kind_report(phase: dict[str, Any], calls: list[ChaosCall], agents: dict[str, dict[str, Any]]) -> dict:
+    """One failure kind's figures, from its calls and their agents' records."""
+    dropped = [c for c in calls if c.error is not None or c.closed_by != "caller"]
+    gaps_s, recover_s, contexts, audio = [], [], [], []
+    for call in calls:
+        agent = agents.get(call.agent_id, {})
+        failed_at = agent.get("dropped_at") if phase["kind"] == EL_CLOSE else phase.get("killed_at")
+        audio.append(
+            repeated_and_skipped_ms(
+                call.received, agent.get("sent_bytes", 0), agent.get("withheld_bytes", 0), GREETING, ANSWERS
+            )
+        )
+        if agent.get("conversations", 0) < 2 or failed_at is None:
+            continue  # this call's agent conversation was not hit
+        contexts += agent["context_ok"]
+        if agent["resumed_at"]:
+            recover_s.append(agent["resumed_at"][0] - failed_at)
+        gap = heard_gap_s(call.turns, failed_at)
+        if call not in dropped and gap is not None:
+            gaps_s.append(gap)
+    return {
+        "killed": phase.get("killed"),
+        "replacement_ready_s": phase.get("replacement_ready_s"),
+        "calls": len(calls),
+        "calls_dropped": len(dropped),
+        "drop_reasons": sorted({c.error or f"closed by {c.closed_by}" for c in dropped})[:5],
+        "calls_resumed": sum(1 for c in calls if agents.get(c.agent_id, {}).get("conversations", 0) > 1),
+        "context_arrived": f"{sum(contexts)}/{len(contexts)}",
+        "heard_gap_ms": _dist_ms(gaps_s),
+        "second_greetings": sum(1 for a in audio if a["greetings_heard"] > 1),
+        "repeated_ms": round(sum(a["repeated_ms"] for a in audio), 1),
+        "skipped_ms": round(sum(a["skipped_ms"] for a in audio), 1),
+        "time_to_recover_ms": _dist_ms(recover_s),
+        "playback_gaps_over_40ms": sum(gaps(c.heard_spans)[0] for c in calls),
+        # Caller words never answered (in flight at the failure, say): the caller spoke again.
+        "unanswered_turns": sum(1 for c in calls for _, heard in c.turns if heard is None),
+    }
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+class Chaos:
+    """The stack, the phases, the kills."""
+
+    def __init__(self, stack: ReplicaStack, args: argparse.Namespace, rng: random.Random) -> None:
+        self.stack, self.args, self.rng = stack, args, rng
+        self.edges: list[Replica] = []
+        self.t0 = time.monotonic()
+
+    def start(self, service: str) -> Replica:
+        replica = self.stack.start(service)
+        if service == "edge":
+            self.edges.append(replica)
+        return replica
+
+    async def phase(self, kind: str, agent_ids: list[str]) -> tuple[dict[str, Any], list[ChaosCall]]:
+        answered = [asyncio.Event() for _ in agent_ids]
+        tasks = []
+        for i, (agent_id, event) in enumerate(zip(agent_ids, answered, strict=True)):
+            url = self.edges[i % len(self.edges)].ws_url
+            call = chaos_call(url, agent_id, self.args.call_seconds, event, self.args.reply_timeout)
+            tasks.append(asyncio.create_task(call))
+            await asyncio.sleep(0.1)
+        info: dict[str, Any] = {"kind": kind}
+        replacement = None
+        if kind in SERVICES:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in answered)), 30)
+            await asyncio.sleep(self.rng.uniform(0.0, self.args.window))
+            victim = self.rng.choice(await self.carrying_calls(kind))
+            victim.kill()
+            info["killed_at"] = time.monotonic()
+            info["killed"] = victim.name
+            self.stack.unlist(victim)
+            if victim in self.edges:
+                self.edges.remove(victim)
+            replacement = asyncio.create_task(asyncio.to_thread(self.start, kind))
+        calls = list(await asyncio.gather(*tasks))
+        if replacement is not None:
+            new = await replacement
+            info["replacement_ready_s"] = round(time.monotonic() - info["killed_at"], 2)
+            info["replaced_by"] = new.name
+        return info, calls
+
+    async def carrying_calls(self, service: str) -> list[Replica]:
+        """The running replicas of `service` with calls in progress (all of them if none has one): a
+        kill that hits no call would measure nothing."""
+        running = self.stack.running(service)
+        busy = [
+            r
+            for r in running
+            if (await asyncio.to_thread(scrape_value, r.metrics_url, CALLS_ACTIVE[service]) or 0) > 0
+        ]
+        return busy or running
+
+    async def leaks(self) -> dict[str, float | None]:
+        """Every running replica's calls/sessions gauge, polled until all read 0 (15 s at most)."""
+        deadline = time.monotonic() + 15.0
+        while True:
+            values = {
+                r.name: await asyncio.to_thread(scrape_value, r.metrics_url, CALLS_ACTIVE[r.service])
+                for s in SERVICES
+                for r in self.stack.running(s)
+            }
+            if all(v == 0 for v in values.values()) or time.monotonic() > deadline:
+                return values
+            await asyncio.sleep(0.2)
+
+
+def kinds_of(args: argparse.Namespace) -> list[str]:
+    return [*args.kill, *([EL_CLOSE] if args.elevenlabs_error_close else [])]
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    kinds = kinds_of(args)
+    ids = {kind: [f"chaos-{kind}-{i}" for i in range(args.calls)] for kind in kinds}
+    # Greeting 0.5 s, then a turn takes ~1.5 s: close during the second to fourth turn.
+    specs = {
+        agent_id: (rng.uniform(2.5, 2.5 + 2 * args.window) if kind == EL_CLOSE else None)
+        for kind in kinds
+        for agent_id in ids[kind]
+    }
+    emulator = ChaosEmulator(specs)
+    emulator_url = await asyncio.to_thread(emulator.start)
+    stack = ReplicaStack(
+        workdir,
+        {
+            "agent": {
+                "AGENT_BACKEND": "elevenlabs",
+                "ELEVENLABS_AGENT_ID": "chaos",
+                "ELEVENLABS_BASE_URL": emulator_url,
+                "ELEVENLABS_ALLOW_AGENT_OVERRIDE": "true",
+            }
+        },
+    )
+    chaos = Chaos(stack, args, rng)
+    phases: list[tuple[dict[str, Any], list[ChaosCall]]] = []
+    leaks: dict[str, float | None] = {}
+    began = time.monotonic()
+    emu: dict[str, Any] | None = None
+    try:
+        for service, count in (("agent", args.agents), ("media", args.media), ("edge", args.edges)):
+            for _ in range(count):
+                await asyncio.to_thread(chaos.start, service)
+        for kind in kinds:
+            phases.append(await chaos.phase(kind, ids[kind]))
+        leaks = await chaos.leaks()
+    finally:
+        await asyncio.to_thread(stack.stop)
+        emu = await asyncio.to_thread(emulator.stop)
+    agents = (emu or {}).get("agents", {})
+    return {
+        "replicas": {"edge": args.edges, "media": args.media, "agent": args.agents},
+        "calls_per_kind": args.calls,
+        "seed": args.seed,
+        "elapsed_s": round(time.monotonic() - began, 1),
+        "kinds": {info["kind"]: kind_report(info, calls, agents) for info, calls in phases},
+        "leaks": {
+            "active_at_the_end": leaks,
+            "emulator_conversations_open": None if emu is None else emu["left_open"],
+        },
+    }
+
+
+def slo(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    checks: dict[str, Any] = {}
+    for kind, figures in out["kinds"].items():
+        if args.slo_dropped is not None:
+            checks[f"{kind}.dropped"] = figures["calls_dropped"] <= args.slo_dropped
+        if args.slo_gap_p95_ms is not None:
+            p95 = figures["heard_gap_ms"]["p95"]
+            checks[f"{kind}.gap_p95"] = p95 is not None and p95 <= args.slo_gap_p95_ms
+        if args.slo_repeated_ms is not None:
+            checks[f"{kind}.repeated"] = figures["repeated_ms"] <= args.slo_repeated_ms
+    active = out["leaks"]["active_at_the_end"].values()
+    checks["no_leaks"] = all(v == 0 for v in active) and out["leaks"]["emulator_conversations_open"] == 0
+    return {"checks": checks, "pass": all(checks.values())}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="voicebridge-chaos", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--calls", type=int, default=6, help="concurrent calls per failure kind (default 6)")
+    ap.add_argument(
+        "--kill",
+        type=lambda s: [k for k in s.split(",") if k],
+        default=["agent", "media", "edge"],
+        help="services to SIGKILL a replica of, one phase each, in this order (default agent,media,edge)",
+    )
+    ap.add_argument("--elevenlabs-error-close", action="store_true", help="and a phase of 1011 closes")
+    ap.add_argument("--edges", type=int, default=2)
+    ap.add_argument("--media", type=int, default=2)
+    ap.add_argument("--agents", type=int, default=2)
+    ap.add_argument("--call-seconds", type=float, default=9.0, help="talking time of each call")
+    ap.add_argument("--window", type=float, default=1.5, help="the kill lands up to this many s late")
+    ap.add_argument(
+        "--reply-timeout",
+        type=float,
+        default=3.0,
+        help="s of silence after which a caller, unanswered, speaks again (default 3)",
+    )
+    ap.add_argument("--seed", type=int, default=15)
+    ap.add_argument("--workdir", help="where the replicas' logs go (default: a temporary directory)")
+    ap.add_argument("--json", action="store_true", help="print the report as JSON")
+    ap.add_argument("--slo-dropped", type=int, help="max calls dropped per kind")
+    ap.add_argument("--slo-gap-p95-ms", type=float, help="max heard gap p95 per kind")
+    ap.add_argument("--slo-repeated-ms", type=float, help="max agent audio heard twice per kind")
+    args = ap.parse_args(argv)
+    unknown = [k for k in args.kill if k not in SERVICES]
+    if unknown:
+        ap.error(f"--kill takes {','.join(SERVICES)}, not {','.join(unknown)}")
+    counts = {"edge": args.edges, "media": args.media, "agent": args.agents}
+    if min(counts.values()) < 1 or any(counts[k] < 2 for k in args.kill):
+        ap.error("every service needs a replica, and one whose replica is killed 2 (one to go on)")
+    if args.calls < 1 or not kinds_of(args):
+        ap.error("at least one call and one failure kind")
+    return args
+
+
+def _text(out: dict[str, Any]) -> str:
+    lines = [
+        f"chaos: replicas {out['replicas']}, {out['calls_per_kind']} calls per kind, {out['elapsed_s']} s"
+    ]
+    for kind, f in out["kinds"].items():
+        gap, rec = f["heard_gap_ms"], f["time_to_recover_ms"]
+        lines += [
+            f"{kind}: killed {f['killed'] or '-'}; dropped {f['calls_dropped']}/{f['calls']}, "
+            f"resumed {f['calls_resumed']}, context {f['context_arrived']}",
+            f"  heard gap ms p50 {gap['p50']} p95 {gap['p95']} max {gap['max']}; "
+            f"recover ms p50 {rec['p50']} max {rec['max']}",
+            f"  second greetings {f['second_greetings']}, repeated {f['repeated_ms']} ms, "
+            f"skipped {f['skipped_ms']} ms, playback gaps > 40 ms {f['playback_gaps_over_40ms']}, "
+            f"unanswered turns {f['unanswered_turns']}",
+        ]
+        if f["drop_reasons"]:
+            lines.append(f"  drops: {f['drop_reasons']}")
+    lines.append(f"leaks: {out['leaks']}")
+    if "slo" in out:
+        lines.append(f"SLO: {'pass' if out['slo']['pass'] else 'FAIL'} {out['slo']['checks']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_and_report(parse_args(argv), "voicebridge-chaos", run, slo, _text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,7 +24,14 @@ from harness.audio import espeak_ulaw
 from harness.processes import free_port
 from harness.stack import Stack, start_stack
 
-from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, default_scenario
+from voicebridge.sim.convai_emulator import (
+    AgentScript,
+    ConvAIEmulator,
+    EmulatedSession,
+    Utterances,
+    default_scenario,
+    tone,
+)
 from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
 
 from .test_dashboards import dashboards, queries, substitute
@@ -73,17 +80,50 @@ def _scraped_twice(base: str) -> bool:
     return {s["metric"]["job"] for s in result} == {"edge", "media", "agent"}
 
 
+async def _echo_with_transcripts(session: EmulatedSession) -> None:
+    """A continuing conversation: ElevenLabs transcribes each caller turn before it answers (the agent
+    drops a continued conversation's greeting until that transcript), then the echo answers."""
+    utterances = Utterances(session)
+    while not session.closed:
+        utterance = await utterances.next()
+        await session.send_event(
+            {"type": "user_transcript", "user_transcription_event": {"user_transcript": "(the caller)"}}
+        )
+        event_id = session.next_event_id()
+        await session.send_event(
+            {
+                "type": "agent_response",
+                "agent_response_event": {"agent_response": "(echo)", "event_id": event_id},
+            }
+        )
+        await session.send_audio(utterance, event_id=event_id)  # μ-law in, μ-law out
+
+
 @pytest.fixture(scope="module")
 async def emulator() -> AsyncIterator[ConvAIEmulator]:
-    """Greets, echoes each utterance, and pings every second so ping RTT has samples in a short test."""
+    """Greets, echoes each utterance, and pings every second so ping RTT has samples in a short test.
+    The very first conversation closes with 1011 after its greeting, so one call is resumed in a new
+    conversation and the resume panels have data too."""
+    drops_left = [1]
+
+    async def scenario(session: EmulatedSession) -> None:
+        if drops_left[0] and not session.context.resumed:
+            drops_left[0] -= 1
+            fmt = session.script.output_format
+            await session.send_event(
+                {"type": "agent_response", "agent_response_event": {"agent_response": "(beep)"}}
+            )
+            await session.send_audio(tone(fmt, 880, 300))
+            await session.fail(1011, "unknown_websocket_crash", "Internal server error")
+            return
+        if session.context.resumed:
+            await _echo_with_transcripts(session)
+        else:
+            await default_scenario(session, ping_every_s=1.0)
+
     emu = ConvAIEmulator(host="127.0.0.1", port=0)
     emu.add_agent(
-        "default",
-        AgentScript(
-            input_format="ulaw_8000",
-            output_format="ulaw_8000",
-            scenario=lambda session: default_scenario(session, ping_every_s=1.0),
-        ),
+        "default", AgentScript(input_format="ulaw_8000", output_format="ulaw_8000", scenario=scenario)
     )
     await emu.start()
     yield emu

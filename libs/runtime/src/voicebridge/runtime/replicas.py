@@ -17,8 +17,8 @@ shared stream (runtime/mux/), so the choice has to be made per call, here:
   Until the replica has answered anything, the call is *not started*: if the replica refuses it (it
   answers `end` with END_REASON_SHUTDOWN: it began draining after we chose it) or its stream fails
   UNAVAILABLE (it vanished), the call is opened again on another replica and everything written so far
-  is written there again, so the caller notices nothing. After the first answer (or `max_replay`
-  messages) the call is started and a failure is the call's, as with one replica.
+  is written there again, so the caller notices nothing (runtime/replica_call.py). After the first
+  answer (or `max_replay` messages) the call is started and a failure is the call's, as with one replica.
 """
 
 from __future__ import annotations
@@ -35,10 +35,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import Gauge
 
-from voicebridge.v1 import common_pb2
-
 from .grpc_tls import GrpcTls
 from .loop_metrics import Counter
+from .replica_call import ReplicaCall
 from .resolvers import Resolver, resolver_for
 
 log = logging.getLogger(__name__)
@@ -65,8 +64,6 @@ NO_REPLICA = Counter(
     "voicebridge_replica_unavailable_total", "New calls that found no replica to take them", ["hop"]
 )
 
-HALF_CLOSE = object()  # marks done_writing() in a call's replay log
-
 
 class Opener(Protocol):
     """What callers need from the next service: `open()` a call (a grpc.aio-like bidi call)."""
@@ -74,11 +71,6 @@ class Opener(Protocol):
     def open(self) -> Any: ...
 
     async def aclose(self) -> None: ...
-
-
-def is_refusal(message: Any) -> bool:
-    """The first answer of a replica that will not take the call: `end` with END_REASON_SHUTDOWN."""
-    return message.WhichOneof("event") == "end" and message.end.reason == common_pb2.END_REASON_SHUTDOWN
 
 
 @dataclass(eq=False)
@@ -315,151 +307,6 @@ class ReplicaPool:
         await replica.channel.close()
         self._publish()
         self._changed.set()
-
-
-class ReplicaCall:
-    """One call, on the replica the pool chose; moved to another one while it has not started.
-
-    Behaves like the `MuxCall` it wraps (write, write_nowait, done_writing, read, cancel, done, code)."""
-
-    def __init__(self, pool: ReplicaPool) -> None:
-        self._pool = pool
-        self._inner: Any = None
-        self._replica: Replica | None = None
-        self._tried: set[str] = set()
-        self._replay: list[Any] | None = []  # what was written, until the call has started
-        self._failure: grpc.aio.AioRpcError | None = None
-        self._lock = asyncio.Lock()  # writes wait while the call is being (re)placed
-        self._attached = asyncio.Event()
-        self._placing = asyncio.get_running_loop().create_task(self._first_place(), name="replica-place")
-
-    @property
-    def replica(self) -> str | None:
-        return self._replica.address if self._replica is not None else None
-
-    async def _first_place(self) -> None:
-        try:
-            async with self._lock:
-                await self._attach_next()
-        except Exception as exc:  # a bug, not a missing replica: the call fails, nothing waits forever
-            log.exception("placing a new %s call failed", self._pool.hop)
-            self._fail(grpc.StatusCode.INTERNAL, f"placing the call failed: {exc!r}")
-        finally:
-            self._attached.set()
-
-    async def _attach_next(self) -> bool:
-        """Open the call on a replica not tried yet and write again what was written. Lock held."""
-        replica = await self._pool.place(self._tried)
-        if replica is None:
-            self._fail(grpc.StatusCode.UNAVAILABLE, f"no {self._pool.hop} replica can take the call")
-            return False
-        self._tried.add(replica.address)
-        inner = replica.client.open()
-        self._inner, self._replica = inner, replica
-        self._pool.track(replica, inner)
-        for message in self._replay or ():
-            with contextlib.suppress(grpc.RpcError, asyncio.InvalidStateError):
-                if message is HALF_CLOSE:
-                    await inner.done_writing()
-                else:
-                    await inner.write(message)
-        return True
-
-    def _fail(self, code: grpc.StatusCode, details: str) -> None:
-        if self._failure is None:
-            self._failure = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
-
-    def _record(self, message: Any) -> None:
-        if self._replay is not None:
-            self._replay.append(message)
-            if len(self._replay) > self._pool.max_replay:
-                self._replay = None  # this much has been said: the call counts as started
-
-    def write_nowait(self, message: Any) -> bool:
-        inner = self._inner
-        if inner is None or self._lock.locked() or self._failure is not None:
-            return False
-        write_nowait = getattr(inner, "write_nowait", None)
-        if write_nowait is None or not write_nowait(message):
-            return False
-        self._record(message)
-        return True
-
-    async def write(self, message: Any) -> None:
-        await self._attached.wait()
-        async with self._lock:
-            if self._failure is not None:
-                raise asyncio.InvalidStateError(self._failure.details())
-            self._record(message)
-            try:
-                await self._inner.write(message)
-            except (grpc.RpcError, asyncio.InvalidStateError):
-                if self._replay is None:
-                    raise  # a started call: its failure is the caller's to see
-
-    async def done_writing(self) -> None:
-        await self._attached.wait()
-        async with self._lock:
-            if self._failure is not None:
-                return
-            self._record(HALF_CLOSE)
-            try:
-                await self._inner.done_writing()
-            except (grpc.RpcError, asyncio.InvalidStateError):
-                if self._replay is None:
-                    raise
-
-    async def read(self) -> Any:
-        while True:
-            await self._attached.wait()
-            async with self._lock:
-                if self._failure is not None:
-                    raise self._failure
-                inner = self._inner
-            try:
-                message = await inner.read()
-            except grpc.aio.AioRpcError as exc:
-                unstarted = self._replay is not None and exc.code() is grpc.StatusCode.UNAVAILABLE
-                if unstarted and await self._move("unavailable"):
-                    continue
-                raise
-            if self._replay is not None:
-                if message is not grpc.aio.EOF and is_refusal(message) and await self._move("refused"):
-                    continue
-                self._replay = None  # the replica has answered: the call has started there
-            return message
-
-    async def _move(self, why: str) -> bool:
-        """Open the call again elsewhere; False when no other replica can take it."""
-        async with self._lock:
-            assert self._replica is not None
-            self._inner.cancel()
-            self._pool.failed(self._replica, why)
-            moved = await self._attach_next()
-            if not moved:
-                self._failure = None  # the caller sees the last replica's own answer instead
-                self._replay = None
-            return moved
-
-    def cancel(self) -> bool:
-        self._replay = None
-        if self._inner is not None:
-            return self._inner.cancel()
-        self._placing.cancel()
-        self._fail(grpc.StatusCode.CANCELLED, "cancelled before it was placed")
-        self._attached.set()
-        return True
-
-    def done(self) -> bool:
-        if self._failure is not None:
-            return True
-        return self._inner is not None and self._inner.done()
-
-    async def code(self) -> grpc.StatusCode:
-        await self._attached.wait()
-        if self._failure is not None:
-            return self._failure.code()
-        return await self._inner.code()
 
 
 def connect_target(

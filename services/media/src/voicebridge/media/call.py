@@ -12,7 +12,6 @@ the call, `run()` cancels them all and closes the agent session before it return
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
@@ -27,19 +26,13 @@ from voicebridge.runtime.replicas import Opener
 from voicebridge.runtime.tasks import cancel_and_wait
 from voicebridge.v1 import agent_pb2, common_pb2, media_pb2
 
-from .agent_link import AgentLink
-from .audio.convert import (
-    SUPPORTED_FORMATS,
-    AgentAudioConverter,
-    CallerAudioConverter,
-    Format,
-    UnsupportedFormatError,
-)
+from .agent_formats import AgentFormats
+from .agent_sessions import AgentSessions
+from .audio.convert import SUPPORTED_FORMATS, UnsupportedFormatError
 from .audio.g711 import ulaw_decode
 from .audio.vad.base import VadEvent
 from .audio.vad.webrtc import VadConfig, WebRtcVad
 from .bargein import BargeInController, BargeInDetector
-from .call_transcript import CallTranscript
 from .clock import Clock, LoopClock
 from .config import MediaSettings
 from .metrics import (
@@ -50,6 +43,7 @@ from .metrics import (
     VAD_EVENTS,
 )
 from .playout import Playout
+from .pre_ready import PreReadyBuffer
 
 log = logging.getLogger(__name__)
 _FRAMES_CALLER_IN = FRAMES.labels("caller_in")
@@ -60,7 +54,6 @@ _PROCESSING_OUT = PROCESSING.labels("outbound")
 
 Emit = Callable[[media_pb2.CallResponse], Awaitable[None]]
 FIRST_MESSAGE_TIMEOUT_S = 10.0
-MAX_AGENT_RESTARTS = 2  # new agent sessions per call after the agent's stream failed
 # The goodbye a draining media plays at the deadline (espeak-ng, μ-law 8 kHz): its own response.
 GOODBYE = resources.files("voicebridge.media").joinpath("prompts/goodbye.ulaw").read_bytes()
 GOODBYE_RESPONSE_ID = 2**63
@@ -92,14 +85,13 @@ class CallSession:
         clock: Clock | None = None,
     ) -> None:
         self._settings = settings
-        self._agent_calls = agent_calls
         self._emit = emit
         self._clock = clock or LoopClock()
         self._phase = _Phase.CONNECTING
-        self._link: AgentLink | None = None
-        self._in_conv: CallerAudioConverter | None = None
-        self._out_conv: AgentAudioConverter | None = None
-        self._in_format: Format | None = None
+        self._agent = AgentSessions(
+            agent_calls, max(1, settings.agent_queue_ms // 20), resume=settings.agent_resume
+        )
+        self._formats: AgentFormats | None = None  # from the agent's SessionReady
         self._vad = WebRtcVad(
             VadConfig(
                 aggressiveness=settings.vad_aggressiveness,
@@ -122,19 +114,14 @@ class CallSession:
             tell_agent=self._tell_interrupted,
             reset_audio=self._reset_agent_audio,
         )
-        self._out_format: Format | None = None
         # Maps the call's media timeline (Twilio ms) to this clock: clock time = offset + ms / 1000.
         self._timeline_offset: float | None = None
         self._speech_ended_at: float | None = None  # clock time the caller last stopped talking
-        self._pre_ready: list[media_pb2.CallerAudio] = []
-        self._pre_ready_ms = 0
+        self._pre_ready = PreReadyBuffer(settings.pre_ready_buffer_ms)
         self._stop_requested = asyncio.Event()
         self._stop_reason = (common_pb2.END_REASON_SHUTDOWN, "")
         self._goodbye = False  # saying goodbye (drain deadline): the agent is not heard any more
         self.call_sid = ""
-        self._transcript = CallTranscript()  # for a new agent session if this one's process dies
-        self._start: agent_pb2.SessionStart | None = None
-        self._agent_restarts = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -159,10 +146,7 @@ class CallSession:
     ) -> common_pb2.CallEnd:
         log.info("call started (stream %s)", call.stream_sid)
         offered = [f.to_proto() for f in SUPPORTED_FORMATS]
-        max_chunks = max(1, self._settings.agent_queue_ms // 20)
-        self._start = agent_pb2.SessionStart(call=call, input_formats=offered, output_formats=offered)
-        self._link = AgentLink(self._agent_calls, max_chunks)
-        self._link.send_control(agent_pb2.ConverseRequest(start=self._start))
+        self._agent.open(agent_pb2.SessionStart(call=call, input_formats=offered, output_formats=offered))
         tasks = {
             asyncio.create_task(self._read_edge(requests), name="edge-reader"),
             asyncio.create_task(self._read_agent(), name="agent-reader"),
@@ -219,8 +203,7 @@ class CallSession:
 
     async def _finish(self, reason: int, detail: str) -> common_pb2.CallEnd:
         end = common_pb2.CallEnd(reason=reason, detail=detail)
-        if self._link is not None:
-            await self._link.close(_caller_end(reason, detail))
+        await self._agent.close(_caller_end(reason, detail))
         name = common_pb2.EndReason.Name(reason)
         log.info("call ended: %s %s", name, end_detail(reason, detail))  # the agent's words stay out
         return end
@@ -252,8 +235,7 @@ class CallSession:
         raise CallEnded(common_pb2.END_REASON_CALLER_HANGUP, "edge closed the stream")
 
     def _send_control(self, message: agent_pb2.ConverseRequest) -> None:
-        if self._link is not None:
-            self._link.send_control(message)
+        self._agent.send_control(message)
 
     async def _on_caller_audio(self, audio: media_pb2.CallerAudio) -> None:
         _FRAMES_CALLER_IN.inc()
@@ -266,38 +248,15 @@ class CallSession:
             start = self._timeline_to_clock(audio.timestamp_ms)
             await self._bargein.caller_audio(pcm, start)
         if self._phase is _Phase.CONNECTING:
-            self._hold(audio)
+            self._pre_ready.hold(audio)
         else:
             self._forward(audio, pcm)
         _PROCESSING_IN.observe(time.perf_counter() - begin)
 
-    def _hold(self, audio: media_pb2.CallerAudio) -> None:
-        """Keep caller audio while the agent connects, bounded: the oldest goes first."""
-        self._pre_ready.append(audio)
-        self._pre_ready_ms += len(audio.payload) // 8
-        while self._pre_ready_ms > self._settings.pre_ready_buffer_ms and len(self._pre_ready) > 1:
-            dropped = self._pre_ready.pop(0)
-            self._pre_ready_ms -= len(dropped.payload) // 8
-            FRAMES_DROPPED.labels("agent_not_ready").inc()
-
     def _forward(self, audio: media_pb2.CallerAudio, pcm: bytes | None) -> None:
-        assert self._in_conv is not None
-        assert self._in_format is not None
-        assert self._link is not None
-        if self._in_format.encoding == "mulaw":
-            data = self._in_conv.convert(audio.payload)
-        else:
-            data = self._in_conv.convert_decoded(pcm if pcm is not None else ulaw_decode(audio.payload))
-        self._link.send_audio(
-            agent_pb2.ConverseRequest(
-                audio=agent_pb2.AudioChunk(
-                    data=data,
-                    format=self._in_format.to_proto(),
-                    timestamp_ms=audio.timestamp_ms,
-                    received_unix_nanos=audio.received_unix_nanos,
-                )
-            )
-        )
+        assert self._formats is not None
+        assert self._agent.link is not None
+        self._agent.link.send_audio(agent_pb2.ConverseRequest(audio=self._formats.caller_chunk(audio, pcm)))
         _FRAMES_AGENT_OUT.inc()
 
     def _timeline_to_clock(self, timestamp_ms: int) -> float:
@@ -334,16 +293,16 @@ class CallSession:
 
     def _reset_agent_audio(self) -> None:
         """After a clear: forget resampler history so nothing of the cut-off reply leaks out."""
-        if self._out_conv is not None:
-            self._out_conv.reset()
+        if self._formats is not None:
+            self._formats.reset_agent()
 
     # -- agent -> edge ------------------------------------------------------------------------
 
     async def _read_agent(self) -> None:
-        assert self._link is not None
         while True:
+            assert self._agent.link is not None
             try:
-                message = await self._link.read()
+                message = await self._agent.link.read()
             except grpc.aio.AioRpcError as exc:
                 if await self._reopen_agent(exc.code().name):
                     continue
@@ -362,7 +321,7 @@ class CallSession:
             elif kind == "interruption" and not self._goodbye:
                 await self._bargein.agent_interrupted(message.interruption.response_id)
             elif kind == "transcript":
-                self._transcript.note(message.transcript)
+                self._agent.transcript.note(message.transcript)
                 await self._emit(media_pb2.CallResponse(transcript=message.transcript))
             elif kind == "hangup":
                 await self._after_playout(media_pb2.CallResponse(hangup=message.hangup))
@@ -386,60 +345,43 @@ class CallSession:
                 raise CallEnded(reason, detail)
 
     def _tell_interrupted(self, interrupted: agent_pb2.CallerInterrupted) -> None:
-        self._transcript.note_cut(interrupted.response_id, interrupted.heard_text)
+        self._agent.transcript.note_cut(interrupted.response_id, interrupted.heard_text)
         self._send_control(agent_pb2.ConverseRequest(interrupted=interrupted))
 
     async def _reopen_agent(self, why: str) -> bool:
-        """The agent's stream failed mid-call (its process died): open a new session, on whichever agent
-        replica AGENT_TARGET reaches now, with the call so far (SessionStart.resume), at most twice per
-        call. Caller audio waits in the pre-ready buffer until the new session is ready."""
-        if not self._settings.agent_resume or self._phase is not _Phase.TALKING or self._start is None:
+        """A new agent session for a call in progress (`AgentSessions.reopen`); caller audio waits in the
+        pre-ready buffer until it is ready. Only while talking: not before the first is ready, nor ending."""
+        if self._phase is not _Phase.TALKING or not self._agent.can_reopen():
             return False
-        if self._agent_restarts >= MAX_AGENT_RESTARTS:
-            return False
-        self._agent_restarts += 1
-        log.warning("agent stream lost (%s): continuing the call on a new agent session", why)
-        lost, self._phase = self._link, _Phase.CONNECTING
-        start = agent_pb2.SessionStart()
-        start.CopyFrom(self._start)
-        start.resume.CopyFrom(self._transcript.context(lambda rid: self._bargein.words.heard(rid, 2**31)))
-        self._link = AgentLink(self._agent_calls, max(1, self._settings.agent_queue_ms // 20))
-        self._link.send_control(agent_pb2.ConverseRequest(start=start))
-        if lost is not None:
-            with contextlib.suppress(Exception):
-                await lost.close()
+        self._phase = _Phase.CONNECTING
+        await self._agent.reopen(why, lambda rid: self._bargein.words.heard(rid, 2**31))
         return True
 
     def _on_ready(self, ready: agent_pb2.SessionReady) -> None:
         try:
-            self._in_format = Format.from_proto(ready.input_format)
-            out_format = self._out_format = Format.from_proto(ready.output_format)
-            self._in_conv = CallerAudioConverter(self._in_format)
-            self._out_conv = AgentAudioConverter(out_format)
+            fmt = self._formats = AgentFormats(ready)
         except (UnsupportedFormatError, ValueError) as exc:
             raise CallEnded(
                 common_pb2.END_REASON_UNSUPPORTED_FORMAT, f"agent chose an unusable format: {exc}"
             ) from exc
-        log.info("agent ready: caller audio as %s, agent audio as %s", self._in_format.name, out_format.name)
+        log.info("agent ready: caller audio as %s, agent audio as %s", fmt.caller.name, fmt.agent.name)
         self._phase = _Phase.TALKING
-        held, self._pre_ready, self._pre_ready_ms = self._pre_ready, [], 0
-        for audio in held:
+        for audio in self._pre_ready.take():
             self._forward(audio, None)
 
     def _on_agent_audio(self, chunk: agent_pb2.AudioChunk) -> None:
         _FRAMES_AGENT_IN.inc()
         if self._goodbye:
             return  # the goodbye is playing: the agent has been cut off
-        if self._out_conv is None:
+        if self._formats is None:
             raise CallEnded(common_pb2.END_REASON_PROTOCOL_ERROR, "agent sent audio before SessionReady")
         if not self._bargein.accepts(chunk.response_id):
             FRAMES_DROPPED.labels("interrupted").inc()
             return
-        assert self._out_format is not None
-        self._bargein.words.note(chunk, len(chunk.data) * 1000.0 / self._out_format.bytes_per_second)
-        self._transcript.note_audio(chunk.response_id)
+        self._bargein.words.note(chunk, self._formats.agent_ms(chunk))
+        self._agent.transcript.note_audio(chunk.response_id)
         begin = time.perf_counter()
-        ulaw = self._out_conv.convert(chunk.data)
+        ulaw = self._formats.agent_ulaw(chunk.data)
         _PROCESSING_OUT.observe(time.perf_counter() - begin)
         if not self._playout.enqueue(ulaw, chunk.response_id, chunk.received_unix_nanos):
             FRAMES_DROPPED.labels("playout_full").inc()

@@ -1,4 +1,8 @@
-"""Barge-in: the detector on real speech and echo, and the controller's races on a virtual clock."""
+"""Barge-in: the detector on real speech and echo, and the controller's races on a virtual clock.
+
+One file (~400 lines) for the detector and its controller, which are tested together through the same
+speech fixtures; the decide-once timeline has its own file (test_media_bargein_decide.py).
+"""
 
 from __future__ import annotations
 

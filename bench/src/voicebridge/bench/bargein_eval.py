@@ -18,6 +18,8 @@ The corpus is espeak-ng speech (voices differ between agent, callers and babble)
 caller speech at -20 dBFS active level. A call's echo path does not change between the agent's turns,
 so each trial first plays a 3 s greeting the caller hears in silence (the detector learns the line);
 "first turn (cold)" rows show the very first turn of a call, where it has learnt nothing yet.
+Why one file of ~480 lines: the corpus, the trial loop and the table are one experiment read top to
+bottom; the targets are checked against exactly the rows built here.
 """
 
 from __future__ import annotations

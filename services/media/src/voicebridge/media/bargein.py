@@ -18,6 +18,10 @@ for "mhm". Three things make this detector better than a VAD onset:
 The detector is pure logic on a caller-side timeline (the media service's clock): it returns
 decisions and the call session carries them out. That keeps it testable on a virtual clock and lets
 the barge-in evaluation drive exactly this code.
+
+Why one file of ~400 lines: the echo gate, the noise floor and the frame classification share one
+history of levels and are tuned together; the decision over time is bargein_decide.py, the call's side
+(clear, resume, tell the agent) is BargeInController at the end.
 """
 
 from __future__ import annotations

@@ -39,7 +39,6 @@ import base64
 import contextlib
 import multiprocessing
 import random
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -48,19 +47,43 @@ from typing import Any
 
 import uvloop
 
+from voicebridge.sim.chaos_report import (
+    ANSWERS,
+    EL_CLOSE,
+    FMT,
+    GREETING,
+    ChaosCall,
+    heard_gap_s,
+    kind_report,
+    percentile,
+    repeated_and_skipped_ms,
+    slo,
+    text,
+)
 from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, EmulatedSession, Utterances, tone
-from voicebridge.sim.loadgen import CALLS_ACTIVE, RATE, EmulatorProcess, gaps, scrape_value
+from voicebridge.sim.loadgen import CALLS_ACTIVE, RATE, EmulatorProcess, scrape_value
 from voicebridge.sim.replica_stack import Replica, ReplicaStack
 from voicebridge.sim.rolling import run_and_report
 from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
 
-FMT = "ulaw_8000"
+__all__ = [
+    "ANSWERS",
+    "EL_CLOSE",
+    "FMT",
+    "GREETING",
+    "ChaosCall",
+    "heard_gap_s",
+    "kind_report",
+    "main",
+    "parse_args",
+    "percentile",
+    "repeated_and_skipped_ms",
+    "slo",
+]
+
 GREETING_TEXT = "Hello, this is the order line. How can I help?"
-GREETING = tone(FMT, 440, 500)
-ANSWERS = [tone(FMT, 500 + 15 * k, 400) for k in range(40)]  # turn k's answer: a tone of its own
 VOICE = tone(FMT, 300, 400, level=0.5)  # the caller: loud enough for the emulator's utterance detection
 SERVICES = ("agent", "media", "edge")
-EL_CLOSE = "elevenlabs-error-close"
 
 
 # --- the agent in the emulator (child process) ----------------------------------------------------
@@ -174,16 +197,6 @@ class ChaosEmulator(EmulatorProcess):
 # --- the callers --------------------------------------------------------------------------------
 
 
-@dataclass
-class ChaosCall:
-    agent_id: str
-    turns: list[tuple[float, float | None]] = field(default_factory=list)  # (words ended, answer heard)
-    received: bytes = b""
-    heard_spans: list[tuple[int, int]] = field(default_factory=list)
-    closed_by: str | None = None
-    error: str | None = None
-
-
 async def chaos_call(
     url: str, agent_id: str, seconds: float, answered: asyncio.Event, reply_timeout_s: float
 ) -> ChaosCall:
@@ -222,98 +235,6 @@ async def chaos_call(
     )
     out.heard_spans = caller.heard_spans()
     return out
-
-
-# --- the report arithmetic (pure) ---------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100) of `values`; None when there are none."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n q / 100)
-    return ordered[int(rank) - 1]
-
-
-def heard_gap_s(turns: list[tuple[float, float | None]], failed_at: float) -> float | None:
-    """How much longer than usual the caller waited for the agent in the turn the failure hit: (first
-    answer heard after `failed_at` − the end of the caller's words of the first turn not answered before
-    it) − the median wait of the turns answered before it. None: never answered again."""
-    before = [heard - spoke for spoke, heard in turns if heard is not None and heard <= failed_at]
-    hit = [(spoke, heard) for spoke, heard in turns if heard is None or heard > failed_at]
-    after = [heard for _, heard in hit if heard is not None]
-    if not hit or not after:
-        return None
-    usual = statistics.median(before) if before else 0.0
-    return max(0.0, after[0] - hit[0][0] - usual)
-
-
-def repeated_and_skipped_ms(
-    received: bytes, sent_bytes: int, withheld_bytes: int, greeting: bytes, answers: list[bytes]
-) -> dict[str, float]:
-    """Agent audio heard twice (a second greeting, an answer twice) and agent audio sent but never
-    received, in ms of 8 kHz μ-law."""
-    greetings = received.count(greeting)
-    repeated = max(0, greetings - 1) * len(greeting)
-    repeated += sum(max(0, received.count(a) - 1) * len(a) for a in answers)
-    skipped = max(0, sent_bytes - withheld_bytes - len(received))
-    return {
-        "greetings_heard": greetings,
-        "repeated_ms": repeated * 1000 / RATE,
-        "skipped_ms": skipped * 1000 / RATE,
-    }
-
-
-def _ms(value: float | None) -> float | None:
-    return None if value is None else round(value * 1000, 1)
-
-
-def _dist_ms(values_s: list[float]) -> dict[str, float | None]:
-    return {
-        "p50": _ms(percentile(values_s, 50)),
-        "p95": _ms(percentile(values_s, 95)),
-        "max": _ms(max(values_s, default=None)),
-    }
-
-
-def kind_report(phase: dict[str, Any], calls: list[ChaosCall], agents: dict[str, dict[str, Any]]) -> dict:
-    """One failure kind's figures, from its calls and their agents' records."""
-    dropped = [c for c in calls if c.error is not None or c.closed_by != "caller"]
-    gaps_s, recover_s, contexts, audio = [], [], [], []
-    for call in calls:
-        agent = agents.get(call.agent_id, {})
-        failed_at = agent.get("dropped_at") if phase["kind"] == EL_CLOSE else phase.get("killed_at")
-        audio.append(
-            repeated_and_skipped_ms(
-                call.received, agent.get("sent_bytes", 0), agent.get("withheld_bytes", 0), GREETING, ANSWERS
-            )
-        )
-        if agent.get("conversations", 0) < 2 or failed_at is None:
-            continue  # this call's agent conversation was not hit
-        contexts += agent["context_ok"]
-        if agent["resumed_at"]:
-            recover_s.append(agent["resumed_at"][0] - failed_at)
-        gap = heard_gap_s(call.turns, failed_at)
-        if call not in dropped and gap is not None:
-            gaps_s.append(gap)
-    return {
-        "killed": phase.get("killed"),
-        "replacement_ready_s": phase.get("replacement_ready_s"),
-        "calls": len(calls),
-        "calls_dropped": len(dropped),
-        "drop_reasons": sorted({c.error or f"closed by {c.closed_by}" for c in dropped})[:5],
-        "calls_resumed": sum(1 for c in calls if agents.get(c.agent_id, {}).get("conversations", 0) > 1),
-        "context_arrived": f"{sum(contexts)}/{len(contexts)}",
-        "heard_gap_ms": _dist_ms(gaps_s),
-        "second_greetings": sum(1 for a in audio if a["greetings_heard"] > 1),
-        "repeated_ms": round(sum(a["repeated_ms"] for a in audio), 1),
-        "skipped_ms": round(sum(a["skipped_ms"] for a in audio), 1),
-        "time_to_recover_ms": _dist_ms(recover_s),
-        "playback_gaps_over_40ms": sum(gaps(c.heard_spans)[0] for c in calls),
-        # Caller words never answered (in flight at the failure, say): the caller spoke again.
-        "unanswered_turns": sum(1 for c in calls for _, heard in c.turns if heard is None),
-    }
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -443,21 +364,6 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
 
 
-def slo(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    checks: dict[str, Any] = {}
-    for kind, figures in out["kinds"].items():
-        if args.slo_dropped is not None:
-            checks[f"{kind}.dropped"] = figures["calls_dropped"] <= args.slo_dropped
-        if args.slo_gap_p95_ms is not None:
-            p95 = figures["heard_gap_ms"]["p95"]
-            checks[f"{kind}.gap_p95"] = p95 is not None and p95 <= args.slo_gap_p95_ms
-        if args.slo_repeated_ms is not None:
-            checks[f"{kind}.repeated"] = figures["repeated_ms"] <= args.slo_repeated_ms
-    active = out["leaks"]["active_at_the_end"].values()
-    checks["no_leaks"] = all(v == 0 for v in active) and out["leaks"]["emulator_conversations_open"] == 0
-    return {"checks": checks, "pass": all(checks.values())}
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="voicebridge-chaos", description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=6, help="concurrent calls per failure kind (default 6)")
@@ -497,31 +403,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _text(out: dict[str, Any]) -> str:
-    lines = [
-        f"chaos: replicas {out['replicas']}, {out['calls_per_kind']} calls per kind, {out['elapsed_s']} s"
-    ]
-    for kind, f in out["kinds"].items():
-        gap, rec = f["heard_gap_ms"], f["time_to_recover_ms"]
-        lines += [
-            f"{kind}: killed {f['killed'] or '-'}; dropped {f['calls_dropped']}/{f['calls']}, "
-            f"resumed {f['calls_resumed']}, context {f['context_arrived']}",
-            f"  heard gap ms p50 {gap['p50']} p95 {gap['p95']} max {gap['max']}; "
-            f"recover ms p50 {rec['p50']} max {rec['max']}",
-            f"  second greetings {f['second_greetings']}, repeated {f['repeated_ms']} ms, "
-            f"skipped {f['skipped_ms']} ms, playback gaps > 40 ms {f['playback_gaps_over_40ms']}, "
-            f"unanswered turns {f['unanswered_turns']}",
-        ]
-        if f["drop_reasons"]:
-            lines.append(f"  drops: {f['drop_reasons']}")
-    lines.append(f"leaks: {out['leaks']}")
-    if "slo" in out:
-        lines.append(f"SLO: {'pass' if out['slo']['pass'] else 'FAIL'} {out['slo']['checks']}")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
-    return run_and_report(parse_args(argv), "voicebridge-chaos", run, slo, _text)
+    return run_and_report(parse_args(argv), "voicebridge-chaos", run, slo, text)
 
 
 if __name__ == "__main__":

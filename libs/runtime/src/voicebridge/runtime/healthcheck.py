@@ -22,7 +22,7 @@ def check(target: str, service: str = "", timeout_s: float = 1.0, tls: GrpcTls |
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
         except grpc.RpcError:
             return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def main() -> int:

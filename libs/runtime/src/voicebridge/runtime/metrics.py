@@ -26,7 +26,7 @@ PROCESSING_BUCKETS = (
     0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
 )  # fmt: skip
 
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 BUILD_INFO = Gauge("voicebridge_build_info", "Build of this service (value 1)", ["service", "version"])
 TASKS = Gauge("voicebridge_asyncio_tasks", "asyncio tasks alive in this process (leak watch)")

@@ -28,7 +28,7 @@ HALF_CLOSE = object()  # marks done_writing() in a call's replay log
 
 def is_refusal(message: Any) -> bool:
     """The first answer of a replica that will not take the call: `end` with END_REASON_SHUTDOWN."""
-    return message.WhichOneof("event") == "end" and message.end.reason == common_pb2.END_REASON_SHUTDOWN
+    return bool(message.WhichOneof("event") == "end" and message.end.reason == common_pb2.END_REASON_SHUTDOWN)
 
 
 class ReplicaCall:
@@ -158,7 +158,7 @@ class ReplicaCall:
     def cancel(self) -> bool:
         self._replay = None
         if self._inner is not None:
-            return self._inner.cancel()
+            return bool(self._inner.cancel())
         self._placing.cancel()
         self._fail(grpc.StatusCode.CANCELLED, "cancelled before it was placed")
         self._attached.set()
@@ -172,5 +172,7 @@ class ReplicaCall:
     async def code(self) -> grpc.StatusCode:
         await self._attached.wait()
         if self._failure is not None:
-            return self._failure.code()
-        return await self._inner.code()
+            failed: grpc.StatusCode = self._failure.code()
+            return failed
+        status: grpc.StatusCode = await self._inner.code()
+        return status

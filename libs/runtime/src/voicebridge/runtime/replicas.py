@@ -82,7 +82,7 @@ class Replica:
     active: int = 0
     last_chosen: int = 0
     listed: bool = True
-    watch: asyncio.Task | None = field(default=None, repr=False)
+    watch: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class SingleTarget:
@@ -127,7 +127,7 @@ class ReplicaPool:
         self._changed = asyncio.Event()
         self._resolved = asyncio.Event()
         self._resolve_now = asyncio.Event()
-        self._trackers: set[asyncio.Task] = set()
+        self._trackers: set[asyncio.Task[None]] = set()
         self._active = REPLICA_CALLS.labels(hop)
         self._moved = {why: CALLS_MOVED.labels(hop, why) for why in ("refused", "unavailable")}
         self._no_replica = NO_REPLICA.labels(hop)

@@ -10,6 +10,7 @@ import itertools
 import numpy as np
 import pytest
 from harness.audio import espeak_ulaw
+from harness.heard import played_audio
 from harness.stack import Stack
 
 from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, EmulatedSession, Scenario
@@ -53,8 +54,7 @@ def _voiced(ulaw: bytes) -> int:
 def _played(call: TwilioCaller) -> tuple[bytes, list[tuple[int, int]]]:
     """What the caller heard, gaps left out (a stall on a loaded machine is a gap, not a change of
     content), and the sample ranges it played in."""
-    recording, spans = call.heard_ulaw, call.heard_spans()
-    return b"".join(recording[a:b] for a, b in spans), spans
+    return played_audio(call), call.heard_spans()
 
 
 def _sample_at(spans: list[tuple[int, int]], offset: int) -> int:

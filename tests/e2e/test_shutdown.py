@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 from harness.audio import normalized_xcorr_peak, ulaw_to_float
+from harness.heard import played_audio
 from harness.stack import start_stack
 
 from voicebridge.media.call import GOODBYE
@@ -28,7 +29,7 @@ async def test_sigterm_mid_call_says_goodbye_ends_the_call_and_the_service_exits
             assert call.closed_by == "server"
         # The goodbye (media's and the agent's are the same words), after the agent's own audio.
         goodbye = ulaw_to_float(GOODBYE[1600:9600])
-        coefficient, _ = normalized_xcorr_peak(goodbye, ulaw_to_float(bytes(call.heard_ulaw)))
+        coefficient, _ = normalized_xcorr_peak(goodbye, ulaw_to_float(played_audio(call)))
         assert coefficient > 0.8, f"the caller did not hear the goodbye ({coefficient:.2f})"
         assert exit_code == 0
         assert "shutting down" in process.log()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from harness.audio import espeak_ulaw, normalized_xcorr_peak, ulaw_to_float
+from harness.heard import played_audio
 from harness.processes import BIN
 from harness.stack import Stack
 
@@ -23,18 +24,18 @@ async def test_parrot_greets_then_plays_the_callers_speech_back_after_they_stop(
         greeting_samples = call.samples_heard()
         spoke_at = len(call.heard_ulaw)
         await call.speak(speech)
-        stopped_at = len(call.heard_ulaw)
         await call.wait_heard((greeting_samples + 0.8 * len(speech)) / 8000, timeout=20)
         await call.wait_agent_quiet(0.5, timeout=15)
-        heard = call.heard_ulaw
         summary = call.summary()
 
     assert summary["violations"] == []
     spans = [(a, b) for a, b in call.heard_spans() if a >= spoke_at]
     assert spans, "nothing was played back after the caller spoke"
-    # The echo starts only once the caller has stopped talking.
+    # The echo starts only once the caller has stopped talking: on the caller's timeline, where its
+    # last words left, not when this coroutine ran again (late on a loaded machine).
+    (stopped_at,) = call.speech_ends
     assert spans[0][0] >= stopped_at
-    echo = ulaw_to_float(heard[spans[0][0] :])
+    echo = ulaw_to_float(played_audio(call, since=spoke_at))
     coefficient, _ = normalized_xcorr_peak(ulaw_to_float(speech)[2000:10000], echo)
     assert coefficient > 0.8, f"the played-back audio does not match what the caller said ({coefficient:.2f})"
     assert np.isclose(sum(b - a for a, b in spans), len(speech), rtol=0.25)

@@ -98,11 +98,18 @@ async def _call_with_personal_data(
     await eventually(lambda: no_agent_work(stack), 10, "the call to end everywhere")
 
 
+def _token(digits: str) -> re.Pattern[str]:
+    """`digits` standing alone: not inside a longer run of letters and digits, such as a random call
+    SID, conversation id or port, which holds a given four digits now and then (by a count of the ids
+    and ports a call logs, about one run in 400)."""
+    return re.compile(rf"(?<![0-9A-Za-z]){re.escape(digits)}(?![0-9A-Za-z])")
+
+
 def _leaks(logs: str) -> list[str]:
-    found = [what for what in (CALLER, CALLER[2:], OUTBOUND_TO, OUTBOUND_TO[2:]) if what in logs]
+    numbers = (CALLER, CALLER[1:], CALLER[2:], OUTBOUND_TO, OUTBOUND_TO[1:], OUTBOUND_TO[2:], DIGITS)
+    found = [what for what in numbers if _token(what).search(logs)]
     found += [words for words in (CALLER_WORDS, AGENT_WORDS) if words in logs]
     found += re.findall(r"pressed (?:the key )?[0-9*#]", logs)
-    found += [DIGITS] if DIGITS in logs else []
     return found
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from harness.audio import normalized_xcorr_peak, ulaw_to_float
+from harness.heard import played_audio
 from harness.stack import start_stack
 
 from voicebridge.media.call import GOODBYE
@@ -26,7 +27,7 @@ async def test_sigterm_to_the_agent_mid_call_says_goodbye_ends_the_call_and_it_e
             assert call.closed_by == "server"
         # The agent's goodbye, in the parrot's format (PCM 16 kHz), as media played it to the caller.
         goodbye = ulaw_to_float(GOODBYE[1600:9600])
-        coefficient, _ = normalized_xcorr_peak(goodbye, ulaw_to_float(bytes(call.heard_ulaw)))
+        coefficient, _ = normalized_xcorr_peak(goodbye, ulaw_to_float(played_audio(call)))
         assert coefficient > 0.8, f"the caller did not hear the goodbye ({coefficient:.2f})"
         assert exit_code == 0
         assert "shutting down" in process.log()

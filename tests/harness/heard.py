@@ -26,3 +26,10 @@ def played_seconds(call: TwilioCaller, since: int = 0) -> float:
     """Agent audio the caller heard from sample `since` on. Spans of playback, so a playout stall on a
     loaded machine (a gap with nothing to play) does not count, where a timeline measure would."""
     return sum(max(0, b - max(a, since)) for a, b in call.heard_spans()) / RATE
+
+
+def played_audio(call: TwilioCaller, since: int = 0) -> bytes:
+    """Agent audio as the caller heard it from sample `since` on, gaps left out: a playout stall on a
+    loaded machine is a gap in the caller's timeline, not a change of what it heard."""
+    heard = call.heard_ulaw
+    return b"".join(heard[max(a, since) : b] for a, b in call.heard_spans() if b > since)

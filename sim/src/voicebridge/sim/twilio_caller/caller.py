@@ -197,6 +197,12 @@ class TwilioCaller:
         """Sample ranges [start, end) during which agent audio was playing, merged where they touch."""
         return self._playout.heard_spans(self._heard_end())
 
+    @property
+    def speech_ends(self) -> list[int]:
+        """Sample index at which each ``speak()`` finished being sent: the caller's own record, not
+        when the awaiting coroutine got to run again."""
+        return list(self._speech_ends)
+
     def turns(self, gap_s: float = TURN_GAP_S) -> list[tuple[float, float]]:
         """Runs of heard audio split by ≥ ``gap_s`` of nothing playing: (start_s, end_s) from stream start."""
         return turns(self.heard_spans(), gap_s)

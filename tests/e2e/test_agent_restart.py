@@ -1,12 +1,13 @@
 """The agent process dies (SIGKILL) mid-call, and the call goes on on another agent replica (issue 15).
 
-Two agent processes behind one AGENT_TARGET (`ipv4:` with both addresses: gRPC's pick_first takes the
-first and moves to the second when it is gone, as a Service would route to a replica still up). Media
-keeps the call's transcript and what reached the caller; when its stream to the agent fails it opens a
-new session with SessionStart.resume, which the other agent opens as an ElevenLabs conversation
-continuing the call (docs/failover.md). The emulator's DropsMidCall scenario (with no error close of its
-own) records the context the new conversation receives. The caller hears the greeting once, half a
-reply, then the new conversation's answer.
+Two agent processes behind one AGENT_TARGET (`ipv4:` with both addresses: media's replica pool,
+runtime/replicas.py, places each agent session on a serving replica and moves a new session off one
+that has vanished, as a headless Service's client would). The test kills whichever agent carries the
+call. Media keeps the call's transcript and what reached the caller; when its stream to the agent
+fails it opens a new session with SessionStart.resume, which the other agent opens as an ElevenLabs
+conversation continuing the call (docs/failover.md). The emulator's DropsMidCall scenario (with no
+error close of its own) records the context the new conversation receives. The caller hears the
+greeting once, half a reply, then the new conversation's answer.
 """
 
 from __future__ import annotations
@@ -49,14 +50,14 @@ def _agent(workdir: Path, name: str, emulator: ConvAIEmulator) -> tuple[ServiceP
 @pytest.fixture
 def two_agents(
     tmp_path: Path, convai_emulator: ConvAIEmulator, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Stack, ServiceProcess, ServiceProcess, int]]:
-    first, first_port, _ = _agent(tmp_path, "agent-a", convai_emulator)
+) -> Iterator[tuple[Stack, list[tuple[ServiceProcess, int]]]]:
+    first, first_port, first_metrics = _agent(tmp_path, "agent-a", convai_emulator)
     second, second_port, second_metrics = _agent(tmp_path, "agent-b", convai_emulator)
     # A target of two addresses is not a host:port the loopback rule can read; it is all loopback.
     monkeypatch.setenv("GRPC_INSECURE", "true")
     stack = start_stack(tmp_path, {}, agent_target=f"ipv4:127.0.0.1:{first_port},127.0.0.1:{second_port}")
     try:
-        yield stack, first, second, second_metrics
+        yield stack, [(first, first_metrics), (second, second_metrics)]
     finally:
         stack.stop()
         first.stop()
@@ -64,9 +65,9 @@ def two_agents(
 
 
 async def test_an_agent_killed_mid_call_is_replaced_and_the_call_goes_on(
-    two_agents: tuple[Stack, ServiceProcess, ServiceProcess, int], convai_emulator: ConvAIEmulator
+    two_agents: tuple[Stack, list[tuple[ServiceProcess, int]]], convai_emulator: ConvAIEmulator
 ) -> None:
-    stack, first, _second, second_metrics = two_agents
+    stack, agents = two_agents
     agent = DropsMidCall(greeting=GREETING, reply=REPLY, continued=CONTINUED, code=None)
     convai_emulator.add_agent(AGENT_ID, AgentScript("ulaw_8000", "ulaw_8000", scenario=agent))
     half = REPLY[: len(REPLY) // 2]
@@ -74,8 +75,10 @@ async def test_an_agent_killed_mid_call_is_replaced_and_the_call_goes_on(
         await hear(call, len(GREETING))
         await call.speak(VOICE)  # answered by half a reply
         await hear(call, len(GREETING) + len(half), quiet_s=0.3)
-        assert first.proc is not None
-        first.proc.kill()  # SIGKILL: no goodbye to media, none to ElevenLabs
+        [(carrier, _)] = [a for a in agents if "session ready" in a[0].log()]
+        [(_, other_metrics)] = [a for a in agents if a[0] is not carrier]
+        assert carrier.proc is not None
+        carrier.proc.kill()  # SIGKILL: no goodbye to media, none to ElevenLabs
         await asyncio.wait_for(agent.context_arrived.wait(), 15)
         await answered_then_hang_up(call, len(GREETING) + len(half) + len(CONTINUED))
 
@@ -88,5 +91,5 @@ async def test_an_agent_killed_mid_call_is_replaced_and_the_call_goes_on(
     heard = agent.heard_reply_text("ulaw_8000").strip()
     assert f"You: {heard}" in update  # the reply as far as its audio reached media, not all of it
     assert agent.reply_text not in update
-    url = f"http://127.0.0.1:{second_metrics}/metrics"
+    url = f"http://127.0.0.1:{other_metrics}/metrics"
     assert scrape_metric(url, "agent_elevenlabs_resumes_total", 'outcome="continued"') == 1

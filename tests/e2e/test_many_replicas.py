@@ -3,8 +3,9 @@
 One stack for the module (processes are the expensive part): two edges, three media, one agent
 (parrot), each on a loopback address of its own; the edges find media and media finds the agent
 through endpoints files this test writes (`file://` targets: the test's stand-in for a headless
-Service's DNS name). The tests run in order on it: each leaves at least one serving media replica
-behind and starts the ones it needs.
+Service's DNS name). The tests run in order on it; before each one the stack is settled (`settled`):
+replicas that died are out of the name, at least two media replicas serve, every edge sees exactly
+them, and no process has a call in progress, so no test inherits an earlier one's leftovers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from harness.heard import played_audio
 from harness.polling import eventually
-from harness.stack import scrape_metric
+from harness.stack import CALLS_ACTIVE, IDLE_TIMEOUT_S, scrape_metric
 
 from voicebridge.media.call import GOODBYE
 from voicebridge.sim.replica_stack import CALL_STARTED, Replica, ReplicaStack, count_in_log
@@ -43,6 +44,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaStack]:
         yield replicas
     finally:
         replicas.stop()
+
+
+@pytest.fixture(autouse=True)
+async def settled(stack: ReplicaStack) -> None:
+    """Each test starts from a known, idle stack, whatever the one before it left."""
+    for service in ("media", "edge"):
+        for replica in list(stack.listed.get(service, [])):
+            if not replica.alive():
+                stack.unlist(replica)
+    await at_least_two_media(stack)
+
+    def idle() -> bool:
+        return not any(
+            scrape_metric(r.metrics_url, CALLS_ACTIVE[r.service])
+            for r in stack.replicas
+            if r.service in CALLS_ACTIVE and r.alive()
+        )
+
+    await eventually(idle, IDLE_TIMEOUT_S, "every process to have ended its calls")
 
 
 def edges(stack: ReplicaStack) -> list[Replica]:
@@ -94,7 +114,9 @@ async def short_call(url: str) -> TwilioCaller:
 async def short_calls(stack: ReplicaStack, n: int) -> list[TwilioCaller]:
     """`n` concurrent short calls, spread over the edges in turn (the Ingress's part)."""
     urls = [e.ws_url for e in edges(stack)]
-    return await asyncio.gather(*(short_call(urls[i % len(urls)]) for i in range(n)))
+    async with asyncio.TaskGroup() as group:  # one failing cancels the rest: nothing left running
+        calls = [group.create_task(short_call(urls[i % len(urls)])) for i in range(n)]
+    return [c.result() for c in calls]
 
 
 def assert_unharmed(calls: list[TwilioCaller]) -> None:

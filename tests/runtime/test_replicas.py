@@ -207,3 +207,31 @@ async def test_no_replica_at_all_ends_the_call_unavailable(tmp_path) -> None:
         assert await call.code() is grpc.StatusCode.UNAVAILABLE
     finally:
         await pool.aclose()
+
+
+async def test_a_new_call_on_a_replica_gone_since_its_last_call_moves_with_everything_written(
+    tmp_path, replicas
+) -> None:
+    name = tmp_path / "agent.endpoints"
+    bad, good = await add(replicas, with_health=False), await add(replicas)
+    write_name(name, [bad, good])
+    pool = pool_for(name)
+    try:
+        await settle(pool, {bad.address: "serving", good.address: "serving"})
+        first = pool.open()  # ties go to the first listed: the bad one, whose shared stream then opens
+        assert await echo(first, "a") == "a"
+        assert first.replica == bad.address
+        await bad.server.stop(None)  # gone, its stream with it; the pool has no way to know yet
+        first.cancel()
+        before = moved("unavailable")
+        calls = [pool.open() for _ in range(3)]  # the bad one has the fewest calls in progress
+        for call in calls:
+            for d in "bc":
+                await call.write(digit(d))
+        assert [[(await c.read()).transcript.text for _ in range(2)] for c in calls] == [["b", "c"]] * 3
+        assert {c.replica for c in calls} == {good.address}
+        assert moved("unavailable") > before
+        for call in calls:
+            call.cancel()
+    finally:
+        await pool.aclose()

@@ -26,6 +26,10 @@ from voicebridge.runtime.resolvers import (
         ("file:///run/media.endpoints", FileResolver(Path("/run/media.endpoints"))),
         ("10.0.0.5:50051, 10.0.0.6:50051", StaticResolver(("10.0.0.5:50051", "10.0.0.6:50051"))),
         ("[::1]:1,[::2]:2", StaticResolver(("[::1]:1", "[::2]:2"))),
+        # gRPC's address-list scheme is dropped, not read as part of the first host
+        ("ipv4:127.0.0.1:1,127.0.0.1:2", StaticResolver(("127.0.0.1:1", "127.0.0.1:2"))),
+        ("ipv6:[::1]:1,[::2]:2", StaticResolver(("[::1]:1", "[::2]:2"))),
+        ("ipv4:127.0.0.1:1", None),  # one address: gRPC's own channel reads its scheme
     ],
 )
 def test_targets_name_their_resolver(target: str, expected: object) -> None:
@@ -34,7 +38,16 @@ def test_targets_name_their_resolver(target: str, expected: object) -> None:
 
 @pytest.mark.parametrize(
     "target",
-    ["dns://8.8.8.8/media:50051", "file://relative/path", "media", "a:1,b", "dns:///media", "host:port"],
+    [
+        "dns://8.8.8.8/media:50051",
+        "file://relative/path",
+        "media",
+        "a:1,b",
+        "dns:///media",
+        "host:port",
+        "ipv4:127.0.0.1",
+        "ipv4:127.0.0.1:1,b",
+    ],
 )
 def test_bad_targets_are_refused_at_start(target: str) -> None:
     with pytest.raises(ConfigError):

@@ -1,9 +1,13 @@
 """Many replicas of each service as real processes on loopback, the way Kubernetes would run them.
 
 Each replica listens on an address of its own (127.0.0.11, 127.0.0.12, ... : loopback is a /8) with
-its metrics beside it. The edges find media, and media finds the agents, through a *name* this
-stack controls: an endpoints file per service (`file://` targets, runtime/resolvers.py) that lists
-the replicas currently "ready", written atomically as a headless Service's DNS answer would change.
+its metrics beside it, on ports the kernel picked free: never a fixed port, because another stack on
+the same machine (a parallel test run, a benchmark) would take a killed replica's address while this
+stack's name still lists it, and this stack's calls would land on that stranger.
+
+The edges find media, and media finds the agents, through a *name* this stack controls: an endpoints
+file per service (`file://` targets, runtime/resolvers.py) that lists the replicas currently
+"ready", written atomically as a headless Service's DNS answer would change.
 Callers are spread over the ready edges by whoever drives the stack (an Ingress's job).
 
 Used by the rolling-restart command (rolling.py) and by the multi-replica tests.
@@ -30,17 +34,16 @@ import psutil
 from voicebridge.runtime.healthcheck import check as grpc_health_check
 
 BIN = Path(sys.executable).parent
-PORTS = {"edge": 8000, "media": 50051, "agent": 50052}
-METRICS_PORTS = {"edge": 9101, "media": 9102, "agent": 9103}
+SERVICES = ("edge", "media", "agent")
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
+def _free_ports(host: str, count: int) -> list[int]:
+    """`count` distinct ports free on `host` now, picked by the kernel (all held until all are known)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 def _set_nice(pid: int, value: int) -> None:
@@ -123,11 +126,11 @@ class ReplicaStack:
     def __init__(self, workdir: Path, env: dict[str, dict[str, str]] | None = None) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.env = {s: dict((env or {}).get(s, {})) for s in PORTS}
+        self.env = {s: dict((env or {}).get(s, {})) for s in SERVICES}
         self.replicas: list[Replica] = []  # every replica started, in order (stopped ones too)
         self.listed: dict[str, list[Replica]] = {"media": [], "agent": []}
         self._hosts = itertools.count(11)
-        self._numbers = {s: itertools.count(1) for s in PORTS}
+        self._numbers = {s: itertools.count(1) for s in SERVICES}
         for service in self.listed:
             self.publish(service)
 
@@ -171,9 +174,7 @@ class ReplicaStack:
         ready: on one small machine, a starting process (imports, a second of CPU) then does not take
         the CPU of the replicas serving calls, as a new pod with its own CPU request would not."""
         host = f"127.0.0.{next(self._hosts)}"
-        port, metrics_port = PORTS[service], METRICS_PORTS[service]
-        while not (_port_free(host, port) and _port_free(host, metrics_port)):
-            host = f"127.0.0.{next(self._hosts)}"
+        port, metrics_port = _free_ports(host, 2)
         name = f"{service}-{next(self._numbers[service])}"
         settings = {
             "LOG_LEVEL": "INFO",

@@ -7,7 +7,9 @@ and after a replica fails. Three kinds, chosen by how the target is written:
   the event loop's getaddrinfo (a Kubernetes headless Service answers with one A record per ready pod);
 - `file:///run/voicebridge/media.endpoints`: one `host:port` per line (`#` comments), read again each
   time: a name whose set a test, a script or a sidecar controls;
-- `10.0.0.5:50051,10.0.0.6:50051`: a fixed list.
+- `10.0.0.5:50051,10.0.0.6:50051`: a fixed list, also written as gRPC's own address list
+  `ipv4:10.0.0.5:50051,10.0.0.6:50051` (or `ipv6:[::1]:1,[::2]:2`): the scheme is dropped, never
+  read as part of the first host (https://github.com/grpc/grpc/blob/master/doc/naming.md).
 
 A single `host:port` is no list at all: `resolver_for` returns None and the caller keeps today's one
 channel (gRPC's own name resolution and reconnects).
@@ -109,6 +111,9 @@ def parse_endpoints(text: str) -> list[str]:
     return list(seen)
 
 
+ADDRESS_LIST_SCHEMES = ("ipv4:", "ipv6:")  # gRPC's literal address lists
+
+
 def resolver_for(target: str) -> Resolver | None:
     """The resolver a target names; None for a single `host:port` (one channel, as before)."""
     target = target.strip()
@@ -122,6 +127,12 @@ def resolver_for(target: str) -> Resolver | None:
         if not path.startswith("/"):
             raise ConfigError(f"file targets need an absolute path (file:///dir/name), got {target!r}")
         return FileResolver(Path(path))
+    scheme = next((s for s in ADDRESS_LIST_SCHEMES if target.startswith(s)), None)
+    if scheme is not None and "," in target:
+        target = target.removeprefix(scheme)
+    elif scheme is not None:
+        split_host_port(target.removeprefix(scheme))  # one address: gRPC reads the scheme itself
+        return None
     if "," in target:
         entries = [entry for entry in (e.strip() for e in target.split(",")) if entry]
         return StaticResolver(tuple(join_host_port(*split_host_port(e)) for e in entries))

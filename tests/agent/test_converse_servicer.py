@@ -194,6 +194,25 @@ async def test_drain_past_its_deadline_says_goodbye_then_ends_every_conversation
     assert servicer.sessions_in_progress == 0
 
 
+async def test_at_the_deadline_the_reply_media_is_playing_is_cleared_before_the_goodbye(
+    servicer, backend
+) -> None:
+    """Media may hold seconds of a reply already sent: the goodbye must not wait behind it."""
+    conv, agent = await _open(servicer, backend)
+    reply = agent.say(100)
+    while len([r for r in conv.responses if r.WhichOneof("event") == "audio"]) < 5:
+        await conv.wait_for("audio")
+        await asyncio.sleep(0)
+    await asyncio.wait_for(servicer.drain(deadline_s=0.0), 5)
+    await conv.ended()
+    after_reply = conv.kinds()[conv.kinds().index("audio") + 5 :]
+    assert after_reply[0] == "interruption"
+    interruption = next(r for r in conv.responses if r.WhichOneof("event") == "interruption")
+    assert interruption.interruption.response_id == reply
+    assert after_reply[1:-1] == ["audio"] * (len(after_reply) - 2)  # then the goodbye, then the end
+    assert after_reply[-1] == "end"
+
+
 async def test_a_draining_agent_refuses_a_new_conversation_first_thing_with_shutdown(
     servicer, backend
 ) -> None:

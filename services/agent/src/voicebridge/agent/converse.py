@@ -89,6 +89,12 @@ class _LiveCall:
         if self.backend is not None:
             self.backend.cancel()
         self.outbox.drop_audio()  # what the backend had queued: it is cut off, the goodbye comes now
+        if self.outbox.last_response_sent is not None:  # and what media still plays of it is cleared
+            self.outbox.put_control(
+                agent_pb2.ConverseResponse(
+                    interruption=agent_pb2.Interruption(response_id=self.outbox.last_response_sent)
+                )
+            )
         self.goodbye = asyncio.get_running_loop().create_task(self._goodbye(), name="agent-goodbye")
 
     async def _goodbye(self) -> None:

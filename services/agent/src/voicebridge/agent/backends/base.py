@@ -46,6 +46,7 @@ class Outbox:
     def __init__(self, max_audio: int = 500) -> None:
         self._queue: asyncio.Queue[agent_pb2.ConverseResponse] = asyncio.Queue()
         self._audio_room = asyncio.Semaphore(max_audio)
+        self.last_response_sent: int | None = None  # the reply whose audio last left for media
 
     async def put_audio(self, message: agent_pb2.ConverseResponse) -> None:
         await self._audio_room.acquire()
@@ -58,6 +59,7 @@ class Outbox:
         message = await self._queue.get()
         if message.WhichOneof("event") == "audio":
             self._audio_room.release()
+            self.last_response_sent = message.audio.response_id
         return message
 
     def drop_audio(self, up_to_response_id: int | None = None) -> int:

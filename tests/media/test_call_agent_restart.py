@@ -1,12 +1,13 @@
 """media's CallSession on a virtual clock when the agent's process dies mid-call: a new agent session given
-the call so far (SessionStart.resume), at most twice, and never when AGENT_RESUME is off."""
+the call so far (SessionStart.resume), at most twice, and never when AGENT_RESUME is off; the caller's
+words the lost session never transcribed are replayed to the new one, a transcribed turn is not."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
 import pytest
-from harness.call_rig import CALL, Rig, call_rig, ready_call, speak
+from harness.call_rig import CALL, Rig, call_rig, ready_call, silence, speak
 from harness.core_fakes import ScriptedSession
 
 from voicebridge.v1 import agent_pb2, common_pb2
@@ -58,6 +59,52 @@ async def test_an_agent_lost_mid_call_is_replaced_by_a_session_given_the_call_so
     rig.edge.close()
     assert (await rig.finish(task)).reason == common_pb2.END_REASON_CALLER_HANGUP
     assert rig.backend.open_sessions() == []
+
+
+def _audio(agent: ScriptedSession) -> list[bytes]:
+    return [r.audio.data for r in agent.received if r.WhichOneof("event") == "audio"]
+
+
+async def test_words_the_lost_agent_never_answered_are_replayed_to_the_new_session(rig) -> None:
+    task, first = await ready_call(rig)
+    first.say(300)
+    await rig.until(lambda: rig.played_bytes() == 300 * 8, "the greeting played")
+    speak(rig, 400, 1000)  # the caller's words: sent to the agent, which dies before transcribing them
+    await rig.until(lambda: len(_audio(first)) == 20, "the words reached the first session")
+    words = _audio(first)
+    _kill_agent(rig)
+    await rig.until(lambda: len(rig.backend.sessions) == 2, "a new agent session")
+    second = rig.backend.sessions[1]
+    silence(rig, 200, 1400)  # the caller goes on after the failure: live audio, after the replay
+    await rig.until(lambda: len(_audio(second)) >= 30, "the replay and the live audio")
+    await rig.clock.settle()
+    assert second.start.HasField("resume")
+    # The words first, in order, then the live audio (10 frames), each once.
+    assert _audio(second)[:20] == words
+    assert len(_audio(second)) == 30
+    assert not task.done()
+    rig.edge.close()
+    assert (await rig.finish(task)).reason == common_pb2.END_REASON_CALLER_HANGUP
+
+
+async def test_a_turn_the_lost_agent_transcribed_is_not_replayed(rig) -> None:
+    task, first = await ready_call(rig)
+    first.say(300)
+    await rig.until(lambda: rig.played_bytes() == 300 * 8, "the greeting played")
+    speak(rig, 400, 1000)
+    await rig.until(lambda: len(_audio(first)) == 20, "the words reached the first session")
+    _transcript(first, common_pb2.Transcript.ROLE_CALLER, "Where is my parcel?")  # heard as a turn
+    await rig.until(lambda: "transcript" in rig.kinds(), "media saw the caller's transcript")
+    _kill_agent(rig)
+    await rig.until(lambda: len(rig.backend.sessions) == 2, "a new agent session")
+    second = rig.backend.sessions[1]
+    assert [t.text for t in second.start.resume.turns] == ["Where is my parcel?"]  # in the context
+    silence(rig, 200, 1400)
+    await rig.until(lambda: len(_audio(second)) >= 10, "the live audio")
+    await rig.clock.settle()
+    assert len(_audio(second)) == 10  # the live audio only: the turn is not replayed
+    rig.edge.close()
+    assert (await rig.finish(task)).reason == common_pb2.END_REASON_CALLER_HANGUP
 
 
 async def test_without_agent_resume_a_lost_agent_ends_the_call(rig) -> None:

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from voicebridge.agent.backends.base import AgentSession, Outbox, SessionEndInfo
 from voicebridge.agent.backends.elevenlabs import ElevenLabsBackend
 from voicebridge.agent.prompts import load_prompt
-from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, DropsMidCall, silence, tone
+from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, DropsMidCall, rms, silence, tone
 from voicebridge.v1 import agent_pb2, common_pb2
 
 Factory = Callable[..., ElevenLabsBackend]
@@ -22,6 +22,7 @@ FMT = "ulaw_8000"
 GREETING = tone(FMT, 440, 300)
 REPLY = tone(FMT, 660, 1000)
 CONTINUED = tone(FMT, 550, 400)
+VOICE = tone(FMT, 300, 400, level=0.5) + silence(FMT, 1000)  # an utterance, then a second of quiet
 APOLOGY = load_prompt("apology", common_pb2.AUDIO_ENCODING_MULAW, 8000)
 
 
@@ -74,9 +75,8 @@ class Media:
 
     async def speak(self) -> None:
         """An utterance then a second of quiet, in 20 ms frames, as media sends caller audio."""
-        voice = tone(FMT, 300, 400, level=0.5) + silence(FMT, 1000)
-        for offset in range(0, len(voice), 160):
-            chunk = agent_pb2.AudioChunk(data=voice[offset : offset + 160])
+        for offset in range(0, len(VOICE), 160):
+            chunk = agent_pb2.AudioChunk(data=VOICE[offset : offset + 160])
             await self.session.handle(agent_pb2.ConverseRequest(audio=chunk))
 
     async def stop(self) -> None:
@@ -115,6 +115,13 @@ async def test_the_call_goes_on_in_a_new_conversation_told_what_the_caller_heard
         await media.wait_audio(len(GREETING) + cut + len(CONTINUED))
         assert not media.run.done()  # the call goes on
         ids = media.response_ids()
+        received = bytes(agent.conversations[1].received_audio)
+
+    # The turn the old conversation transcribed is not replayed: before the next turn, the new one got
+    # at most the quiet sent after that transcript, never the caller's words again.
+    assert received.endswith(VOICE)
+    replayed = received[: -len(VOICE)]
+    assert not replayed or rms(replayed, FMT) < 0.02 * 32767
 
     assert resumes("resumed") == before + 1
     assert len(agent.conversations) == 2
@@ -139,6 +146,33 @@ async def test_the_call_goes_on_in_a_new_conversation_told_what_the_caller_heard
     assert context.dynamic_variables["last_heard"] == heard.strip()
     assert context.user_messages == []
     assert context.first_message is None
+    assert emu.open_conversations == 0
+
+
+async def test_words_the_old_conversation_never_answered_are_replayed_to_the_new_one(
+    emu: ConvAIEmulator, make_backend: Factory
+) -> None:
+    agent = scenario(drop_before_reply=True)  # closes once it heard the caller, before any transcript
+    emu.add_agent("agent_x", AgentScript(FMT, FMT, scenario=agent))
+    async with media_for(make_backend()) as media:
+        await media.wait_audio(len(GREETING))
+        await media.speak()
+        await asyncio.wait_for(agent.context_arrived.wait(), 10)
+        await media.wait_audio(len(GREETING) + len(CONTINUED))  # the new conversation answered them
+        assert not media.run.done()
+        first, second = agent.conversations
+        await second.wait_for_audio(len(VOICE))
+
+    assert resumes("resumed") >= 1
+    assert len(agent.conversations) == 2
+    assert len(first.received_audio) > 0  # the old conversation heard (some of) the words
+    # The new one got the caller's audio once, in order: what the old one had heard (replayed), then
+    # what arrived while the new one opened (held); nothing twice, nothing lost.
+    assert bytes(second.received_audio) == VOICE
+    # Transcribed and answered, with no second greeting.
+    assert media.audio == GREETING + CONTINUED
+    assert agent.contexts[0].contextual_updates  # after its context
+    assert f"Caller: {agent.caller_text}" not in agent.contexts[0].contextual_updates[0]
     assert emu.open_conversations == 0
 
 

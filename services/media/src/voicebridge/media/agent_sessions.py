@@ -4,6 +4,12 @@ Why its own module: continuing a call on a new agent session (its process died) 
 session otherwise does not keep — the SessionStart that opened the call, the call so far
 (`CallTranscript`), the count of restarts — and none of that is about audio. `CallSession` decides
 *when* a restart is allowed (only while talking); this decides whether one is left and opens it.
+
+The caller's words the dead agent had been sent but never answered would be lost with it (the drop came
+while the caller spoke, or before the agent's transcript of it): the caller audio sent to the agent since
+the last final caller transcript media saw (the newest `REPLAY_MAX_MS`) is replayed to the new session
+once it is ready, before the audio held while it connected, so the new conversation transcribes and
+answers it. A turn with a final caller transcript is in `SessionStart.resume` instead, not replayed.
 """
 
 from __future__ import annotations
@@ -13,14 +19,16 @@ import logging
 from collections.abc import Callable
 
 from voicebridge.runtime.replicas import Opener
-from voicebridge.v1 import agent_pb2
+from voicebridge.v1 import agent_pb2, common_pb2, media_pb2
 
 from .agent_link import AgentLink
 from .call_transcript import CallTranscript
+from .pre_ready import PreReadyBuffer
 
 log = logging.getLogger(__name__)
 
 MAX_AGENT_RESTARTS = 2  # new agent sessions per call after the agent's stream failed
+REPLAY_MAX_MS = 8000  # caller audio since their last final transcript kept for a new session (a turn)
 
 
 class AgentSessions:
@@ -32,6 +40,25 @@ class AgentSessions:
         self._restarts = 0
         self.transcript = CallTranscript()  # for a new agent session if this one's process dies
         self.link: AgentLink | None = None
+        self._untranscribed = PreReadyBuffer(REPLAY_MAX_MS, drop_label=None)
+        self._replay: list[media_pb2.CallerAudio] = []
+
+    def sent(self, audio: media_pb2.CallerAudio) -> None:
+        """Caller audio was sent to the agent (kept until a final caller transcript of it arrives)."""
+        self._untranscribed.hold(audio)
+
+    def note_transcript(self, transcript: common_pb2.Transcript) -> None:
+        """A transcript from the agent: kept for a resume; a final caller one means the agent heard the
+        audio sent so far as a turn (it is in the transcript, so never replayed)."""
+        self.transcript.note(transcript)
+        if transcript.final and transcript.role == common_pb2.Transcript.ROLE_CALLER:
+            self._untranscribed.take()
+
+    def take_replay(self) -> list[media_pb2.CallerAudio]:
+        """The caller audio the lost session never answered, oldest first, for the new one once ready
+        (before the audio held while it connected); empty after, and for a first session."""
+        replay, self._replay = self._replay, []
+        return replay
 
     def open(self, start: agent_pb2.SessionStart) -> None:
         """Open the call's first agent session."""
@@ -55,6 +82,7 @@ class AgentSessions:
         self._restarts += 1
         log.warning("agent stream lost (%s): continuing the call on a new agent session", why)
         lost = self.link
+        self._replay = self._untranscribed.take()
         start = agent_pb2.SessionStart()
         start.CopyFrom(self._start)
         start.resume.CopyFrom(self.transcript.context(aligned))

@@ -257,6 +257,7 @@ class CallSession:
         assert self._formats is not None
         assert self._agent.link is not None
         self._agent.link.send_audio(agent_pb2.ConverseRequest(audio=self._formats.caller_chunk(audio, pcm)))
+        self._agent.sent(audio)
         _FRAMES_AGENT_OUT.inc()
 
     def _timeline_to_clock(self, timestamp_ms: int) -> float:
@@ -321,7 +322,7 @@ class CallSession:
             elif kind == "interruption" and not self._goodbye:
                 await self._bargein.agent_interrupted(message.interruption.response_id)
             elif kind == "transcript":
-                self._agent.transcript.note(message.transcript)
+                self._agent.note_transcript(message.transcript)
                 await self._emit(media_pb2.CallResponse(transcript=message.transcript))
             elif kind == "hangup":
                 await self._after_playout(media_pb2.CallResponse(hangup=message.hangup))
@@ -366,7 +367,9 @@ class CallSession:
             ) from exc
         log.info("agent ready: caller audio as %s, agent audio as %s", fmt.caller.name, fmt.agent.name)
         self._phase = _Phase.TALKING
-        for audio in self._pre_ready.take():
+        # A new session after the agent died: first the words the lost one never answered, then what
+        # the caller said while this one connected, in order, each once.
+        for audio in self._agent.take_replay() + self._pre_ready.take():
             self._forward(audio, None)
 
     def _on_agent_audio(self, chunk: agent_pb2.AudioChunk) -> None:

@@ -8,7 +8,9 @@ with `code`. A continuing conversation greets again, as the real service does wi
 message (the client must keep the caller from hearing it), then answers each utterance with `continued`.
 With `fail_continuations=N` the first N continuing conversations close with `code` right after their
 metadata instead (a resume that does not take). With `code=None` the first conversation does not close
-after its half reply: the test kills the client (the agent process) instead.
+after its half reply: the test kills the client (the agent process) instead. With `drop_before_reply`
+the first conversation closes as soon as it has heard the caller's first utterance, before transcribing
+or answering it (the caller's words are with it only): the continuation must be sent them again.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class DropsMidCall:
     code: int | None = 1011  # None: the first conversation stays up (the client side dies instead)
     error_type: str = "unknown_websocket_crash"
     fail_continuations: int = 0
+    drop_before_reply: bool = False  # close after the caller's utterance, before its transcript and reply
     conversations: list[EmulatedSession] = field(default_factory=list)
     contexts: list[ContextReceived] = field(default_factory=list)  # of continuing conversations, in order
     dropped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -82,6 +85,10 @@ class DropsMidCall:
         fmt = session.script.output_format
         await self._say(session, self.greeting_text, self.greeting)
         await Utterances(session).next()
+        if self.drop_before_reply:
+            await session.fail(self.code or 1011, self.error_type, "Internal server error")
+            self.dropped.set()
+            return
         await session.send_event(
             {"type": "user_transcript", "user_transcription_event": {"user_transcript": self.caller_text}}
         )

@@ -4,6 +4,10 @@ Why hold: caller audio reaches the session while the handshake is still under wa
 the metadata may be refused (docs/elevenlabs.md#the-websocket); the caller's first words must not be lost
 either. What is held is bounded (the newest `limit_bytes` kept); it is released, in order, once the
 formats are known.
+
+The same bounded store keeps the caller audio sent since the caller's last final `user_transcript`
+(`REPLAY_MAX_S`, the newest kept): words the conversation had heard but not yet transcribed or
+answered when it dropped, replayed to the conversation that continues the call (resume.py).
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ _AUDIO_SENT = AUDIO_CHUNKS.labels("sent")
 _PROCESSING_IN = PROCESSING.labels("inbound")
 _SECONDS_SENT = AUDIO_SECONDS.labels("sent")
 
+# Caller audio kept since the last final user_transcript, for a continuing conversation: a caller's
+# turn is rarely longer; older audio of an untranscribed turn is dropped, oldest first.
+REPLAY_MAX_S = 8.0
+
 
 class HeldAudio:
     """Caller audio kept while nothing can take it, bounded: beyond `limit_bytes` the oldest goes."""
@@ -41,6 +49,16 @@ class HeldAudio:
         self._bytes += len(data)
         while self._bytes > self._limit and self._chunks:
             self._bytes -= len(self._chunks.popleft())
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._bytes = 0
+
+    def take(self) -> list[bytes]:
+        """Every chunk held, oldest first; empty after."""
+        chunks = list(self._chunks)
+        self.clear()
+        return chunks
 
     def pop(self) -> bytes | None:
         """The oldest chunk held, or None."""

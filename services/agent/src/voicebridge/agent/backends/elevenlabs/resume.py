@@ -13,6 +13,13 @@ the ways the protocol allows (docs/elevenlabs.md#resume):
   reached them, are sent as a `user_message` so the agent answers them at once; without it, the new
   conversation's greeting is dropped (never played) and the agent speaks again when the caller does.
 
+The caller's words the old conversation heard but never transcribed (the drop came while they spoke, or
+before its `user_transcript`) would be lost: the caller audio sent since their last final transcript
+(caller_audio.REPLAY_MAX_S at most) is sent to the new conversation right after its context, as caller
+audio, before what the caller said during the gap (held meanwhile): it transcribes and answers them, and
+that ends the dropped greeting as a caller turn would. A transcribed turn is not replayed: it is in the
+context (and answered by a user_message with a bridging first message).
+
 What the caller hears: the end of what the old conversation had sent (media plays out what it was
 given), at most the bridging phrase, then the agent going on. The apology and the end of the call
 remain when resuming is off, when the close is one a new conversation would only repeat
@@ -26,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from voicebridge.v1 import agent_pb2, common_pb2
@@ -111,6 +119,7 @@ class ResumingSession(AgentSession):
             self._current.history.failed()
             # What to tell the next conversation, as of the failure (its own first words join the log).
             context, unanswered = handover_text(self._current.history, self._settings)
+            replay = self._current.untranscribed_audio()
             began = time.perf_counter()
             following = await self._carry_on(end)
             if following is None:
@@ -119,7 +128,7 @@ class ResumingSession(AgentSession):
                 await self._current.apologize(outbox)
                 return end.info
             self._current = following
-            await self._hand_over(following, context, unanswered)
+            await self._hand_over(following, context, unanswered, replay)
             RESUME_SECONDS.observe(time.perf_counter() - began)
 
     async def _carry_on(self, end: End) -> ElevenLabsSession | None:
@@ -191,11 +200,16 @@ class ResumingSession(AgentSession):
         RESUMES.labels("continued").inc()
         await self._hand_over(self._current, context, unanswered)
 
-    async def _hand_over(self, following: ElevenLabsSession, context: str, unanswered: str) -> None:
-        """Tell the new conversation the call so far, then pass on what the caller said meanwhile."""
+    async def _hand_over(
+        self, following: ElevenLabsSession, context: str, unanswered: str, replay: Sequence[bytes] = ()
+    ) -> None:
+        """Tell the new conversation the call so far, then the caller's words the old one never
+        transcribed (`replay`), then pass on what the caller said meanwhile: in order, each once."""
         self._handing_over = True
         try:
             await following.send_context(context, unanswered)
+            for words in replay:
+                await following.handle(agent_pb2.ConverseRequest(audio=agent_pb2.AudioChunk(data=words)))
             while (chunk := self._held.pop()) is not None:
                 await following.handle(agent_pb2.ConverseRequest(audio=agent_pb2.AudioChunk(data=chunk)))
         finally:

@@ -56,7 +56,7 @@ from ..base import AgentSession, Outbox, SessionEndInfo, SessionRefused
 from . import protocol as p
 from .alignment import text_alignment
 from .busy import looks_busy
-from .caller_audio import CallerAudio
+from .caller_audio import REPLAY_MAX_S, CallerAudio, HeldAudio
 from .closes import close_end, describe, resumable
 from .metrics import (
     AUDIO_CHUNKS,
@@ -130,6 +130,8 @@ class ElevenLabsSession(AgentSession):
         self.conversation_id = ""
         offered_rates = [bytes_per_s(f) for f in start.input_formats] or [96_000]
         self._caller_audio = CallerAudio(ws, int(max(offered_rates) * max_buffered_audio_s))
+        # Caller audio since their last final transcript: replayed to a continuation (resume.py).
+        self._untranscribed = HeldAudio(int(max(offered_rates) * REPLAY_MAX_S))
         self._max_pending_s = max_pending_audio_s
         self._pending_limit = 0
         self._output_format = common_pb2.AudioFormat()
@@ -251,6 +253,7 @@ class ElevenLabsSession(AgentSession):
                     self._replies.caller_interrupted(self._replies.last_reply)
                     self._dropping_greeting = False
                 self.progressed = True
+                self._untranscribed.clear()  # heard and transcribed: this conversation answers it
                 self.history.caller(event.text)
                 self._replies.user_turn()
                 self._turn_began = (time.perf_counter(), self._replies.last_reply)
@@ -423,6 +426,11 @@ class ElevenLabsSession(AgentSession):
         """Every reply id this conversation gave media is <= this; a continuation numbers above it."""
         return max(self._replies.last_reply, self._replies.void_through)
 
+    def untranscribed_audio(self) -> list[bytes]:
+        """The caller audio sent since their last final transcript (the newest REPLAY_MAX_S), oldest
+        first: words this conversation may have heard but never answered. Taken once: empty after."""
+        return self._untranscribed.take()
+
     async def send_context(self, text: str, unanswered: str = "") -> None:
         """Tell a continuing conversation what came before (`contextual_update`); `unanswered`, the
         caller's last words that no reply reached, goes as a `user_message` so the agent answers them."""
@@ -451,6 +459,7 @@ class ElevenLabsSession(AgentSession):
         kind = request.WhichOneof("event")
         try:
             if kind == "audio":
+                self._untranscribed.push(request.audio.data)
                 await self._caller_audio.send(request.audio.data, request.audio.received_unix_nanos)
             elif kind == "interrupted":
                 await self._on_caller_interrupted(request.interrupted)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from voicebridge.v1 import common_pb2 as voicebridge_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avoicebridge/v1/agent.proto\x12\x0evoicebridge.v1\x1a\x1bvoicebridge/v1/common.proto\"\xf1\x02\n\x0f\x43onverseRequest\x12-\n\x05start\x18\x01 \x01(\x0b\x32\x1c.voicebridge.v1.SessionStartH\x00\x12+\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1a.voicebridge.v1.AudioChunkH\x00\x12\x31\n\x08\x61\x63tivity\x18\x03 \x01(\x0b\x32\x1d.voicebridge.v1.VoiceActivityH\x00\x12\x38\n\x0binterrupted\x18\x04 \x01(\x0b\x32!.voicebridge.v1.CallerInterruptedH\x00\x12)\n\x04\x64tmf\x18\x05 \x01(\x0b\x32\x19.voicebridge.v1.DtmfDigitH\x00\x12&\n\x03\x65nd\x18\x06 \x01(\x0b\x32\x17.voicebridge.v1.CallEndH\x00\x12\x39\n\x0ftransfer_result\x18\x07 \x01(\x0b\x32\x1e.voicebridge.v1.TransferResultH\x00\x42\x07\n\x05\x65vent\"\x8b\x03\n\x10\x43onverseResponse\x12-\n\x05ready\x18\x01 \x01(\x0b\x32\x1c.voicebridge.v1.SessionReadyH\x00\x12+\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1a.voicebridge.v1.AudioChunkH\x00\x12\x34\n\x0cinterruption\x18\x03 \x01(\x0b\x32\x1c.voicebridge.v1.InterruptionH\x00\x12\x30\n\ntranscript\x18\x04 \x01(\x0b\x32\x1a.voicebridge.v1.TranscriptH\x00\x12(\n\x06hangup\x18\x05 \x01(\x0b\x32\x16.voicebridge.v1.HangUpH\x00\x12\x30\n\x08transfer\x18\x06 \x01(\x0b\x32\x1c.voicebridge.v1.TransferCallH\x00\x12&\n\x03\x65nd\x18\x07 \x01(\x0b\x32\x17.voicebridge.v1.CallEndH\x00\x12&\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x15.voicebridge.v1.ErrorH\x00\x42\x07\n\x05\x65vent\"\xce\x01\n\x0cSessionStart\x12&\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x18.voicebridge.v1.CallInfo\x12\x32\n\rinput_formats\x18\x02 \x03(\x0b\x32\x1b.voicebridge.v1.AudioFormat\x12\x33\n\x0eoutput_formats\x18\x03 \x03(\x0b\x32\x1b.voicebridge.v1.AudioFormat\x12-\n\x06resume\x18\x04 \x01(\x0b\x32\x1d.voicebridge.v1.ResumeContext\"R\n\rResumeContext\x12)\n\x05turns\x18\x01 \x03(\x0b\x32\x1a.voicebridge.v1.Transcript\x12\x16\n\x0eresponse_floor\x18\x02 \x01(\x04\"\x8e\x01\n\x0cSessionReady\x12\x31\n\x0cinput_format\x18\x01 \x01(\x0b\x32\x1b.voicebridge.v1.AudioFormat\x12\x32\n\routput_format\x18\x02 \x01(\x0b\x32\x1b.voicebridge.v1.AudioFormat\x12\x17\n\x0f\x63onversation_id\x18\x03 \x01(\t\"\xc1\x01\n\nAudioChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12+\n\x06\x66ormat\x18\x02 \x01(\x0b\x32\x1b.voicebridge.v1.AudioFormat\x12\x13\n\x0bresponse_id\x18\x03 \x01(\x04\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\r\x12\x1b\n\x13received_unix_nanos\x18\x05 \x01(\x03\x12\x30\n\talignment\x18\x06 \x01(\x0b\x32\x1d.voicebridge.v1.TextAlignment\"O\n\rTextAlignment\x12\r\n\x05\x63hars\x18\x01 \x03(\t\x12\x15\n\rchar_start_ms\x18\x02 \x03(\r\x12\x18\n\x10\x63har_duration_ms\x18\x03 \x03(\r\"\xa5\x01\n\rVoiceActivity\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".voicebridge.v1.VoiceActivity.Kind\x12\x14\n\x0ctimestamp_ms\x18\x02 \x01(\r\"L\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13KIND_SPEECH_STARTED\x10\x01\x12\x15\n\x11KIND_SPEECH_ENDED\x10\x02\"N\n\x11\x43\x61llerInterrupted\x12\x13\n\x0bresponse_id\x18\x01 \x01(\x04\x12\x10\n\x08heard_ms\x18\x02 \x01(\r\x12\x12\n\nheard_text\x18\x03 \x01(\t\"#\n\x0cInterruption\x12\x13\n\x0bresponse_id\x18\x01 \x01(\x04\"M\n\x13\x43onverseManyRequest\x12\x36\n\x05items\x18\x01 \x03(\x0b\x32\'.voicebridge.v1.ConverseManyRequestItem\"\x93\x01\n\x17\x43onverseManyRequestItem\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\x04\x12\x32\n\x07request\x18\x02 \x01(\x0b\x32\x1f.voicebridge.v1.ConverseRequestH\x00\x12.\n\x06signal\x18\x03 \x01(\x0e\x32\x1c.voicebridge.v1.StreamSignalH\x00\x42\x06\n\x04kind\"O\n\x14\x43onverseManyResponse\x12\x37\n\x05items\x18\x01 \x03(\x0b\x32(.voicebridge.v1.ConverseManyResponseItem\"\x96\x01\n\x18\x43onverseManyResponseItem\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\x04\x12\x34\n\x08response\x18\x02 \x01(\x0b\x32 .voicebridge.v1.ConverseResponseH\x00\x12.\n\x06status\x18\x03 \x01(\x0b\x32\x1c.voicebridge.v1.StreamStatusH\x00\x42\x06\n\x04kind2\xc0\x01\n\x0c\x41gentService\x12Q\n\x08\x43onverse\x12\x1f.voicebridge.v1.ConverseRequest\x1a .voicebridge.v1.ConverseResponse(\x01\x30\x01\x12]\n\x0c\x43onverseMany\x12#.voicebridge.v1.ConverseManyRequest\x1a$.voicebridge.v1.ConverseManyResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avoicebridge/v1/agent.proto\x12\x0evoicebridge.v1\x1a\x1bvoicebridge/v1/common.proto\"\x9b\x03\n\x0f\x43onverseRequest\x12-\n\x05start\x18\x01 \x01(\x0b\x32\x1c.voicebridge.v1.SessionStartH\x00\x12+\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1a.voicebridge.v1.AudioChunkH\x00\x12\x31\n\x08\x61\x63tivity\x18\x03 \x01(\x0b\x32\x1d.voicebridge.v1.VoiceActivityH\x00\x12\x38\n\x0binterrupted\x18\x04 \x01(\x0b\x32!.voicebridge.v1.CallerInterruptedH\x00\x12)\n\x04\x64tmf\x18\x05 \x01(\x0b\x32\x19.voicebridge.v1.DtmfDigitH\x00\x12&\n\x03\x65nd\x18\x06 \x01(\x0b\x32\x17.voicebridge.v1.CallEndH\x00\x12\x39\n\x0ftransfer_result\x18\x07 \x01(\x0b\x32\x1e.voicebridge.v1.TransferResultH\x00\x12(\n\x06\x64\x65tach\x18\x08 \x01(\x0b\x32\x16.voicebridge.v1.DetachH\x00\x42\x07\n\x05\x65vent\"\x8b\x03\n\x10\x43onverseResponse\x12-\n\x05ready\x18\x01 \x01(\x0b\x32\x1c.voicebridge.v1.SessionReadyH\x00\x12+\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1a.voicebridge.v1.AudioChunkH\x00\x12\x34\n\x0cinterruption\x18\x03 \x01(\x0b\x32\x1c.voicebridge.v1.InterruptionH\x00\x12\x30\n\ntranscript\x18\x04 \x01(\x0b\x32\x1a.voicebridge.v1.TranscriptH\x00\x12(\n\x06hangup\x18\x05 \x01(\x0b\x32\x16.voicebridge.v1.HangUpH\x00\x12\x30\n\x08transfer\x18\x06 \x01(\x0b\x32\x1c.voicebridge.v1.TransferCallH\x00\x12&\n\x03\x65nd\x18\x07 \x01(\x0b\x32\x17.voicebridge.v1.CallEndH\x00\x12&\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x15.voicebridge.v1.ErrorH\x00\x42\x07\n\x05\x65vent\"\x92\x02\n\x0cSessionStart\x12&\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x18.voicebridge.v1.CallInfo\x12\x32\n\rinput_formats\x18\x02 \x03(\x0b\x32\x1b.voicebridge.v1.AudioFormat\x12\x33\n\x0eoutput_formats\x18\x03 \x03(\x0b\x32\x1b.voicebridge.v1.AudioFormat\x12-\n\x06resume\x18\x04 \x01(\x0b\x32\x1d.voicebridge.v1.ResumeContext\x12\x13\n\x0b\x63\x61ll_secret\x18\x05 \x01(\x0c\x12-\n\x06\x61ttach\x18\x06 \x01(\x0b\x32\x1d.voicebridge.v1.SessionAttach\"F\n\rSessionAttach\x12\x35\n\x0bresume_from\x18\x01 \x01(\x0b\x32 .voicebridge.v1.PlaybackPosition\"9\n\x06\x44\x65tach\x12/\n\x05heard\x18\x01 \x01(\x0b\x32 .voicebridge.v1.PlaybackPosition\"R\n\rResumeContext\x12)\n\x05turns\x18\x01 \x03(\x0b\x32\x1a.voicebridge.v1.Transcript\x12\x16\n\x0eresponse_floor\x18\x02 \x01(\x04\"\xa0\x01\n\x0cSessionReady\x12\x31\n\x0cinput_format\x18\x01 \x01(\x0b\x32\x1b.voicebridge.v1.AudioFormat\x12\x32\n\routput_format\x18\x02 \x01(\x0b\x32\x1b.voicebridge.v1.AudioFormat\x12\x17\n\x0f\x63onversation_id\x18\x03 \x01(\t\x12\x10\n\x08\x61ttached\x18\x04 \x01(\x08\"\xc1\x01\n\nAudioChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12+\n\x06\x66ormat\x18\x02 \x01(\x0b\x32\x1b.voicebridge.v1.AudioFormat\x12\x13\n\x0bresponse_id\x18\x03 \x01(\x04\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\r\x12\x1b\n\x13received_unix_nanos\x18\x05 \x01(\x03\x12\x30\n\talignment\x18\x06 \x01(\x0b\x32\x1d.voicebridge.v1.TextAlignment\"O\n\rTextAlignment\x12\r\n\x05\x63hars\x18\x01 \x03(\t\x12\x15\n\rchar_start_ms\x18\x02 \x03(\r\x12\x18\n\x10\x63har_duration_ms\x18\x03 \x03(\r\"\xa5\x01\n\rVoiceActivity\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".voicebridge.v1.VoiceActivity.Kind\x12\x14\n\x0ctimestamp_ms\x18\x02 \x01(\r\"L\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13KIND_SPEECH_STARTED\x10\x01\x12\x15\n\x11KIND_SPEECH_ENDED\x10\x02\"N\n\x11\x43\x61llerInterrupted\x12\x13\n\x0bresponse_id\x18\x01 \x01(\x04\x12\x10\n\x08heard_ms\x18\x02 \x01(\r\x12\x12\n\nheard_text\x18\x03 \x01(\t\"#\n\x0cInterruption\x12\x13\n\x0bresponse_id\x18\x01 \x01(\x04\"M\n\x13\x43onverseManyRequest\x12\x36\n\x05items\x18\x01 \x03(\x0b\x32\'.voicebridge.v1.ConverseManyRequestItem\"\x93\x01\n\x17\x43onverseManyRequestItem\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\x04\x12\x32\n\x07request\x18\x02 \x01(\x0b\x32\x1f.voicebridge.v1.ConverseRequestH\x00\x12.\n\x06signal\x18\x03 \x01(\x0e\x32\x1c.voicebridge.v1.StreamSignalH\x00\x42\x06\n\x04kind\"O\n\x14\x43onverseManyResponse\x12\x37\n\x05items\x18\x01 \x03(\x0b\x32(.voicebridge.v1.ConverseManyResponseItem\"\x96\x01\n\x18\x43onverseManyResponseItem\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\x04\x12\x34\n\x08response\x18\x02 \x01(\x0b\x32 .voicebridge.v1.ConverseResponseH\x00\x12.\n\x06status\x18\x03 \x01(\x0b\x32\x1c.voicebridge.v1.StreamStatusH\x00\x42\x06\n\x04kind2\xc0\x01\n\x0c\x41gentService\x12Q\n\x08\x43onverse\x12\x1f.voicebridge.v1.ConverseRequest\x1a .voicebridge.v1.ConverseResponse(\x01\x30\x01\x12]\n\x0c\x43onverseMany\x12#.voicebridge.v1.ConverseManyRequest\x1a$.voicebridge.v1.ConverseManyResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,35 +33,39 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voicebridge.v1.agent_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONVERSEREQUEST']._serialized_start=76
-  _globals['_CONVERSEREQUEST']._serialized_end=445
-  _globals['_CONVERSERESPONSE']._serialized_start=448
-  _globals['_CONVERSERESPONSE']._serialized_end=843
-  _globals['_SESSIONSTART']._serialized_start=846
-  _globals['_SESSIONSTART']._serialized_end=1052
-  _globals['_RESUMECONTEXT']._serialized_start=1054
-  _globals['_RESUMECONTEXT']._serialized_end=1136
-  _globals['_SESSIONREADY']._serialized_start=1139
-  _globals['_SESSIONREADY']._serialized_end=1281
-  _globals['_AUDIOCHUNK']._serialized_start=1284
-  _globals['_AUDIOCHUNK']._serialized_end=1477
-  _globals['_TEXTALIGNMENT']._serialized_start=1479
-  _globals['_TEXTALIGNMENT']._serialized_end=1558
-  _globals['_VOICEACTIVITY']._serialized_start=1561
-  _globals['_VOICEACTIVITY']._serialized_end=1726
-  _globals['_VOICEACTIVITY_KIND']._serialized_start=1650
-  _globals['_VOICEACTIVITY_KIND']._serialized_end=1726
-  _globals['_CALLERINTERRUPTED']._serialized_start=1728
-  _globals['_CALLERINTERRUPTED']._serialized_end=1806
-  _globals['_INTERRUPTION']._serialized_start=1808
-  _globals['_INTERRUPTION']._serialized_end=1843
-  _globals['_CONVERSEMANYREQUEST']._serialized_start=1845
-  _globals['_CONVERSEMANYREQUEST']._serialized_end=1922
-  _globals['_CONVERSEMANYREQUESTITEM']._serialized_start=1925
-  _globals['_CONVERSEMANYREQUESTITEM']._serialized_end=2072
-  _globals['_CONVERSEMANYRESPONSE']._serialized_start=2074
-  _globals['_CONVERSEMANYRESPONSE']._serialized_end=2153
-  _globals['_CONVERSEMANYRESPONSEITEM']._serialized_start=2156
-  _globals['_CONVERSEMANYRESPONSEITEM']._serialized_end=2306
-  _globals['_AGENTSERVICE']._serialized_start=2309
-  _globals['_AGENTSERVICE']._serialized_end=2501
+  _globals['_CONVERSEREQUEST']._serialized_end=487
+  _globals['_CONVERSERESPONSE']._serialized_start=490
+  _globals['_CONVERSERESPONSE']._serialized_end=885
+  _globals['_SESSIONSTART']._serialized_start=888
+  _globals['_SESSIONSTART']._serialized_end=1162
+  _globals['_SESSIONATTACH']._serialized_start=1164
+  _globals['_SESSIONATTACH']._serialized_end=1234
+  _globals['_DETACH']._serialized_start=1236
+  _globals['_DETACH']._serialized_end=1293
+  _globals['_RESUMECONTEXT']._serialized_start=1295
+  _globals['_RESUMECONTEXT']._serialized_end=1377
+  _globals['_SESSIONREADY']._serialized_start=1380
+  _globals['_SESSIONREADY']._serialized_end=1540
+  _globals['_AUDIOCHUNK']._serialized_start=1543
+  _globals['_AUDIOCHUNK']._serialized_end=1736
+  _globals['_TEXTALIGNMENT']._serialized_start=1738
+  _globals['_TEXTALIGNMENT']._serialized_end=1817
+  _globals['_VOICEACTIVITY']._serialized_start=1820
+  _globals['_VOICEACTIVITY']._serialized_end=1985
+  _globals['_VOICEACTIVITY_KIND']._serialized_start=1909
+  _globals['_VOICEACTIVITY_KIND']._serialized_end=1985
+  _globals['_CALLERINTERRUPTED']._serialized_start=1987
+  _globals['_CALLERINTERRUPTED']._serialized_end=2065
+  _globals['_INTERRUPTION']._serialized_start=2067
+  _globals['_INTERRUPTION']._serialized_end=2102
+  _globals['_CONVERSEMANYREQUEST']._serialized_start=2104
+  _globals['_CONVERSEMANYREQUEST']._serialized_end=2181
+  _globals['_CONVERSEMANYREQUESTITEM']._serialized_start=2184
+  _globals['_CONVERSEMANYREQUESTITEM']._serialized_end=2331
+  _globals['_CONVERSEMANYRESPONSE']._serialized_start=2333
+  _globals['_CONVERSEMANYRESPONSE']._serialized_end=2412
+  _globals['_CONVERSEMANYRESPONSEITEM']._serialized_start=2415
+  _globals['_CONVERSEMANYRESPONSEITEM']._serialized_end=2565
+  _globals['_AGENTSERVICE']._serialized_start=2568
+  _globals['_AGENTSERVICE']._serialized_end=2760
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ConverseRequest(_message.Message):
-    __slots__ = ("start", "audio", "activity", "interrupted", "dtmf", "end", "transfer_result")
+    __slots__ = ("start", "audio", "activity", "interrupted", "dtmf", "end", "transfer_result", "detach")
     START_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     ACTIVITY_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class ConverseRequest(_message.Message):
     DTMF_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     TRANSFER_RESULT_FIELD_NUMBER: _ClassVar[int]
+    DETACH_FIELD_NUMBER: _ClassVar[int]
     start: SessionStart
     audio: AudioChunk
     activity: VoiceActivity
@@ -24,7 +25,8 @@ class ConverseRequest(_message.Message):
     dtmf: _common_pb2.DtmfDigit
     end: _common_pb2.CallEnd
     transfer_result: _common_pb2.TransferResult
-    def __init__(self, start: _Optional[_Union[SessionStart, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., activity: _Optional[_Union[VoiceActivity, _Mapping]] = ..., interrupted: _Optional[_Union[CallerInterrupted, _Mapping]] = ..., dtmf: _Optional[_Union[_common_pb2.DtmfDigit, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.CallEnd, _Mapping]] = ..., transfer_result: _Optional[_Union[_common_pb2.TransferResult, _Mapping]] = ...) -> None: ...
+    detach: Detach
+    def __init__(self, start: _Optional[_Union[SessionStart, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., activity: _Optional[_Union[VoiceActivity, _Mapping]] = ..., interrupted: _Optional[_Union[CallerInterrupted, _Mapping]] = ..., dtmf: _Optional[_Union[_common_pb2.DtmfDigit, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.CallEnd, _Mapping]] = ..., transfer_result: _Optional[_Union[_common_pb2.TransferResult, _Mapping]] = ..., detach: _Optional[_Union[Detach, _Mapping]] = ...) -> None: ...
 
 class ConverseResponse(_message.Message):
     __slots__ = ("ready", "audio", "interruption", "transcript", "hangup", "transfer", "end", "error")
@@ -47,16 +49,32 @@ class ConverseResponse(_message.Message):
     def __init__(self, ready: _Optional[_Union[SessionReady, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., interruption: _Optional[_Union[Interruption, _Mapping]] = ..., transcript: _Optional[_Union[_common_pb2.Transcript, _Mapping]] = ..., hangup: _Optional[_Union[_common_pb2.HangUp, _Mapping]] = ..., transfer: _Optional[_Union[_common_pb2.TransferCall, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.CallEnd, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ...) -> None: ...
 
 class SessionStart(_message.Message):
-    __slots__ = ("call", "input_formats", "output_formats", "resume")
+    __slots__ = ("call", "input_formats", "output_formats", "resume", "call_secret", "attach")
     CALL_FIELD_NUMBER: _ClassVar[int]
     INPUT_FORMATS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FORMATS_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
+    CALL_SECRET_FIELD_NUMBER: _ClassVar[int]
+    ATTACH_FIELD_NUMBER: _ClassVar[int]
     call: _common_pb2.CallInfo
     input_formats: _containers.RepeatedCompositeFieldContainer[_common_pb2.AudioFormat]
     output_formats: _containers.RepeatedCompositeFieldContainer[_common_pb2.AudioFormat]
     resume: ResumeContext
-    def __init__(self, call: _Optional[_Union[_common_pb2.CallInfo, _Mapping]] = ..., input_formats: _Optional[_Iterable[_Union[_common_pb2.AudioFormat, _Mapping]]] = ..., output_formats: _Optional[_Iterable[_Union[_common_pb2.AudioFormat, _Mapping]]] = ..., resume: _Optional[_Union[ResumeContext, _Mapping]] = ...) -> None: ...
+    call_secret: bytes
+    attach: SessionAttach
+    def __init__(self, call: _Optional[_Union[_common_pb2.CallInfo, _Mapping]] = ..., input_formats: _Optional[_Iterable[_Union[_common_pb2.AudioFormat, _Mapping]]] = ..., output_formats: _Optional[_Iterable[_Union[_common_pb2.AudioFormat, _Mapping]]] = ..., resume: _Optional[_Union[ResumeContext, _Mapping]] = ..., call_secret: _Optional[bytes] = ..., attach: _Optional[_Union[SessionAttach, _Mapping]] = ...) -> None: ...
+
+class SessionAttach(_message.Message):
+    __slots__ = ("resume_from",)
+    RESUME_FROM_FIELD_NUMBER: _ClassVar[int]
+    resume_from: _common_pb2.PlaybackPosition
+    def __init__(self, resume_from: _Optional[_Union[_common_pb2.PlaybackPosition, _Mapping]] = ...) -> None: ...
+
+class Detach(_message.Message):
+    __slots__ = ("heard",)
+    HEARD_FIELD_NUMBER: _ClassVar[int]
+    heard: _common_pb2.PlaybackPosition
+    def __init__(self, heard: _Optional[_Union[_common_pb2.PlaybackPosition, _Mapping]] = ...) -> None: ...
 
 class ResumeContext(_message.Message):
     __slots__ = ("turns", "response_floor")
@@ -67,14 +85,16 @@ class ResumeContext(_message.Message):
     def __init__(self, turns: _Optional[_Iterable[_Union[_common_pb2.Transcript, _Mapping]]] = ..., response_floor: _Optional[int] = ...) -> None: ...
 
 class SessionReady(_message.Message):
-    __slots__ = ("input_format", "output_format", "conversation_id")
+    __slots__ = ("input_format", "output_format", "conversation_id", "attached")
     INPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTACHED_FIELD_NUMBER: _ClassVar[int]
     input_format: _common_pb2.AudioFormat
     output_format: _common_pb2.AudioFormat
     conversation_id: str
-    def __init__(self, input_format: _Optional[_Union[_common_pb2.AudioFormat, _Mapping]] = ..., output_format: _Optional[_Union[_common_pb2.AudioFormat, _Mapping]] = ..., conversation_id: _Optional[str] = ...) -> None: ...
+    attached: bool
+    def __init__(self, input_format: _Optional[_Union[_common_pb2.AudioFormat, _Mapping]] = ..., output_format: _Optional[_Union[_common_pb2.AudioFormat, _Mapping]] = ..., conversation_id: _Optional[str] = ..., attached: _Optional[bool] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
     __slots__ = ("data", "format", "response_id", "timestamp_ms", "received_unix_nanos", "alignment")

@@ -45,6 +45,11 @@ class AgentServiceStub:
     before them has been heard).
     4. Either side ends with CallEnd and then closes its half of the stream. media also ends the
     stream by half-closing when the call is over; the agent must then release the session.
+    5. Optional, for surviving a replica's death: media may end with Detach instead (the telephony
+    side went away but the call may come back), and a stream may simply break. An agent that
+    holds conversations keeps the session for a grace period and hands it to a later stream whose
+    SessionStart.attach presents the call's secret. An agent that does not hold treats both as the
+    call's end; media then starts a new conversation with SessionStart.resume.
     Problems travel as Error messages in the stream, not only as gRPC status.
     """
 
@@ -86,6 +91,11 @@ class AgentServiceServicer:
     before them has been heard).
     4. Either side ends with CallEnd and then closes its half of the stream. media also ends the
     stream by half-closing when the call is over; the agent must then release the session.
+    5. Optional, for surviving a replica's death: media may end with Detach instead (the telephony
+    side went away but the call may come back), and a stream may simply break. An agent that
+    holds conversations keeps the session for a grace period and hands it to a later stream whose
+    SessionStart.attach presents the call's secret. An agent that does not hold treats both as the
+    call's end; media then starts a new conversation with SessionStart.resume.
     Problems travel as Error messages in the stream, not only as gRPC status.
     """
 
@@ -146,6 +156,11 @@ class AgentService:
     before them has been heard).
     4. Either side ends with CallEnd and then closes its half of the stream. media also ends the
     stream by half-closing when the call is over; the agent must then release the session.
+    5. Optional, for surviving a replica's death: media may end with Detach instead (the telephony
+    side went away but the call may come back), and a stream may simply break. An agent that
+    holds conversations keeps the session for a grace period and hands it to a later stream whose
+    SessionStart.attach presents the call's secret. An agent that does not hold treats both as the
+    call's end; media then starts a new conversation with SessionStart.resume.
     Problems travel as Error messages in the stream, not only as gRPC status.
     """
 

@@ -44,6 +44,8 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_DEADLINE_EXCEEDED: _ClassVar[ErrorCode]
     ERROR_CODE_UNAUTHENTICATED: _ClassVar[ErrorCode]
     ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
+    ERROR_CODE_NOT_FOUND: _ClassVar[ErrorCode]
+    ERROR_CODE_PERMISSION_DENIED: _ClassVar[ErrorCode]
 
 class StreamSignal(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -76,6 +78,8 @@ ERROR_CODE_RESOURCE_EXHAUSTED: ErrorCode
 ERROR_CODE_DEADLINE_EXCEEDED: ErrorCode
 ERROR_CODE_UNAUTHENTICATED: ErrorCode
 ERROR_CODE_INTERNAL: ErrorCode
+ERROR_CODE_NOT_FOUND: ErrorCode
+ERROR_CODE_PERMISSION_DENIED: ErrorCode
 STREAM_SIGNAL_UNSPECIFIED: StreamSignal
 STREAM_SIGNAL_HALF_CLOSE: StreamSignal
 STREAM_SIGNAL_CANCEL: StreamSignal
@@ -192,3 +196,11 @@ class StreamStatus(_message.Message):
     code: int
     message: str
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class PlaybackPosition(_message.Message):
+    __slots__ = ("response_id", "offset_us")
+    RESPONSE_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_US_FIELD_NUMBER: _ClassVar[int]
+    response_id: int
+    offset_us: int
+    def __init__(self, response_id: _Optional[int] = ..., offset_us: _Optional[int] = ...) -> None: ...

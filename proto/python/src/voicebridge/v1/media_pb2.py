@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from voicebridge.v1 import common_pb2 as voicebridge_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avoicebridge/v1/media.proto\x12\x0evoicebridge.v1\x1a\x1bvoicebridge/v1/common.proto\"\xa9\x02\n\x0b\x43\x61llRequest\x12*\n\x05start\x18\x01 \x01(\x0b\x32\x19.voicebridge.v1.CallStartH\x00\x12,\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1b.voicebridge.v1.CallerAudioH\x00\x12(\n\x04mark\x18\x03 \x01(\x0b\x32\x18.voicebridge.v1.MarkEchoH\x00\x12)\n\x04\x64tmf\x18\x04 \x01(\x0b\x32\x19.voicebridge.v1.DtmfDigitH\x00\x12\'\n\x04stop\x18\x05 \x01(\x0b\x32\x17.voicebridge.v1.CallEndH\x00\x12\x39\n\x0ftransfer_result\x18\x06 \x01(\x0b\x32\x1e.voicebridge.v1.TransferResultH\x00\x42\x07\n\x05\x65vent\"3\n\tCallStart\x12&\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x18.voicebridge.v1.CallInfo\"Q\n\x0b\x43\x61llerAudio\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x02 \x01(\r\x12\x1b\n\x13received_unix_nanos\x18\x03 \x01(\x03\"\x18\n\x08MarkEcho\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xce\x02\n\x0c\x43\x61llResponse\x12*\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x19.voicebridge.v1.PlayAudioH\x00\x12+\n\x05\x63lear\x18\x02 \x01(\x0b\x32\x1a.voicebridge.v1.ClearAudioH\x00\x12(\n\x06hangup\x18\x03 \x01(\x0b\x32\x16.voicebridge.v1.HangUpH\x00\x12\x30\n\x08transfer\x18\x04 \x01(\x0b\x32\x1c.voicebridge.v1.TransferCallH\x00\x12\x30\n\ntranscript\x18\x05 \x01(\x0b\x32\x1a.voicebridge.v1.TranscriptH\x00\x12&\n\x03\x65nd\x18\x06 \x01(\x0b\x32\x17.voicebridge.v1.CallEndH\x00\x12&\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x15.voicebridge.v1.ErrorH\x00\x42\x07\n\x05\x65vent\"E\n\tPlayAudio\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x0c\n\x04mark\x18\x02 \x01(\t\x12\x19\n\x11source_unix_nanos\x18\x03 \x01(\x03\"\x0c\n\nClearAudio\"E\n\x0f\x43\x61llManyRequest\x12\x32\n\x05items\x18\x01 \x03(\x0b\x32#.voicebridge.v1.CallManyRequestItem\"\x8b\x01\n\x13\x43\x61llManyRequestItem\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\x04\x12.\n\x07request\x18\x02 \x01(\x0b\x32\x1b.voicebridge.v1.CallRequestH\x00\x12.\n\x06signal\x18\x03 \x01(\x0e\x32\x1c.voicebridge.v1.StreamSignalH\x00\x42\x06\n\x04kind\"G\n\x10\x43\x61llManyResponse\x12\x33\n\x05items\x18\x01 \x03(\x0b\x32$.voicebridge.v1.CallManyResponseItem\"\x8e\x01\n\x14\x43\x61llManyResponseItem\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\x04\x12\x30\n\x08response\x18\x02 \x01(\x0b\x32\x1c.voicebridge.v1.CallResponseH\x00\x12.\n\x06status\x18\x03 \x01(\x0b\x32\x1c.voicebridge.v1.StreamStatusH\x00\x42\x06\n\x04kind2\xa8\x01\n\x0cMediaService\x12\x45\n\x04\x43\x61ll\x12\x1b.voicebridge.v1.CallRequest\x1a\x1c.voicebridge.v1.CallResponse(\x01\x30\x01\x12Q\n\x08\x43\x61llMany\x12\x1f.voicebridge.v1.CallManyRequest\x1a .voicebridge.v1.CallManyResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avoicebridge/v1/media.proto\x12\x0evoicebridge.v1\x1a\x1bvoicebridge/v1/common.proto\"\xa9\x02\n\x0b\x43\x61llRequest\x12*\n\x05start\x18\x01 \x01(\x0b\x32\x19.voicebridge.v1.CallStartH\x00\x12,\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1b.voicebridge.v1.CallerAudioH\x00\x12(\n\x04mark\x18\x03 \x01(\x0b\x32\x18.voicebridge.v1.MarkEchoH\x00\x12)\n\x04\x64tmf\x18\x04 \x01(\x0b\x32\x19.voicebridge.v1.DtmfDigitH\x00\x12\'\n\x04stop\x18\x05 \x01(\x0b\x32\x17.voicebridge.v1.CallEndH\x00\x12\x39\n\x0ftransfer_result\x18\x06 \x01(\x0b\x32\x1e.voicebridge.v1.TransferResultH\x00\x42\x07\n\x05\x65vent\"x\n\tCallStart\x12&\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x18.voicebridge.v1.CallInfo\x12\x13\n\x0b\x63\x61ll_secret\x18\x02 \x01(\x0c\x12.\n\x08reattach\x18\x03 \x01(\x0b\x32\x1c.voicebridge.v1.CallReattach\">\n\x0c\x43\x61llReattach\x12.\n\x04sent\x18\x01 \x01(\x0b\x32 .voicebridge.v1.PlaybackPosition\"Q\n\x0b\x43\x61llerAudio\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x02 \x01(\r\x12\x1b\n\x13received_unix_nanos\x18\x03 \x01(\x03\"\x18\n\x08MarkEcho\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xce\x02\n\x0c\x43\x61llResponse\x12*\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x19.voicebridge.v1.PlayAudioH\x00\x12+\n\x05\x63lear\x18\x02 \x01(\x0b\x32\x1a.voicebridge.v1.ClearAudioH\x00\x12(\n\x06hangup\x18\x03 \x01(\x0b\x32\x16.voicebridge.v1.HangUpH\x00\x12\x30\n\x08transfer\x18\x04 \x01(\x0b\x32\x1c.voicebridge.v1.TransferCallH\x00\x12\x30\n\ntranscript\x18\x05 \x01(\x0b\x32\x1a.voicebridge.v1.TranscriptH\x00\x12&\n\x03\x65nd\x18\x06 \x01(\x0b\x32\x17.voicebridge.v1.CallEndH\x00\x12&\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x15.voicebridge.v1.ErrorH\x00\x42\x07\n\x05\x65vent\"y\n\tPlayAudio\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x0c\n\x04mark\x18\x02 \x01(\t\x12\x19\n\x11source_unix_nanos\x18\x03 \x01(\x03\x12\x32\n\x08position\x18\x04 \x01(\x0b\x32 .voicebridge.v1.PlaybackPosition\"\x0c\n\nClearAudio\"E\n\x0f\x43\x61llManyRequest\x12\x32\n\x05items\x18\x01 \x03(\x0b\x32#.voicebridge.v1.CallManyRequestItem\"\x8b\x01\n\x13\x43\x61llManyRequestItem\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\x04\x12.\n\x07request\x18\x02 \x01(\x0b\x32\x1b.voicebridge.v1.CallRequestH\x00\x12.\n\x06signal\x18\x03 \x01(\x0e\x32\x1c.voicebridge.v1.StreamSignalH\x00\x42\x06\n\x04kind\"G\n\x10\x43\x61llManyResponse\x12\x33\n\x05items\x18\x01 \x03(\x0b\x32$.voicebridge.v1.CallManyResponseItem\"\x8e\x01\n\x14\x43\x61llManyResponseItem\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\x04\x12\x30\n\x08response\x18\x02 \x01(\x0b\x32\x1c.voicebridge.v1.CallResponseH\x00\x12.\n\x06status\x18\x03 \x01(\x0b\x32\x1c.voicebridge.v1.StreamStatusH\x00\x42\x06\n\x04kind2\xa8\x01\n\x0cMediaService\x12\x45\n\x04\x43\x61ll\x12\x1b.voicebridge.v1.CallRequest\x1a\x1c.voicebridge.v1.CallResponse(\x01\x30\x01\x12Q\n\x08\x43\x61llMany\x12\x1f.voicebridge.v1.CallManyRequest\x1a .voicebridge.v1.CallManyResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,25 +35,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CALLREQUEST']._serialized_start=76
   _globals['_CALLREQUEST']._serialized_end=373
   _globals['_CALLSTART']._serialized_start=375
-  _globals['_CALLSTART']._serialized_end=426
-  _globals['_CALLERAUDIO']._serialized_start=428
-  _globals['_CALLERAUDIO']._serialized_end=509
-  _globals['_MARKECHO']._serialized_start=511
-  _globals['_MARKECHO']._serialized_end=535
-  _globals['_CALLRESPONSE']._serialized_start=538
-  _globals['_CALLRESPONSE']._serialized_end=872
-  _globals['_PLAYAUDIO']._serialized_start=874
-  _globals['_PLAYAUDIO']._serialized_end=943
-  _globals['_CLEARAUDIO']._serialized_start=945
-  _globals['_CLEARAUDIO']._serialized_end=957
-  _globals['_CALLMANYREQUEST']._serialized_start=959
-  _globals['_CALLMANYREQUEST']._serialized_end=1028
-  _globals['_CALLMANYREQUESTITEM']._serialized_start=1031
-  _globals['_CALLMANYREQUESTITEM']._serialized_end=1170
-  _globals['_CALLMANYRESPONSE']._serialized_start=1172
-  _globals['_CALLMANYRESPONSE']._serialized_end=1243
-  _globals['_CALLMANYRESPONSEITEM']._serialized_start=1246
-  _globals['_CALLMANYRESPONSEITEM']._serialized_end=1388
-  _globals['_MEDIASERVICE']._serialized_start=1391
-  _globals['_MEDIASERVICE']._serialized_end=1559
+  _globals['_CALLSTART']._serialized_end=495
+  _globals['_CALLREATTACH']._serialized_start=497
+  _globals['_CALLREATTACH']._serialized_end=559
+  _globals['_CALLERAUDIO']._serialized_start=561
+  _globals['_CALLERAUDIO']._serialized_end=642
+  _globals['_MARKECHO']._serialized_start=644
+  _globals['_MARKECHO']._serialized_end=668
+  _globals['_CALLRESPONSE']._serialized_start=671
+  _globals['_CALLRESPONSE']._serialized_end=1005
+  _globals['_PLAYAUDIO']._serialized_start=1007
+  _globals['_PLAYAUDIO']._serialized_end=1128
+  _globals['_CLEARAUDIO']._serialized_start=1130
+  _globals['_CLEARAUDIO']._serialized_end=1142
+  _globals['_CALLMANYREQUEST']._serialized_start=1144
+  _globals['_CALLMANYREQUEST']._serialized_end=1213
+  _globals['_CALLMANYREQUESTITEM']._serialized_start=1216
+  _globals['_CALLMANYREQUESTITEM']._serialized_end=1355
+  _globals['_CALLMANYRESPONSE']._serialized_start=1357
+  _globals['_CALLMANYRESPONSE']._serialized_end=1428
+  _globals['_CALLMANYRESPONSEITEM']._serialized_start=1431
+  _globals['_CALLMANYRESPONSEITEM']._serialized_end=1573
+  _globals['_MEDIASERVICE']._serialized_start=1576
+  _globals['_MEDIASERVICE']._serialized_end=1744
 # @@protoc_insertion_point(module_scope)

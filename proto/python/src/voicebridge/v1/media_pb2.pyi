@@ -24,10 +24,20 @@ class CallRequest(_message.Message):
     def __init__(self, start: _Optional[_Union[CallStart, _Mapping]] = ..., audio: _Optional[_Union[CallerAudio, _Mapping]] = ..., mark: _Optional[_Union[MarkEcho, _Mapping]] = ..., dtmf: _Optional[_Union[_common_pb2.DtmfDigit, _Mapping]] = ..., stop: _Optional[_Union[_common_pb2.CallEnd, _Mapping]] = ..., transfer_result: _Optional[_Union[_common_pb2.TransferResult, _Mapping]] = ...) -> None: ...
 
 class CallStart(_message.Message):
-    __slots__ = ("call",)
+    __slots__ = ("call", "call_secret", "reattach")
     CALL_FIELD_NUMBER: _ClassVar[int]
+    CALL_SECRET_FIELD_NUMBER: _ClassVar[int]
+    REATTACH_FIELD_NUMBER: _ClassVar[int]
     call: _common_pb2.CallInfo
-    def __init__(self, call: _Optional[_Union[_common_pb2.CallInfo, _Mapping]] = ...) -> None: ...
+    call_secret: bytes
+    reattach: CallReattach
+    def __init__(self, call: _Optional[_Union[_common_pb2.CallInfo, _Mapping]] = ..., call_secret: _Optional[bytes] = ..., reattach: _Optional[_Union[CallReattach, _Mapping]] = ...) -> None: ...
+
+class CallReattach(_message.Message):
+    __slots__ = ("sent",)
+    SENT_FIELD_NUMBER: _ClassVar[int]
+    sent: _common_pb2.PlaybackPosition
+    def __init__(self, sent: _Optional[_Union[_common_pb2.PlaybackPosition, _Mapping]] = ...) -> None: ...
 
 class CallerAudio(_message.Message):
     __slots__ = ("payload", "timestamp_ms", "received_unix_nanos")
@@ -64,14 +74,16 @@ class CallResponse(_message.Message):
     def __init__(self, audio: _Optional[_Union[PlayAudio, _Mapping]] = ..., clear: _Optional[_Union[ClearAudio, _Mapping]] = ..., hangup: _Optional[_Union[_common_pb2.HangUp, _Mapping]] = ..., transfer: _Optional[_Union[_common_pb2.TransferCall, _Mapping]] = ..., transcript: _Optional[_Union[_common_pb2.Transcript, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.CallEnd, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ...) -> None: ...
 
 class PlayAudio(_message.Message):
-    __slots__ = ("payload", "mark", "source_unix_nanos")
+    __slots__ = ("payload", "mark", "source_unix_nanos", "position")
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     MARK_FIELD_NUMBER: _ClassVar[int]
     SOURCE_UNIX_NANOS_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
     payload: bytes
     mark: str
     source_unix_nanos: int
-    def __init__(self, payload: _Optional[bytes] = ..., mark: _Optional[str] = ..., source_unix_nanos: _Optional[int] = ...) -> None: ...
+    position: _common_pb2.PlaybackPosition
+    def __init__(self, payload: _Optional[bytes] = ..., mark: _Optional[str] = ..., source_unix_nanos: _Optional[int] = ..., position: _Optional[_Union[_common_pb2.PlaybackPosition, _Mapping]] = ...) -> None: ...
 
 class ClearAudio(_message.Message):
     __slots__ = ()

@@ -33,6 +33,7 @@ from voicebridge.runtime.stream_writer import PriorityStreamWriter
 from voicebridge.v1 import common_pb2, media_pb2
 
 from . import call_params
+from .call_secret import call_secret
 from .config import EdgeSettings
 from .metrics import (
     CALL_ENDS,
@@ -224,7 +225,8 @@ class MediaStreamSession:
             metrics.sent.inc,
             FRAMES_DROPPED.labels("media_backpressure").inc,
         )
-        self._writer.control(media_pb2.CallRequest(start=media_pb2.CallStart(call=info)))
+        secret = call_secret(self._settings.stream_token_secret, start.call_sid)
+        self._writer.control(media_pb2.CallRequest(start=media_pb2.CallStart(call=info, call_secret=secret)))
         media_task = asyncio.create_task(self._read_media(call), name="media-reader")
         media_task.add_done_callback(self._media_task_done)
         end = common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP, detail="stream closed")

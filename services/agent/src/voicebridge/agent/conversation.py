@@ -63,6 +63,7 @@ class Conversation:
         self.last_sent: agent_pb2.ConverseResponse | None = None  # the last audio a stream sent
         self.heard: Point | None = None  # Detach.heard, in bytes of the output format
         self.on_overflow: Callable[[], None] | None = None
+        self.live: object | None = None  # the servicer's record of the call (its drain, its gauges)
         self.on_closed: Callable[[int], None] | None = None  # the servicer's books: reason of the end
 
     @property

@@ -101,6 +101,7 @@ class _LiveCall:
         self.conversation: Conversation | None = None
         self.goodbye: asyncio.Task | None = None  # cancelled when the conversation closes
         self.done = False
+        self.active = True  # counted in agent_sessions_active: a stream serves it (not held)
 
     def say_goodbye(self) -> None:
         """The drain deadline: the backend stops talking, the caller hears goodbye, the call ends."""
@@ -231,6 +232,7 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
             )
             conversation = Conversation(start.call.call_sid, start.call_secret, session, Outbox(), replay_log)
             live.conversation = conversation
+            conversation.live = live
             conversation.on_closed = lambda reason: self._ended(live, reason)
             if holdable:
                 await self.holds.register(conversation)
@@ -252,13 +254,21 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
             ):
                 await conversation.close(_CANCELLED)  # cancelled before its stream was served
 
+    @staticmethod
+    def _set_active(live: _LiveCall, active: bool) -> None:
+        """agent_sessions_active counts conversations a stream serves; held ones are counted apart
+        (agent_conversations_held), so the gauge still means calls in progress."""
+        if live.active != active:
+            live.active = active
+            SESSIONS_ACTIVE.inc() if active else SESSIONS_ACTIVE.dec()
+
     def _ended(self, live: _LiveCall, reason: int) -> None:
         """The books when a conversation (or a refused start) is over; once per `live`."""
         if live.done:
             return
         live.done = True
         SESSION_ENDS.labels(_reason_name(reason or common_pb2.END_REASON_CALLER_HANGUP)).inc()
-        SESSIONS_ACTIVE.dec()
+        self._set_active(live, False)
         self._drain.discard(live)
         if live.goodbye is not None:
             live.goodbye.cancel()
@@ -328,6 +338,8 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
         assert conversation.log is not None
         was_held = self.holds.is_held(conversation)
         self.holds.take(conversation)
+        if isinstance(conversation.live, _LiveCall) and not conversation.live.done:
+            self._set_active(conversation.live, True)
         ATTACHES.labels("attached").inc()
         if start.attach.HasField("resume_from"):
             point: Point | None = Point(
@@ -400,6 +412,8 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
                 log.info("media stream %s: holding the conversation", left)
                 await cancel_and_wait([conversation.pump])
                 await self.holds.hold(conversation)
+                if isinstance(conversation.live, _LiveCall):
+                    self._set_active(conversation.live, False)
             else:
                 await conversation.close(end)
 

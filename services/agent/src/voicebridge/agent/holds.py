@@ -15,13 +15,13 @@ closed as at a call's end. Timing uses a `Clock`, so tests run the grace on a vi
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from voicebridge.runtime.clock import Clock, LoopClock
 from voicebridge.runtime.logs import call_context
-from voicebridge.runtime.tasks import cancel_and_wait
 from voicebridge.v1 import common_pb2
 
 from .conversation import Conversation
@@ -73,8 +73,13 @@ class Holds:
 
     async def register(self, conversation: Conversation) -> None:
         """A new conversation that may be held later. One per call: a new conversation for a call
-        this replica still holds (media started afresh) replaces the held one, which is closed."""
+        this replica still holds (media started afresh) replaces the held one, which is closed, if it
+        presents the same secret; one with another secret is served but never held."""
         old = self._conversations.get(conversation.call_sid)
+        if old is not None and not hmac.compare_digest(old.secret_hash, conversation.secret_hash):
+            conversation.log = None  # not the call's owner: it may not displace the call's conversation
+            log.warning("a new conversation for this call with another secret: it will not be held")
+            return
         if old is not None and old is not conversation and not self.is_held(old):
             old.log = None  # still streamed somewhere: it runs on, but is no longer handed over
         elif old is not None and old is not conversation:
@@ -119,8 +124,9 @@ class Holds:
             overflow = asyncio.create_task(hold.overflow.wait())
             try:
                 await asyncio.wait({sleep, overflow}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                await cancel_and_wait([sleep, overflow])
+            finally:  # no await here: a hold cancelled as its loop closes must not block
+                sleep.cancel()
+                overflow.cancel()
             outcome = "overflow" if hold.overflow.is_set() else "expired"
             if outcome == "overflow":
                 log.warning("held conversation ended: its buffer is full (AGENT_HOLD_BUFFER_S)")

@@ -205,6 +205,7 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
         self._drain.add(live)
         SESSIONS_ACTIVE.inc()
         conversation: Conversation | None = None
+        refused = common_pb2.END_REASON_CALLER_HANGUP  # the books' reason if it never opens
         try:
             begin = time.monotonic()
             try:
@@ -215,14 +216,14 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
                     f"{self._backend.name} backend not ready within {self._open_timeout_s:.0f}s",
                     common_pb2.ERROR_CODE_DEADLINE_EXCEEDED,
                 )
+                refused = refusal.reason
                 async for message in self._refuse(start, refusal):
                     yield message
-                self._ended(live, refusal.reason)
                 return
             except SessionRefused as refusal:
+                refused = refusal.reason
                 async for message in self._refuse(start, refusal):
                     yield message
-                self._ended(live, refusal.reason)
                 return
             SESSION_OPEN_SECONDS.observe(time.monotonic() - begin)
             log.info("session ready: conversation %s", session.ready.conversation_id or "-")
@@ -246,7 +247,7 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
                 yield message
         finally:
             if conversation is None:
-                self._ended(live, common_pb2.END_REASON_CALLER_HANGUP)  # cancelled while opening
+                self._ended(live, refused)  # refused, or cancelled while opening
             elif (
                 not conversation.closed
                 and conversation.stream is None
@@ -260,7 +261,10 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
         (agent_conversations_held), so the gauge still means calls in progress."""
         if live.active != active:
             live.active = active
-            SESSIONS_ACTIVE.inc() if active else SESSIONS_ACTIVE.dec()
+            if active:
+                SESSIONS_ACTIVE.inc()
+            else:
+                SESSIONS_ACTIVE.dec()
 
     def _ended(self, live: _LiveCall, reason: int) -> None:
         """The books when a conversation (or a refused start) is over; once per `live`."""

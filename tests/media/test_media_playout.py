@@ -315,3 +315,45 @@ async def test_after_a_clear_nothing_more_is_sent_whatever_the_frame_size(frame_
     await asyncio.gather(task, return_exceptions=True)
     assert len(sink.frames) == sent
     assert result.dropped_ms == 2000  # no mark came back: nothing sent counts as heard
+
+
+async def test_every_frame_says_where_it_ends_in_its_reply_even_across_a_hold_and_resume() -> None:
+    """PlayAudio.position: the reply and the µs of it at the end of the payload (what an edge tells a
+    replacement media was sent); a reply continued from elsewhere counts from where it began; media's
+    own prompt carries none; `heard_position` follows the marks echoed as played."""
+    clock = VirtualClock()
+    plays: list[media_pb2.PlayAudio] = []
+
+    async def emit(message: media_pb2.CallResponse) -> None:
+        plays.append(message.audio)
+
+    config = PlayoutConfig(frame_ms=20, lead_ms=60, mark_interval_ms=100, tick_ms=0)
+    playout = Playout(clock, emit, config, own_response_ids=frozenset({99}))
+    task = asyncio.create_task(playout.run())
+    try:
+        reply = ramp(1500)
+        begun = 500 * 8  # the first 500 ms were played by another media
+        playout.continue_reply(4, 500_000)
+        playout.enqueue(reply[begun : begun + 4000], response_id=4)
+        await clock.advance(0.2)
+        first_mark = next(p for p in plays if p.mark)
+        playout.on_mark(first_mark.mark)
+        assert playout.heard_position == (4, first_mark.position.offset_us)
+        await clock.advance(0.03)
+        playout.hold()
+        playout.enqueue(reply[begun + 4000 :], response_id=4)
+        playout.resume()
+        await clock.advance(2.0)
+        playout.enqueue(b"\x01" * 800, response_id=99)
+        await clock.advance(0.5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    ours = [p for p in plays if p.position.response_id == 4]
+    assert len(ours) == len(plays) - sum(1 for p in plays if p.payload == b"\x01" * len(p.payload))
+    for play in ours:
+        end = play.position.offset_us // 125
+        assert play.position.offset_us % 125 == 0
+        assert reply[end - len(play.payload) : end] == play.payload
+    assert ours[-1].position.offset_us == 1500 * 1000
+    assert all(not p.HasField("position") for p in plays if p.payload == b"\x01" * len(p.payload))

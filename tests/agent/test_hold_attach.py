@@ -393,3 +393,11 @@ async def test_a_call_on_conversemany_is_held_when_cancelled_or_its_stream_is_lo
         assert rig.backend.closed == []
     finally:
         await calls.aclose()
+
+
+async def test_a_draining_agent_ends_its_held_conversations_at_once(rig: Rig) -> None:
+    await _held_mid_greeting(rig)
+    await rig.servicer.drain(0)
+    assert [e.reason for e in rig.backend.closed] == [common_pb2.END_REASON_CALLER_HANGUP]
+    assert len(rig.servicer.holds) == 0
+    assert rig.servicer.sessions_in_progress == 0

@@ -1,8 +1,9 @@
 """An AgentService that echoes, served per call and multiplexed (runtime/mux), for the mux tests.
 
-Its per-call `Converse` echoes each DTMF digit back as a transcript and ends with a CallEnd;
-`ConverseBatch` and `ConverseMany` serve the same method through `MuxServer`. Digits with a meaning:
-"!" makes the handler fail, "z" makes it stop reading its requests.
+Its per-call `Converse` echoes each DTMF digit back as a transcript and caller audio as agent audio
+(reply id: the audio's timestamp), and ends with a CallEnd; `ConverseBatch` and `ConverseMany` serve
+the same method through `MuxServer`. Digits with a meaning: "!" makes the handler fail, "z" makes it
+stop reading its requests.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class EchoAgent(agent_pb2_grpc.AgentServiceServicer):
         self.converse_calls = 0  # per-call handler runs, however the call arrived
         self.many_streams = 0
         self.batch_streams = 0
+        self.audio_types: set[type] = set()  # what the handler was given for caller audio
         self.cancelled = asyncio.Event()  # a handler was cancelled
         self.stalled = asyncio.Event()
         self._batch, self._many = agent_servers(self.Converse, max_unread=max_unread)
@@ -36,6 +38,15 @@ class EchoAgent(agent_pb2_grpc.AgentServiceServicer):
         self.converse_calls += 1
         try:
             async for request in requests:
+                if request.WhichOneof("event") == "audio":  # echoed as agent audio of reply timestamp_ms
+                    self.audio_types.add(type(request))
+                    chunk = request.audio
+                    yield agent_pb2.ConverseResponse(
+                        audio=agent_pb2.AudioChunk(
+                            data=chunk.data, format=chunk.format, response_id=chunk.timestamp_ms
+                        )
+                    )
+                    continue
                 d = request.dtmf.digit
                 if d == "!":
                     raise RuntimeError("boom")

@@ -81,16 +81,23 @@ class ColumnCodec:
             else:
                 items.append(self.items.item_for(number, value))
                 positions.append(len(frames))
-        return self.batch(items=items, item_positions=positions, audio=self.layout.encode(calls, frames))
+        if not frames:
+            return self.batch(items=items, item_positions=positions)
+        audio = self.layout.encode(calls, frames)
+        if not items:
+            return self.batch(audio=audio)
+        return self.batch(items=items, item_positions=positions, audio=audio)
 
     def decode(self, batch: Any) -> list[Decoded]:
         items = batch.items
         try:
-            calls, frames = self.layout.decode(batch.audio)
+            calls, frames = self.layout.decode(batch.audio) if batch.HasField("audio") else ([], [])
             positions = _positions(batch.item_positions, len(items), len(frames))
         except MalformedColumns as exc:
             named = dict.fromkeys([*batch.audio.calls, *(item.call for item in items)])
             return [(number, BAD, f"malformed batch: {exc}") for number in named]
+        if not items:
+            return list(zip(calls, repeat(MESSAGE), frames))
         out: list[Decoded] = []
         done = 0
         for item, position in zip(items, positions, strict=True):

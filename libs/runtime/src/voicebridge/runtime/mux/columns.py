@@ -37,8 +37,6 @@ class Layout:
 
     def encode(self, calls: Sequence[int], frames: Sequence[Fields]) -> Any:
         """The columns message of `frames` (each one `fields` result), frame i of call calls[i]."""
-        if not frames:
-            return self.columns()
         columns = list(zip(*frames, strict=True))
         blobs = columns[0]
         kwargs: dict[str, Any] = {

@@ -22,7 +22,8 @@ from voicebridge.agent.converse import ConverseServicer
 from voicebridge.agent.holds import HoldSettings
 from voicebridge.agent.metrics import ATTACHES, HELD
 from voicebridge.agent.prompts import load_prompt
-from voicebridge.media.agent_link import agent_calls
+from voicebridge.media.agent_link import CONVERSE, agent_calls
+from voicebridge.runtime.mux import CONVERSE_MANY, MuxClient
 from voicebridge.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
 ULAW = common_pb2.AudioFormat(encoding=common_pb2.AUDIO_ENCODING_MULAW, sample_rate_hz=8000)
@@ -372,12 +373,16 @@ async def test_a_hold_whose_buffer_overflows_ends_with_a_reason(scripted: Rig) -
     assert ATTACHES.labels("overflow").value == before + 1
 
 
+@pytest.mark.parametrize("rpc", ["ConverseBatch", "ConverseMany"])
 @pytest.mark.parametrize("how", ["cancel_the_call", "lose_the_shared_stream"])
-async def test_a_call_on_conversemany_is_held_when_cancelled_or_its_stream_is_lost(
-    rig: Rig, how: str
+async def test_a_multiplexed_call_is_held_when_cancelled_or_its_stream_lost(
+    rig: Rig, how: str, rpc: str
 ) -> None:
-    """The mux path: a CANCEL signal for the call, or the whole ConverseMany stream breaking."""
-    calls = agent_calls(rig.stub, enabled=True, interval_s=0.0)
+    """The shared streams: a CANCEL signal for the call, or the whole stream breaking."""
+    if rpc == "ConverseBatch":
+        calls = agent_calls(rig.stub, enabled=True, interval_s=0.0)  # media's own: Batch first
+    else:
+        calls = MuxClient([(rig.stub.ConverseMany, CONVERSE_MANY)], rig.stub.Converse, CONVERSE)
     try:
         first = Stream(calls.open(), rig.open().start)
         assert (await first.begin()).ready.output_format == ULAW

@@ -74,6 +74,28 @@ def _start(attach: bool) -> agent_pb2.ConverseRequest:
     return agent_pb2.ConverseRequest(start=start)
 
 
+async def _pool(tmp_path: Path, replicas: list[AgentReplica]) -> ReplicaPool:
+    """Media's pool over the replicas (an endpoints file), once it sees every one serving."""
+    name = tmp_path / "agent.endpoints"
+    name.write_text("".join(f"{r.address}\n" for r in replicas))
+
+    def connect(address: str):
+        channel = grpc.aio.insecure_channel(address)
+        return channel, agent_calls(agent_pb2_grpc.AgentServiceStub(channel), True, 0.0)
+
+    pool = ReplicaPool(FileResolver(name), connect, AGENT, "agent", resolve_interval_s=0.05)
+    await asyncio.wait_for(pool.wait_until(lambda: _states(pool) == _serving(replicas)), 10)
+    return pool
+
+
+def _states(pool: ReplicaPool) -> dict[str, str]:
+    return {a: s for a, (s, _) in pool.replicas().items()}
+
+
+def _serving(replicas: list[AgentReplica]) -> dict[str, str]:
+    return {r.address: "serving" for r in replicas}
+
+
 async def _audio(call, nbytes: int) -> bytes:
     got = b""
     async with asyncio.timeout(10):  # failure detector
@@ -99,19 +121,8 @@ async def test_an_attach_asks_each_replica_until_the_one_that_holds_the_call(
         async with asyncio.timeout(10):
             await held.servicer.holds.wait_until(lambda: len(held.servicer.holds) == 1)
 
-    name = tmp_path / "agent.endpoints"
-    name.write_text("".join(f"{r.address}\n" for r in three))
-
-    def connect(address: str):
-        channel = grpc.aio.insecure_channel(address)
-        return channel, agent_calls(agent_pb2_grpc.AgentServiceStub(channel), True, 0.0)
-
-    pool = ReplicaPool(FileResolver(name), connect, AGENT, "agent", resolve_interval_s=0.05)
+    pool = await _pool(tmp_path, three)
     try:
-        serving = {r.address: "serving" for r in three}
-        await asyncio.wait_for(
-            pool.wait_until(lambda: {a: s for a, (s, _) in pool.replicas().items()} == serving), 10
-        )
         call = pool.open()
         await call.write(_start(attach=True))
         ready = await asyncio.wait_for(call.read(), 10)
@@ -119,7 +130,7 @@ async def test_an_attach_asks_each_replica_until_the_one_that_holds_the_call(
         assert call.replica == held.address
         assert await _audio(call, len(GREETING) - 800) == GREETING[800:]
         # "Not here" is no failure: every replica still takes new calls.
-        assert {a: s for a, (s, _) in pool.replicas().items()} == serving
+        assert _states(pool) == _serving(three)
         call.cancel()
     finally:
         await pool.aclose()
@@ -128,24 +139,13 @@ async def test_an_attach_asks_each_replica_until_the_one_that_holds_the_call(
 async def test_when_no_replica_holds_the_call_media_sees_not_found(
     tmp_path: Path, three: list[AgentReplica]
 ) -> None:
-    name = tmp_path / "agent.endpoints"
-    name.write_text("".join(f"{r.address}\n" for r in three))
-
-    def connect(address: str):
-        channel = grpc.aio.insecure_channel(address)
-        return channel, agent_calls(agent_pb2_grpc.AgentServiceStub(channel), True, 0.0)
-
-    pool = ReplicaPool(FileResolver(name), connect, AGENT, "agent", resolve_interval_s=0.05)
+    pool = await _pool(tmp_path, three)
     try:
-        serving = {r.address: "serving" for r in three}
-        await asyncio.wait_for(
-            pool.wait_until(lambda: {a: s for a, (s, _) in pool.replicas().items()} == serving), 10
-        )
         call = pool.open()
         await call.write(_start(attach=True))
         answer = await asyncio.wait_for(call.read(), 10)
         assert answer.error.code == common_pb2.ERROR_CODE_NOT_FOUND
-        assert {a: s for a, (s, _) in pool.replicas().items()} == serving
+        assert _states(pool) == _serving(three)
         call.cancel()
     finally:
         await pool.aclose()

@@ -58,6 +58,7 @@ class Conversation:
         self.pump: asyncio.Task | None = None  # the attached stream's requests -> session
         self.backend: asyncio.Task | None = None  # session.run()
         self._relay: asyncio.Task | None = None
+        self._switching = asyncio.Lock()  # one switch of streams at a time (a break racing an attach)
         self.ended = False  # the backend's end has been relayed: nothing more will come
         self.closed = False
         self.last_sent: agent_pb2.ConverseResponse | None = None  # the last audio a stream sent
@@ -78,19 +79,22 @@ class Conversation:
         is in the log already), and the replay is taken from the log with no relay running: every
         message reaches the new stream once, from the replay or live."""
         self.stream = stream  # at once: the stream this replaces sees it is out
-        if self._relay is not None:
-            await cancel_and_wait([self._relay])
-            self._relay = None
-        replay: list[Resend] = []
-        if self.log is not None:
-            if stream is None:
-                self.log.hold()
-            else:
-                replay = self.log.replay(resume) if resume is not None else []
-                self.log.release()
-        if not self.ended and not self.closed:
-            self._relay = asyncio.create_task(self._run_relay(), name="agent-relay")
-        return replay
+        async with self._switching:
+            if self._relay is not None:
+                await cancel_and_wait([self._relay])
+                self._relay = None
+            if self.stream is not stream:
+                return []  # another switch came while the relay stopped: it takes over from here
+            replay: list[Resend] = []
+            if self.log is not None:
+                if stream is None:
+                    self.log.hold()
+                else:
+                    replay = self.log.replay(resume) if resume is not None else []
+                    self.log.release()
+            if not self.ended and not self.closed:
+                self._relay = asyncio.create_task(self._run_relay(), name="agent-relay")
+            return replay
 
     async def _run_relay(self) -> None:
         while True:

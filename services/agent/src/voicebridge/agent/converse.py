@@ -383,7 +383,7 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
     ) -> AsyncIterator[agent_pb2.ConverseResponse]:
         """Serve `conversation` on this stream until it ends, or the stream detaches, breaks or is taken
         over; then close the conversation or hold it."""
-        conversation.pump = asyncio.create_task(
+        pump = conversation.pump = asyncio.create_task(
             self._pump_requests(requests, conversation, stream), name="agent-pump"
         )
         left = "broken"  # cancelled, or the generator closed: the stream broke
@@ -417,11 +417,12 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
             if conversation.stream is not stream:
                 pass  # taken over by another stream: the conversation is its now
             elif left != "ended" and conversation.holdable and self.holds.enabled:
-                log.info("media stream %s: holding the conversation", left)
-                await cancel_and_wait([conversation.pump])
-                await self.holds.hold(conversation)
-                if isinstance(conversation.live, _LiveCall):
-                    self._set_active(conversation.live, False)
+                await cancel_and_wait([pump])
+                if conversation.stream is stream:  # not taken over while the pump stopped
+                    log.info("media stream %s: holding the conversation", left)
+                    await self.holds.hold(conversation)
+                    if isinstance(conversation.live, _LiveCall):
+                        self._set_active(conversation.live, False)
             else:
                 await conversation.close(end)
 

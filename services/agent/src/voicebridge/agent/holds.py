@@ -95,14 +95,17 @@ class Holds:
             del self._conversations[conversation.call_sid]
 
     async def hold(self, conversation: Conversation) -> None:
-        """Its stream is gone: keep the backend running for the grace period."""
-        await conversation.switch_to(None)
+        """Its stream is gone: keep the backend running for the grace period. The hold is registered
+        first, so an attach that comes while the conversation switches takes it over at once."""
         hold = _Hold(self._clock.now())
-        conversation.on_overflow = hold.overflow.set
-        hold.task = asyncio.create_task(self._expire(conversation, hold), name="agent-hold")
         self._held[conversation.call_sid] = hold
+        conversation.on_overflow = hold.overflow.set
         HELD.set(len(self._held))
         self.changed.set()
+        await conversation.switch_to(None)
+        if self._held.get(conversation.call_sid) is not hold:
+            return  # a stream attached meanwhile
+        hold.task = asyncio.create_task(self._expire(conversation, hold), name="agent-hold")
         log.info("conversation held for %.0fs for its call to re-attach", self.settings.grace_s)
         if conversation.log is not None and conversation.log.overflowed:
             hold.overflow.set()

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 from harness.core_fakes import ScriptedBackend
+from harness.feeds import Feed
 from harness.virtual_clock import VirtualClock
 
 from voicebridge.agent.backends.base import AgentBackend
@@ -406,3 +407,68 @@ async def test_a_draining_agent_ends_its_held_conversations_at_once(rig: Rig) ->
     assert [e.reason for e in rig.backend.closed] == [common_pb2.END_REASON_CALLER_HANGUP]
     assert len(rig.servicer.holds) == 0
     assert rig.servicer.sessions_in_progress == 0
+
+
+class _Read:
+    """Everything a servicer's stream yields, with an event to wait on."""
+
+    def __init__(self, stream: AsyncIterator[agent_pb2.ConverseResponse]) -> None:
+        self.messages: list[agent_pb2.ConverseResponse] = []
+        self._changed = asyncio.Event()
+        self.task = asyncio.create_task(self._run(stream))
+
+    async def _run(self, stream: AsyncIterator[agent_pb2.ConverseResponse]) -> None:
+        async for message in stream:
+            self.messages.append(message)
+            self._changed.set()
+
+    async def until(self, check) -> None:
+        async with asyncio.timeout(10):  # failure detector
+            while not check(self.messages):
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@pytest.mark.parametrize("ticks", range(24))
+async def test_an_attach_racing_the_break_of_the_old_stream_gets_the_conversation(ticks: int) -> None:
+    """The attach is on its way when the old stream breaks `ticks` loop turns later (the orderings a
+    busy process produces: the attach first, a take-over; the two crossing; the break first, a hold):
+    whichever way they interleave, the new stream has the conversation, live, and no hold is left
+    behind to expire under it."""
+    clock = VirtualClock()
+    backend = ScriptedBackend()
+    servicer = ConverseServicer(backend, hold=HoldSettings(grace_s=15.0), clock=clock)
+    start = agent_pb2.SessionStart(
+        call=common_pb2.CallInfo(call_sid="CArace"),
+        input_formats=[ULAW],
+        output_formats=[ULAW],
+        call_secret=SECRET,
+    )
+    old_feed = Feed()
+    old_feed.put(agent_pb2.ConverseRequest(start=start))
+    old = _Read(servicer.Converse(old_feed, None))
+    agent = await asyncio.wait_for(backend.next_session(), 5)
+    await old.until(bool)
+    attach = agent_pb2.SessionStart()
+    attach.CopyFrom(start)
+    attach.attach.SetInParent()
+    new_feed = Feed()
+    new_feed.put(agent_pb2.ConverseRequest(start=attach))
+    new = _Read(servicer.Converse(new_feed, None))
+    for _ in range(ticks):
+        await asyncio.sleep(0)
+    old_feed.close()  # media's old stream is lost (gRPC shows it as a half-close)
+    await new.until(bool)
+    assert new.messages[0].ready.attached
+    rid = agent.say(100)
+    await new.until(lambda messages: any(m.audio.response_id == rid for m in messages))
+    await clock.advance(20.0, step=1.0)  # a stray grace timer would close the conversation now
+    assert not agent.closed
+    assert len(servicer.holds) == 0
+    new_feed.put(
+        agent_pb2.ConverseRequest(end=common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP))
+    )
+    await asyncio.wait_for(new.task, 10)
+    await asyncio.wait_for(old.task, 10)
+    assert agent.closed
+    assert servicer.sessions_in_progress == 0

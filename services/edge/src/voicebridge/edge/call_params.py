@@ -13,12 +13,20 @@ TOKEN = "vb_token"  # noqa: S105 - a parameter name, not a secret
 FROM = "vb_from"
 TO = "vb_to"
 DIRECTION = "vb_direction"
-RESERVED = frozenset({TOKEN, FROM, TO, DIRECTION})
+# On a stream the edge re-opened for a call whose earlier stream broke (its edge died): the attempt
+# number, from 1 (docs/failover.md#edge-dies). Media then reclaims the call's held conversation.
+REOPEN = "vb_reopen"
+RESERVED = frozenset({TOKEN, FROM, TO, DIRECTION, REOPEN})
 
 _DIRECTIONS = {
     "inbound": common_pb2.CALL_DIRECTION_INBOUND,
     "outbound": common_pb2.CALL_DIRECTION_OUTBOUND,
 }
+
+
+def reopened(custom_parameters: dict[str, str]) -> bool:
+    """Whether the stream re-opens a call (its `start` carries the re-open marker)."""
+    return bool(custom_parameters.get(REOPEN))
 
 
 def call_info(

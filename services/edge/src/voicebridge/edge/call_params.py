@@ -24,11 +24,6 @@ _DIRECTIONS = {
 }
 
 
-def reopened(custom_parameters: dict[str, str]) -> bool:
-    """Whether the stream re-opens a call (its `start` carries the re-open marker)."""
-    return bool(custom_parameters.get(REOPEN))
-
-
 def call_info(
     *, call_sid: str, stream_sid: str, account_sid: str, custom_parameters: dict[str, str]
 ) -> common_pb2.CallInfo:

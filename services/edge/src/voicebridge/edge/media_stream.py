@@ -213,7 +213,9 @@ class MediaStreamSession:
             account_sid=start.account_sid,
             custom_parameters=start.custom_parameters,
         )
-        log.info("media stream started (stream %s, from %s)", start.stream_sid, mask_number(info.from_number))
+        reopen = start.custom_parameters.get(call_params.REOPEN, "")
+        shown, again = mask_number(info.from_number), reopen and ", re-opened"
+        log.info("media stream started (stream %s, from %s%s)", start.stream_sid, shown, again)
         CALLS_ACTIVE.inc()
         metrics = ClientStreamMetrics.for_method("/voicebridge.v1.MediaService/Call")
         metrics.started.inc()
@@ -227,7 +229,7 @@ class MediaStreamSession:
         )
         secret = call_secret(self._settings.stream_token_secret, start.call_sid)
         # A stream the edge re-opened after the call's edge died: media reclaims the held conversation.
-        reattach = media_pb2.CallReattach() if call_params.reopened(start.custom_parameters) else None
+        reattach = media_pb2.CallReattach() if reopen else None
         start_msg = media_pb2.CallStart(call=info, call_secret=secret, reattach=reattach)
         self._writer.control(media_pb2.CallRequest(start=start_msg))
         media_task = asyncio.create_task(self._read_media(call), name="media-reader")

@@ -83,6 +83,26 @@ class TwilioCaller:
             asyncio.create_task(self._mark_loop(), name="caller-marks"),
         ]
 
+    async def dial(self, voice_url: str) -> None:
+        """An inbound call as Twilio places it: POST the number's Voice URL (signed), then follow the
+        TwiML it answers (`<Connect><Stream>`: the stream opens; anything else: the call ends)."""
+        form = self.cfg.voice_webhook_form()
+        headers = {"X-Twilio-Signature": self._sign(voice_url, form)} if self.cfg.auth_token else {}
+        status, text = await self._post(voice_url, form, headers)
+        if status != 200:
+            raise RuntimeError(f"voice webhook answered {status}: {text[:200]}")
+        step = twiml_instruction(text)
+        if step.stream_url is None:
+            raise RuntimeError("voice webhook answered no <Connect><Stream>")
+        self.cfg = dataclasses.replace(
+            self.cfg,
+            url=step.stream_url,
+            signature_url=step.stream_url,
+            custom_parameters=step.parameters,
+            action_url=step.action,
+        )
+        await self.connect()
+
     async def _open_stream(self) -> None:
         headers = {}
         sig = self.cfg.signature()

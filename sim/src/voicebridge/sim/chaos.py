@@ -173,7 +173,9 @@ def _emulator_main(specs: dict[str, float | None], port_out: Any, stop: Any, out
         emulator = ConvAIEmulator(host="127.0.0.1", port=0)
         for agent_id, agent in agents.items():
             emulator.add_agent(agent_id, AgentScript(FMT, FMT, scenario=agent))
-        emulator.add_agent("chaos", AgentScript(FMT, FMT))
+        # The default agent: a stream without agent_id (an edge re-open that found no held conversation)
+        # greets and answers like any call's agent, so a fresh conversation shows as a second greeting.
+        emulator.add_agent("chaos", AgentScript(FMT, FMT, scenario=CallAgent()))
         await emulator.start()
         port_out.put(emulator.base_url)
         await asyncio.to_thread(stop.wait)

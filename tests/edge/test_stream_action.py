@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from edge_helpers import PUBLIC, ClientFactory, metric, signed
+from edge_helpers import PUBLIC, ClientFactory, make_settings, metric, signed
 
 from voicebridge.edge import call_params
+from voicebridge.edge.security import EdgeSecurity
 from voicebridge.edge.stream_action import EndedCalls, Outcome, action_url, decide, parse_attempt
+from voicebridge.edge.twilio import media_streams as ms
 from voicebridge.edge.twilio import twiml
 from voicebridge.sim.twilio_caller import CallerConfig, twiml_instruction
 
@@ -157,3 +159,27 @@ async def test_the_action_route_checks_signature_query_and_call_sid(edge_client:
     assert (await client.post(ACTION, data=form, headers=signed(ACTION, form))).status_code == 400
     big = {**_form(), "Padding": "x" * 70_000}
     assert (await client.post(ACTION, data=big, headers=signed(ACTION, big))).status_code == 413
+
+
+async def test_an_outbound_calls_stream_is_reopened_as_outbound_with_a_token_for_its_call_sid(
+    edge_client: ClientFactory,
+) -> None:
+    client = edge_client()
+    outbound = CallerConfig(url="wss://unused", call_sid="CA" + "6" * 32, direction="outbound-api")
+    form = outbound.action_form()
+    reply = await client.post(ACTION, data=form, headers=signed(ACTION, form))
+    params = twiml_instruction(reply.text).parameters
+    assert (params["vb_direction"], params["vb_reopen"]) == ("outbound", "1")
+    # Outbound tokens are first bound to From/To (no CallSid yet when the TwiML was written); the
+    # re-open's is bound to the CallSid Twilio now reports, which the edge's start check accepts.
+    security = EdgeSecurity(make_settings())
+    start = ms.Start(
+        sequence_number=1,
+        account_sid="AC1",
+        call_sid=outbound.call_sid,
+        stream_sid="MZ1",
+        tracks=("inbound",),
+        media_format=ms.MediaFormat("audio/x-mulaw", 8000, 1),
+        custom_parameters=params,
+    )
+    assert security.verify_start(start) is None

@@ -30,6 +30,10 @@ from .config import CallerConfig, twiml_instruction
 from .playout import TURN_GAP_S, Playout, turns
 from .wire import RATE, SILENCE
 
+# A failure detector for a server whose every answer is another stream that fails: the edge's own
+# EDGE_MAX_STREAM_REOPENS ends a call long before.
+MAX_ACTIONS = 20
+
 
 class TwilioCaller:
     """One simulated phone call on a Media Streams WebSocket: ``async with TwilioCaller(cfg) as call``."""
@@ -148,13 +152,15 @@ class TwilioCaller:
 
     async def close_abruptly(self) -> None:
         """Drop the TCP connection without ``stop`` or a close frame (network loss, Twilio crash)."""
-        if self._closed.is_set() or self._ws is None:
+        if self._closed.is_set() or not self._tasks:
             return
         self._end("caller")
         ws = self._ws
-        ws.transport.abort()
+        if ws is not None:
+            ws.transport.abort()
         await self._stop_tasks()
-        self.close_code, self.close_reason = ws.close_code, ws.close_reason
+        if ws is not None:
+            self.close_code, self.close_reason = ws.close_code, ws.close_reason
 
     async def wait_closed(self, timeout: float) -> None:
         """Until the call is over (the server closed the socket, or we hung up)."""
@@ -381,7 +387,7 @@ class TwilioCaller:
         """POST the `<Connect action>` and do what its TwiML says, until a stream is open or the call ends."""
         while not self._closed.is_set():
             url = self.cfg.action_url
-            if url is None:
+            if url is None or len(self.actions) >= MAX_ACTIONS:
                 self._end("server")
                 return
             form = self.cfg.action_form()

@@ -159,11 +159,6 @@ async def test_a_killed_edge_the_call_reopens_on_the_other_edge_for_the_same_cal
     assert call.violations == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the agent service to hold the conversation and media to attach the re-opened stream "
-    "(helper hold: CallStart.reattach -> SessionStart.attach); until then media opens a new one",
-)
 async def test_a_killed_edge_the_call_continues_in_the_same_conversation_nothing_heard_twice(
     stack: ReplicaStack, convai_emulator: ConvAIEmulator
 ) -> None:

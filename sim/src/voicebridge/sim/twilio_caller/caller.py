@@ -71,7 +71,8 @@ class TwilioCaller:
     # --- lifecycle
 
     async def __aenter__(self) -> TwilioCaller:
-        await self.connect()
+        if not self._tasks:  # not placed through dial() already
+            await self.connect()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

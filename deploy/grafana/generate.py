@@ -329,6 +329,13 @@ def edge() -> dict[str, Any]:
             panel("Streams ended by reason", "reqps", rate("edge_call_ends_total", "reason")),
             panel("Streams refused before start", "reqps", rate("edge_streams_rejected_total", "reason")),
             panel("Protocol errors", "reqps", rate("edge_protocol_errors_total", "kind")),
+            panel(
+                "Stream action answers",
+                "reqps",
+                rate("edge_stream_actions_total", "outcome"),
+                "Twilio's <Connect action> after a stream ended: reopen (its edge died), call_ended, "
+                "ended_here, limit (docs/failover.md#edge-dies).",
+            ),
             row("Frames"),
             panel(
                 "Twilio frames in / out / dropped",

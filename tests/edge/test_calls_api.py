@@ -49,7 +49,8 @@ async def test_places_the_call_with_inline_stream_twiml_and_status_callbacks(
         ]
     )
     assert twiml == (
-        '<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
+        '<?xml version="1.0" encoding="UTF-8"?><Response>'
+        '<Connect action="https://voice.example.com/twilio/stream-action" method="POST">'
         '<Stream statusCallback="https://voice.example.com/twilio/stream-status" statusCallbackMethod="POST" '
         'url="wss://voice.example.com/twilio/media">'
         '<Parameter name="plan" value="gold" />'

@@ -254,3 +254,49 @@ async def test_media_failing_closes_the_socket_with_1011(rig) -> None:
     side.say(RuntimeError("media broke"))
     await rig.ended()
     assert rig.socket.closed_with[0] == 1011
+
+
+# --- a stream re-opened after its edge died (edge/stream_action.py) ------------------------------
+
+
+def _rig_with(actions: TwilioActions) -> Rig:
+    socket, media = FakeTwilioSocket(), ScriptedMedia()
+    session = MediaStreamSession(socket, edge_settings(), media, actions, lambda start: None)  # type: ignore[arg-type]
+    return Rig(socket, media, FakeCallControl(), asyncio.create_task(session.run(StreamGate(8))))
+
+
+@pytest.mark.parametrize("marker", [None, "1"], ids=["first-stream", "re-open"])
+async def test_a_reopened_stream_asks_media_to_reattach_and_the_marker_stays_at_the_edge(marker) -> None:
+    rig = _rig_with(TwilioActions(None))
+    rig.socket.connect({"agent_mood": "cheerful", **({"vb_reopen": marker} if marker else {})})
+    side = await rig.side()
+    start = side.requests[0].start
+    assert start.HasField("reattach") == (marker is not None)
+    assert not start.reattach.HasField("sent")  # a new edge does not know what the old one sent
+    assert dict(start.call.custom_parameters) == {"agent_mood": "cheerful"}
+    rig.socket.drop(1006)
+    side.end()
+    await rig.ended()
+
+
+@pytest.mark.parametrize(
+    ("ending", "recorded"),
+    [("caller-drops", False), ("caller-stops", False), ("agent-hangs-up", True), ("protocol-error", True)],
+)
+async def test_only_streams_the_edge_ended_itself_are_recorded_as_ended_here(ending, recorded) -> None:
+    actions = TwilioActions(None)
+    rig = _rig_with(actions)
+    rig.socket.connect()
+    side = await rig.side()
+    if ending == "caller-drops":
+        rig.socket.drop(1006)
+    elif ending == "caller-stops":
+        rig.socket.stop()
+    elif ending == "agent-hangs-up":
+        side.say(media_pb2.CallResponse(hangup=common_pb2.HangUp(reason="done")))
+    else:
+        rig.socket.raw("not json")
+    await asyncio.wait_for(side.half_closed.wait(), 5)
+    side.end()
+    await rig.ended()
+    assert (rig.socket.call_sid in actions.ended) == recorded

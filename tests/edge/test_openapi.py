@@ -26,6 +26,7 @@ def test_every_http_route_is_documented_with_its_models():
         "/readyz",
         "/twilio/voice",
         "/twilio/stream-status",
+        "/twilio/stream-action",
         "/twilio/call-status",
         "/calls",
     }
@@ -41,6 +42,13 @@ def test_every_http_route_is_documented_with_its_models():
     voice = schema["paths"]["/twilio/voice"]["post"]
     assert "application/x-www-form-urlencoded" in voice["requestBody"]["content"]
     assert set(voice["responses"]["200"]["content"]) == {"text/xml"}
+    action = schema["paths"]["/twilio/stream-action"]["post"]
+    assert set(action["responses"]["200"]["content"]) == {"text/xml"}
+    assert {"400", "403", "413"} <= set(action["responses"])
+    assert {(p["name"], p["in"]) for p in action["parameters"]} == {
+        ("X-Twilio-Signature", "header"),
+        ("attempt", "query"),
+    }
 
 
 async def test_the_edge_serves_no_schema_or_docs_pages(edge_client: ClientFactory) -> None:

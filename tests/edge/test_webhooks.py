@@ -29,7 +29,8 @@ async def test_voice_webhook_answers_connect_stream_with_token_numbers_and_hangu
     token = params["vb_token"]
     assert len(token) > 40
     assert reply.text == (
-        '<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
+        '<?xml version="1.0" encoding="UTF-8"?><Response>'
+        '<Connect action="https://voice.example.com/twilio/stream-action" method="POST">'
         '<Stream statusCallback="https://voice.example.com/twilio/stream-status" statusCallbackMethod="POST" '
         'url="wss://voice.example.com/twilio/media">'
         '<Parameter name="plan" value="gold" />'

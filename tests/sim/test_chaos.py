@@ -86,6 +86,15 @@ def test_a_kinds_figures_count_only_the_calls_the_failure_hit() -> None:
     assert figures["repeated_ms"] == 0.0
 
 
+def test_an_edge_kill_hits_the_calls_whose_stream_reopened_in_the_same_conversation() -> None:
+    moved = ChaosCall("a", turns=[(1.0, 2.0), (9.5, 12.0)], received=GREETING, closed_by="caller", streams=2)
+    stayed = ChaosCall("b", turns=[(1.0, 2.0), (9.8, 10.8)], received=GREETING, closed_by="caller")
+    agents = {"a": _agent(1, None), "b": _agent(1, None)}
+    figures = kind_report({"kind": "edge", "killed_at": 10.0}, [moved, stayed], agents)
+    assert (figures["calls_reopened"], figures["calls_resumed"], figures["calls_dropped"]) == (1, 0, 0)
+    assert figures["heard_gap_ms"] == {"p50": 1500.0, "p95": 1500.0, "max": 1500.0}  # the moved call only
+
+
 def test_the_slo_checks_each_kind_and_the_leaks() -> None:
     args = parse_args(["--slo-dropped", "0", "--slo-gap-p95-ms", "2000", "--slo-repeated-ms", "0"])
     kind = {"calls_dropped": 0, "heard_gap_ms": {"p95": 1800.0}, "repeated_ms": 0.0}

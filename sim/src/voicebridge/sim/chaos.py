@@ -64,7 +64,7 @@ from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, Emulate
 from voicebridge.sim.loadgen import CALLS_ACTIVE, RATE, EmulatorProcess, scrape_value
 from voicebridge.sim.replica_stack import Replica, ReplicaStack
 from voicebridge.sim.rolling import run_and_report
-from voicebridge.sim.twilio_caller import CallerConfig, TwilioCaller
+from voicebridge.sim.twilio_caller import CallerConfig, EdgePool, TwilioCaller
 
 __all__ = [
     "ANSWERS",
@@ -84,6 +84,9 @@ __all__ = [
 GREETING_TEXT = "Hello, this is the order line. How can I help?"
 VOICE = tone(FMT, 300, 400, level=0.5)  # the caller: loud enough for the emulator's utterance detection
 SERVICES = ("agent", "media", "edge")
+# The edges' one public URL, the balancer's address (nobody listens there): the callers reach the
+# edges through an EdgePool, and a call whose edge is killed follows its <Connect action> to another.
+PUBLIC = "http://127.0.0.10:8000"
 
 
 # --- the agent in the emulator (child process) ----------------------------------------------------
@@ -170,7 +173,9 @@ def _emulator_main(specs: dict[str, float | None], port_out: Any, stop: Any, out
         emulator = ConvAIEmulator(host="127.0.0.1", port=0)
         for agent_id, agent in agents.items():
             emulator.add_agent(agent_id, AgentScript(FMT, FMT, scenario=agent))
-        emulator.add_agent("chaos", AgentScript(FMT, FMT))
+        # The default agent: a stream without agent_id (an edge re-open that found no held conversation)
+        # greets and answers like any call's agent, so a fresh conversation shows as a second greeting.
+        emulator.add_agent("chaos", AgentScript(FMT, FMT, scenario=CallAgent()))
         await emulator.start()
         port_out.put(emulator.base_url)
         await asyncio.to_thread(stop.wait)
@@ -198,11 +203,19 @@ class ChaosEmulator(EmulatorProcess):
 
 
 async def chaos_call(
-    url: str, agent_id: str, seconds: float, answered: asyncio.Event, reply_timeout_s: float
+    pool: EdgePool, agent_id: str, seconds: float, answered: asyncio.Event, reply_timeout_s: float
 ) -> ChaosCall:
     """Greeted, then: speak, wait for the answer to be heard (or give up after `reply_timeout_s` and
-    speak again), until `seconds` are up; then hang up. `answered` is set at the first answer."""
-    config = CallerConfig(url=url, call_sid=f"CAchaos{time.monotonic_ns()}", custom_parameters={})
+    speak again), until `seconds` are up; then hang up. `answered` is set at the first answer. The
+    stream is dialled directly (its agent_id parameter is the call's own), with the `<Connect action>`
+    the edges write, so a killed edge's call goes on through it."""
+    config = CallerConfig(
+        url=PUBLIC.replace("http", "ws", 1) + "/twilio/media",
+        call_sid=f"CAchaos{time.monotonic_ns()}",
+        custom_parameters={},
+        action_url=f"{PUBLIC}/twilio/stream-action",
+        edges=pool,
+    )
     config.custom_parameters["agent_id"] = agent_id
     caller = TwilioCaller(config)
     out = ChaosCall(agent_id)
@@ -227,7 +240,7 @@ async def chaos_call(
     finally:
         with contextlib.suppress(Exception):
             await caller.hangup()
-    out.closed_by = caller.summary()["closed_by"]
+    out.closed_by, out.streams = caller.summary()["closed_by"], len(caller.stream_sids)
     out.received = b"".join(
         base64.b64decode(m["media"]["payload"])
         for _, m in caller.received
@@ -258,8 +271,8 @@ class Chaos:
         answered = [asyncio.Event() for _ in agent_ids]
         tasks = []
         for i, (agent_id, event) in enumerate(zip(agent_ids, answered, strict=True)):
-            url = self.edges[i % len(self.edges)].ws_url
-            call = chaos_call(url, agent_id, self.args.call_seconds, event, self.args.reply_timeout)
+            pool = EdgePool(lambda: [e.address for e in self.edges], first=i)
+            call = chaos_call(pool, agent_id, self.args.call_seconds, event, self.args.reply_timeout)
             tasks.append(asyncio.create_task(call))
             await asyncio.sleep(0.1)
         info: dict[str, Any] = {"kind": kind}
@@ -332,7 +345,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "ELEVENLABS_AGENT_ID": "chaos",
                 "ELEVENLABS_BASE_URL": emulator_url,
                 "ELEVENLABS_ALLOW_AGENT_OVERRIDE": "true",
-            }
+            },
+            "edge": {"PUBLIC_BASE_URL": PUBLIC},
         },
     )
     chaos = Chaos(stack, args, rng)

@@ -29,6 +29,7 @@ class ChaosCall:
     heard_spans: list[tuple[int, int]] = field(default_factory=list)
     closed_by: str | None = None
     error: str | None = None
+    streams: int = 1  # Twilio streams the call had: more than one when its edge died (<Connect action>)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -93,10 +94,11 @@ def kind_report(phase: dict[str, Any], calls: list[ChaosCall], agents: dict[str,
                 call.received, agent.get("sent_bytes", 0), agent.get("withheld_bytes", 0), GREETING, ANSWERS
             )
         )
-        if agent.get("conversations", 0) < 2 or failed_at is None:
-            continue  # this call's agent conversation was not hit
-        contexts += agent["context_ok"]
-        if agent["resumed_at"]:
+        hit = agent.get("conversations", 0) >= 2 or call.streams > 1  # a new conversation, or stream
+        if not hit or failed_at is None:
+            continue  # this call was not hit
+        contexts += agent.get("context_ok", [])
+        if agent.get("resumed_at"):
             recover_s.append(agent["resumed_at"][0] - failed_at)
         gap = heard_gap_s(call.turns, failed_at)
         if call not in dropped and gap is not None:
@@ -108,6 +110,7 @@ def kind_report(phase: dict[str, Any], calls: list[ChaosCall], agents: dict[str,
         "calls_dropped": len(dropped),
         "drop_reasons": sorted({c.error or f"closed by {c.closed_by}" for c in dropped})[:5],
         "calls_resumed": sum(1 for c in calls if agents.get(c.agent_id, {}).get("conversations", 0) > 1),
+        "calls_reopened": sum(1 for c in calls if c.streams > 1),  # through the edges' <Connect action>
         "context_arrived": f"{sum(contexts)}/{len(contexts)}",
         "heard_gap_ms": _dist_ms(gaps_s),
         "second_greetings": sum(1 for a in audio if a["greetings_heard"] > 1),
@@ -143,7 +146,8 @@ def text(out: dict[str, Any]) -> str:
         gap, rec = f["heard_gap_ms"], f["time_to_recover_ms"]
         lines += [
             f"{kind}: killed {f['killed'] or '-'}; dropped {f['calls_dropped']}/{f['calls']}, "
-            f"resumed {f['calls_resumed']}, context {f['context_arrived']}",
+            f"resumed {f['calls_resumed']}, re-opened {f.get('calls_reopened', 0)}, "
+            f"context {f['context_arrived']}",
             f"  heard gap ms p50 {gap['p50']} p95 {gap['p95']} max {gap['max']}; "
             f"recover ms p50 {rec['p50']} max {rec['max']}",
             f"  second greetings {f['second_greetings']}, repeated {f['repeated_ms']} ms, "

@@ -19,6 +19,7 @@ import builtins
 import contextlib
 import itertools
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -140,6 +141,9 @@ class ReplicaStack:
         self.listed: dict[str, list[Replica]] = {"media": [], "agent": []}
         self._hosts = loopback_hosts()
         self._numbers = {s: itertools.count(1) for s in SERVICES}
+        # The key every edge of a deployment shares (TWILIO_AUTH_TOKEN's in production): stream tokens and
+        # call secrets minted by one edge hold on the others, so a dead edge's call can be reclaimed.
+        self._edge_key = secrets.token_urlsafe(32)
         for service in self.listed:
             self.publish(service)
 
@@ -237,6 +241,7 @@ class ReplicaStack:
             "MEDIA_TARGET": self.target("media"),
             "PUBLIC_BASE_URL": f"http://{host}:{port}",
             "TWILIO_VALIDATE_SIGNATURES": "false",
+            "EDGE_STREAM_TOKEN_SECRET": self._edge_key,
         }
 
     def stop(self) -> dict[str, int | None]:

@@ -26,6 +26,7 @@ from voicebridge.v1 import media_pb2, media_pb2_grpc
 from .config import MEDIA_STREAM_PATH, EdgeSettings
 from .media_stream import MediaStreamSession, StreamGate
 from .metrics import STREAMS_REJECTED
+from .stream_action import EndedCalls
 from .twilio import media_streams as ms
 from .twilio_actions import CallControl, TwilioActions
 
@@ -50,10 +51,13 @@ def create_app(
     verify_start: Callable[[ms.Start], str | None] | None = None,
     routers: Sequence[APIRouter] = (),
     on_shutdown: Sequence[Callable[[], None]] = (),
+    ended_calls: EndedCalls | None = None,
 ) -> FastAPI:
     """`verify_upgrade`/`verify_start` default to accepting everything only when signature
     validation is explicitly off (local development). `verify_start` returns why a `start` is refused.
-    `routers` add the webhooks and the calls API (wiring.py); `on_shutdown` closes what they hold."""
+    `routers` add the webhooks and the calls API (wiring.py); `on_shutdown` closes what they hold.
+    `ended_calls`: where the streams record the calls this edge ended on purpose (the stream action
+    route reads it)."""
     if settings.validate_signatures and (verify_upgrade is None or verify_start is None):
         raise ValueError("signature validation is on: pass verify_upgrade and verify_start")
     upgrade_ok = verify_upgrade or (lambda _ws: True)
@@ -115,7 +119,7 @@ def create_app(
         redoc_url=None,
     )
     gate = StreamGate(settings.max_pending_streams)
-    actions = TwilioActions(rest, settings.transfer_destinations)
+    actions = TwilioActions(rest, settings.transfer_destinations, ended_calls)
     drain = app.state.drain = Drain("edge")  # SIGTERM: edge/draining.py
     app.state.settings = settings
 

@@ -13,7 +13,10 @@ TOKEN = "vb_token"  # noqa: S105 - a parameter name, not a secret
 FROM = "vb_from"
 TO = "vb_to"
 DIRECTION = "vb_direction"
-RESERVED = frozenset({TOKEN, FROM, TO, DIRECTION})
+# On a stream the edge re-opened for a call whose earlier stream broke (its edge died): the attempt
+# number, from 1 (docs/failover.md#edge-dies). Media then reclaims the call's held conversation.
+REOPEN = "vb_reopen"
+RESERVED = frozenset({TOKEN, FROM, TO, DIRECTION, REOPEN})
 
 _DIRECTIONS = {
     "inbound": common_pb2.CALL_DIRECTION_INBOUND,

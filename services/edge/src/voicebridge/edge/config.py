@@ -21,6 +21,7 @@ MEDIA_STREAM_PATH = "/twilio/media"
 VOICE_WEBHOOK_PATH = "/twilio/voice"
 STREAM_STATUS_PATH = "/twilio/stream-status"
 CALL_STATUS_PATH = "/twilio/call-status"
+STREAM_ACTION_PATH = "/twilio/stream-action"  # <Connect action>: the stream ended (edge/stream_action.py)
 CALLS_API_PATH = "/calls"
 MIN_SECRET_CHARS = 16
 # The batching window towards media at full load (runtime/mux/batching.py): caller frames of all calls
@@ -153,6 +154,8 @@ class EdgeSettings:
     # MEDIA_TARGET as a name or list of replicas: how often it is resolved again (runtime/replicas.py).
     drain_deadline_s: float = 30.0
     resolve_interval_s: float = 5.0
+    # How many times one call's stream is re-opened after the edge carrying it died (<Connect action>).
+    max_stream_reopens: int = 3
 
     @property
     def rest_configured(self) -> bool:
@@ -189,6 +192,9 @@ class EdgeSettings:
             raise ConfigError(f"TWILIO_FROM_NUMBER must be E.164 (+15551234567), got {from_number!r}")
         for secret in (token, stream_secret, api_token):
             register_secret(secret)
+        reopens = env.integer("EDGE_MAX_STREAM_REOPENS", 3)
+        if reopens < 0:
+            raise ConfigError(f"EDGE_MAX_STREAM_REOPENS must be 0 or more, got {reopens}")
         return cls(
             host=host,
             port=port,
@@ -219,4 +225,5 @@ class EdgeSettings:
             api_agent_overrides=_agent_overrides(env.optional("EDGE_API_AGENT_OVERRIDES")),
             drain_deadline_s=drain_deadline_s(env),
             resolve_interval_s=resolve_interval_s(env),
+            max_stream_reopens=reopens,
         )

@@ -213,7 +213,9 @@ class MediaStreamSession:
             account_sid=start.account_sid,
             custom_parameters=start.custom_parameters,
         )
-        log.info("media stream started (stream %s, from %s)", start.stream_sid, mask_number(info.from_number))
+        reopen = start.custom_parameters.get(call_params.REOPEN, "")
+        shown, again = mask_number(info.from_number), reopen and ", re-opened"
+        log.info("media stream started (stream %s, from %s%s)", start.stream_sid, shown, again)
         CALLS_ACTIVE.inc()
         metrics = ClientStreamMetrics.for_method("/voicebridge.v1.MediaService/Call")
         metrics.started.inc()
@@ -226,12 +228,17 @@ class MediaStreamSession:
             FRAMES_DROPPED.labels("media_backpressure").inc,
         )
         secret = call_secret(self._settings.stream_token_secret, start.call_sid)
-        self._writer.control(media_pb2.CallRequest(start=media_pb2.CallStart(call=info, call_secret=secret)))
+        # A stream the edge re-opened after the call's edge died: media reclaims the held conversation.
+        reattach = media_pb2.CallReattach() if reopen else None
+        start_msg = media_pb2.CallStart(call=info, call_secret=secret, reattach=reattach)
+        self._writer.control(media_pb2.CallRequest(start=start_msg))
         media_task = asyncio.create_task(self._read_media(call), name="media-reader")
         media_task.add_done_callback(self._media_task_done)
         end = common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP, detail="stream closed")
         try:
             end = await self._race()
+            if end.reason != common_pb2.END_REASON_CALLER_HANGUP:  # ended here: no re-open (stream_action)
+                self._actions.ended.add(start.call_sid)
         finally:
             await self._writer.close(media_pb2.CallRequest(stop=end))
             await self._await_media_end(media_task)

@@ -38,6 +38,9 @@ STREAM_STATUS = Counter("edge_stream_status_callbacks", "Twilio stream status ca
 CALL_STATUS_IGNORED = Counter(
     "edge_call_status_callbacks_ignored", "Call status callbacks stale, duplicated or after the end"
 )
+STREAM_ACTIONS = Counter(
+    "edge_stream_actions", "<Connect action> requests (a call's stream ended), by answer", ["outcome"]
+)
 API_REQUESTS_REJECTED = Counter("edge_api_rejected", "Calls API requests refused, by reason", ["reason"])
 
 # Known label values start at 0, so dashboards and alerts see a series before the first event.
@@ -51,5 +54,7 @@ for _reason in ("too_many_pending", "start_timeout", "closed_before_start", "bad
     STREAMS_REJECTED.labels(_reason)
 for _kind in ("malformed", "too_big", "binary_frame", "wrong_stream_sid", "out_of_order"):
     PROTOCOL_ERRORS.labels(_kind)
+for _outcome in ("reopen", "call_ended", "ended_here", "limit"):
+    STREAM_ACTIONS.labels(_outcome)
 for _reason in ("caller_hangup", "agent_ended", "transferred", "protocol_error", "unavailable"):
     CALL_ENDS.labels(_reason)

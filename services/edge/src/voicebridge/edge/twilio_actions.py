@@ -9,7 +9,11 @@ into dialling a premium number is toll fraud.
 Every transfer has a `TransferResult`, which the edge sends back to media (and media to the agent): a
 refused or failed transfer is never reported as done, and the call then goes on with the agent, which
 can tell the caller. Without REST credentials (local development) a hang-up is just the WebSocket
-closing, which our TwiML turns into <Hangup/>; a transfer cannot happen and says so.
+closing, which our TwiML's action answers with <Hangup/>; a transfer cannot happen and says so.
+
+Every call this edge hangs up or transfers goes into `ended` first (before Twilio closes the stream),
+so the `<Connect action>` request that follows is answered <Hangup/>, not a re-opened stream
+(stream_action.py).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from voicebridge.v1 import common_pb2
 
 from .config import E164
 from .metrics import HANGUPS
+from .stream_action import EndedCalls
 from .twilio import twiml
 from .twilio.rest import CallNotFound, TwilioRest
 
@@ -58,11 +63,18 @@ def transfer_allowed(destination: str, allowed: frozenset[str]) -> bool:
 
 
 class TwilioActions:
-    def __init__(self, rest: CallControl | None, transfer_destinations: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        rest: CallControl | None,
+        transfer_destinations: frozenset[str] = frozenset(),
+        ended: EndedCalls | None = None,
+    ) -> None:
         self._rest = rest
         self._allowed = transfer_destinations
+        self.ended = EndedCalls() if ended is None else ended  # calls this edge ended on purpose
 
     async def hang_up(self, call_sid: str) -> None:
+        self.ended.add(call_sid)
         if self._rest is None:
             HANGUPS.labels("hangup", "websocket_only").inc()
             return
@@ -90,6 +102,7 @@ class TwilioActions:
             HANGUPS.labels("transfer", "refused").inc()
             log.warning("transfer to %s refused (not in EDGE_TRANSFER_DESTINATIONS); the call goes on", shown)
             return failed("destination not allowed")
+        self.ended.add(call_sid)  # kept on a failed transfer: the call then ends here or goes on here
         try:
             await self._rest.transfer(call_sid, destination)
         except CallNotFound:

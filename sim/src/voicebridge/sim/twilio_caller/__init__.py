@@ -17,16 +17,23 @@ itself (https://www.twilio.com/docs/voice/media-streams/websocket-messages):
 
 Time is kept in samples since the stream started (the ``start`` message), so the heard timeline is exact.
 
-The parts: `config` (the call as Twilio knows it: sids, signature, webhook form, TwiML), `wire` (the
+When the stream closes without the caller hanging up and its TwiML had a ``<Connect action>``, the
+caller requests the action URL like Twilio and follows the TwiML it gets (a new stream for the same
+call, or the end of the call); with several edges behind one public URL, `balancer.EdgePool` does the
+load balancer's part (docs/failover.md#edge-dies).
+
+The parts: `config` (the call as Twilio knows it: sids, signature, webhook forms, TwiML), `wire` (the
 messages, pure encode/check), `playout` (Twilio's playout buffer and what was heard), `caller` (the
-session on the socket) and `cli` (`voicebridge-caller`). Everything is importable from here.
+session on the socket, and the action URL), `balancer` (the edges behind the public URL) and `cli`
+(`voicebridge-caller`). Everything is importable from here.
 """
 
 from voicebridge.sim.wav import read_wav_as_ulaw, write_wav
 
+from .balancer import AllEdgesDown, EdgePool, fixed
 from .caller import TwilioCaller
 from .cli import GREETING_QUIET_S, main
-from .config import CallerConfig, stream_from_twiml
+from .config import CallerConfig, Instruction, stream_from_twiml, twiml_instruction
 from .playout import TURN_GAP_S
 from .wire import RATE, SILENCE
 
@@ -35,10 +42,15 @@ __all__ = [
     "RATE",
     "SILENCE",
     "TURN_GAP_S",
+    "AllEdgesDown",
     "CallerConfig",
+    "EdgePool",
+    "Instruction",
     "TwilioCaller",
+    "fixed",
     "main",
     "read_wav_as_ulaw",
     "stream_from_twiml",
+    "twiml_instruction",
     "write_wav",
 ]

@@ -1,23 +1,38 @@
 """One simulated call on a Media Streams WebSocket: the socket, the 20 ms media clock, the mark
 echoes, and waiting on what the server does. The messages are built and checked in `wire`; what the
-caller hears is kept in `playout`."""
+caller hears is kept in `playout`.
+
+With a `<Connect action>` (`CallerConfig.action_url`), a stream that closes without the caller hanging
+up does not end the call: like Twilio, the caller POSTs the action URL (signed, the standard
+parameters) and follows the TwiML it gets. `<Connect><Stream>` opens a new socket for the same call (a
+new StreamSid, `connected` and `start` again, the caller's voice going on where the clock is: what
+was said while no stream was open is lost, as on a real line); `<Hangup/>` or no verb ends the call.
+The audio Twilio had buffered for the broken stream is dropped and its marks never echoed. The heard
+timeline is the call's, across streams."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from . import wire
-from .config import CallerConfig
+from .config import CallerConfig, twiml_instruction
 from .playout import TURN_GAP_S, Playout, turns
 from .wire import RATE, SILENCE
+
+# A failure detector for a server whose every answer is another stream that fails: the edge's own
+# EDGE_MAX_STREAM_REOPENS ends a call long before.
+MAX_ACTIONS = 20
 
 
 class TwilioCaller:
@@ -47,12 +62,17 @@ class TwilioCaller:
         self._speech_ends: list[int] = []  # sample index at which each speak() finished being sent
         self._playout = Playout()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stream_tasks: list[asyncio.Task[None]] = []
         self._closed = asyncio.Event()
+        self._chunk = 0  # media chunks sent on the current stream
+        self.stream_sids: list[str] = []  # every stream of this call, in order
+        self.actions: list[tuple[str, int, str]] = []  # (action url, HTTP status, what followed)
 
     # --- lifecycle
 
     async def __aenter__(self) -> TwilioCaller:
-        await self.connect()
+        if not self._tasks:  # not placed through dial() already
+            await self.connect()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -62,48 +82,86 @@ class TwilioCaller:
 
     async def connect(self) -> None:
         """Open the WebSocket like Twilio (signed if configured), then send ``connected`` and ``start``."""
+        await self._open_stream()
+        self._tasks = [
+            asyncio.create_task(self._media_loop(), name="caller-media"),
+            asyncio.create_task(self._mark_loop(), name="caller-marks"),
+        ]
+
+    async def dial(self, voice_url: str) -> None:
+        """An inbound call as Twilio places it: POST the number's Voice URL (signed), then follow the
+        TwiML it answers (`<Connect><Stream>`: the stream opens; anything else: the call ends)."""
+        form = self.cfg.voice_webhook_form()
+        headers = {"X-Twilio-Signature": self._sign(voice_url, form)} if self.cfg.auth_token else {}
+        status, text = await self._post(voice_url, form, headers)
+        if status != 200:
+            raise RuntimeError(f"voice webhook answered {status}: {text[:200]}")
+        step = twiml_instruction(text)
+        if step.stream_url is None:
+            raise RuntimeError("voice webhook answered no <Connect><Stream>")
+        self.cfg = dataclasses.replace(
+            self.cfg,
+            url=step.stream_url,
+            signature_url=step.stream_url,
+            custom_parameters=step.parameters,
+            action_url=step.action,
+        )
+        await self.connect()
+
+    async def _open_stream(self) -> None:
         headers = {}
         sig = self.cfg.signature()
         if sig is not None:
             headers["X-Twilio-Signature"] = sig
-        self._ws = await connect(
-            self.cfg.url,
-            additional_headers=headers,
-            user_agent_header="Twilio.TmeWs/1.0",
-            compression=None,
-            proxy=None,
-            ping_interval=None,
-            max_size=None,
-            open_timeout=self.cfg.open_timeout,
-        )
-        await self._send(wire.connected())
-        self._t0 = time.monotonic()
+
+        async def dial(url: str) -> ClientConnection:
+            return await connect(
+                url,
+                additional_headers=headers,
+                user_agent_header="Twilio.TmeWs/1.0",
+                compression=None,
+                proxy=None,
+                ping_interval=None,
+                max_size=None,
+                open_timeout=self.cfg.open_timeout,
+            )
+
+        pool = self.cfg.edges
+        ws = await (dial(self.cfg.url) if pool is None else pool.reach(self.cfg.url, dial))
+        self._seq, self._chunk = 0, 0
+        await ws.send(orjson.dumps(wire.connected()).decode())
+        if not self.stream_sids:
+            self._t0 = time.monotonic()  # the call's timeline: from its first stream's start
+        self.stream_sids.append(self.cfg.stream_sid)
+        self._ws = ws
         await self._send(wire.start(self.cfg, self._next_seq()))
-        self._tasks = [
-            asyncio.create_task(self._media_loop(), name="caller-media"),
-            asyncio.create_task(self._receive_loop(), name="caller-receive"),
-            asyncio.create_task(self._mark_loop(), name="caller-marks"),
-        ]
+        self._stream_tasks = [asyncio.create_task(self._receive_loop(ws), name="caller-receive")]
+        self._notify()
 
     async def hangup(self) -> None:
-        """The caller hangs up: Twilio sends ``stop`` and closes the socket."""
-        if self._closed.is_set() or self._ws is None:
+        """The caller hangs up: Twilio sends ``stop`` and closes the socket (if a stream is open)."""
+        if self._closed.is_set() or not self._tasks:
             return
         self._end("caller")
-        with contextlib.suppress(ConnectionClosed):
-            await self._send(wire.stop(self.cfg, self._next_seq()))
-        await self._ws.close(1000, "")
-        self.close_code, self.close_reason = self._ws.close_code, self._ws.close_reason
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await self._send(wire.stop(self.cfg, self._next_seq()))
+            await ws.close(1000, "")
+            self.close_code, self.close_reason = ws.close_code, ws.close_reason
         await self._stop_tasks()
 
     async def close_abruptly(self) -> None:
         """Drop the TCP connection without ``stop`` or a close frame (network loss, Twilio crash)."""
-        if self._closed.is_set() or self._ws is None:
+        if self._closed.is_set() or not self._tasks:
             return
         self._end("caller")
-        self._ws.transport.abort()
+        ws = self._ws
+        if ws is not None:
+            ws.transport.abort()
         await self._stop_tasks()
-        self.close_code, self.close_reason = self._ws.close_code, self._ws.close_reason
+        if ws is not None:
+            self.close_code, self.close_reason = ws.close_code, ws.close_reason
 
     async def wait_closed(self, timeout: float) -> None:
         """Until the call is over (the server closed the socket, or we hung up)."""
@@ -113,6 +171,11 @@ class TwilioCaller:
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
+
+    @property
+    def reopens(self) -> int:
+        """How many new streams the call's `<Connect action>` answers opened."""
+        return max(0, len(self.stream_sids) - 1)
 
     # --- caller side
 
@@ -226,6 +289,7 @@ class TwilioCaller:
             "marks_echoed": len(self.echoes),
             "marks_flushed_by_clear": sum(1 for e in self.echoes if e[2]),
             "media_frames_sent": self.media_frames_sent,
+            "streams": len(self.stream_sids),
             "bytes_heard": self.samples_heard(),
             "violations": list(self.violations),
             "closed_by": self.closed_by,
@@ -277,65 +341,143 @@ class TwilioCaller:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(changed.wait(), delay)
 
-    async def _send(self, msg: dict[str, Any]) -> None:
-        assert self._ws is not None
-        async with self._send_lock:
-            await self._ws.send(orjson.dumps(msg).decode())
+    async def _send(self, msg: dict[str, Any]) -> bool:
+        """Send on the current stream; False when there is none (between streams: nothing to send on)."""
+        ws = self._ws
+        if ws is None:
+            return False
+        try:
+            async with self._send_lock:
+                await ws.send(orjson.dumps(msg).decode())
+        except ConnectionClosed:
+            self._lost(ws)
+            raise
         self.sent.append((time.monotonic(), msg))
+        return True
 
     async def _stop_tasks(self) -> None:
         current = asyncio.current_task()
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._stream_tasks]
+        for task in tasks:
             if task is not current:
                 task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             if task is not current:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    # --- a stream that broke: Twilio's <Connect action>
+
+    def _lost(self, ws: ClientConnection) -> None:
+        """The server side of `ws` is gone. Without an action the call is over; with one, Twilio
+        requests it (once per stream) and follows its answer."""
+        if ws is not self._ws or self._closed.is_set():
+            return
+        self._ws = None
+        self.close_code, self.close_reason = ws.close_code, ws.close_reason
+        if self.cfg.action_url is None:
+            self._end("server")
+            return
+        now = self._now_sample()
+        self._playout.clear(now)  # the broken stream's buffered audio is gone, its marks never echoed
+        self._playout.pending_marks.clear()
+        self._tasks.append(asyncio.create_task(self._follow_action(), name="caller-action"))
+        self._notify()
+
+    async def _follow_action(self) -> None:
+        """POST the `<Connect action>` and do what its TwiML says, until a stream is open or the call ends."""
+        while not self._closed.is_set():
+            url = self.cfg.action_url
+            if url is None or len(self.actions) >= MAX_ACTIONS:
+                self._end("server")
+                return
+            form = self.cfg.action_form()
+            headers = {"X-Twilio-Signature": self._sign(url, form)} if self.cfg.auth_token else {}
+            try:
+                status, text = await self._post(url, form, headers)
+                step = twiml_instruction(text) if status == 200 else None
+            except (OSError, httpx.HTTPError, ValueError) as exc:  # Twilio: an application error, call over
+                self.actions.append((url, 0, f"failed: {type(exc).__name__}"))
+                self._end("server")
+                return
+            if step is None or step.stream_url is None:
+                self.actions.append((url, status, "hangup"))
+                self._end("server")
+                return
+            self.actions.append((url, status, "stream"))
+            self.cfg = dataclasses.replace(
+                self.cfg,
+                url=step.stream_url,
+                signature_url=step.stream_url,  # Twilio signs the stream URL as the TwiML writes it
+                stream_sid="MZ" + secrets.token_hex(16),
+                custom_parameters=step.parameters,
+                action_url=step.action,
+            )
+            try:
+                await self._open_stream()
+                return
+            except (
+                OSError,
+                InvalidHandshake,
+            ):  # the stream failed to open: its <Connect> ends, on to its action
+                continue
+
+    def _sign(self, url: str, form: dict[str, str]) -> str:
+        from twilio.request_validator import RequestValidator
+
+        return RequestValidator(self.cfg.auth_token or "").compute_signature(url, form)
+
+    async def _post(self, url: str, form: dict[str, str], headers: dict[str, str]) -> tuple[int, str]:
+        """POST a form as Twilio does (to the edges behind the public URL, when there is a pool)."""
+
+        async def post(target: str) -> tuple[int, str]:
+            try:
+                async with httpx.AsyncClient(timeout=self.cfg.open_timeout, trust_env=False) as client:
+                    reply = await client.post(
+                        target, data=form, headers={**headers, "User-Agent": "TwilioProxy/1.1"}
+                    )
+            except httpx.ConnectError:
+                raise ConnectionRefusedError(target) from None
+            return reply.status_code, reply.text
+
+        pool = self.cfg.edges
+        return await (post(url) if pool is None else pool.reach(url, post))
+
     async def _media_loop(self) -> None:
+        """The caller's 20 ms clock for the whole call; between streams its frames go nowhere."""
         frame_bytes = RATE * self.cfg.frame_ms // 1000
         frame_s = self.cfg.frame_ms / 1000
         k = 0
-        try:
-            while not self._closed.is_set():
-                delay = self._t0 + k * frame_s - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if self._closed.is_set():
-                    return
-                voice = bytes(self._voice[:frame_bytes])
-                del self._voice[:frame_bytes]
-                payload = voice + SILENCE * (frame_bytes - len(voice))
-                k += 1
-                await self._send(
-                    wire.media(self.cfg.stream_sid, self._next_seq(), k, self.cfg.frame_ms, payload)
+        while not self._closed.is_set():
+            delay = self._t0 + k * frame_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._closed.is_set():
+                return
+            voice = bytes(self._voice[:frame_bytes])
+            del self._voice[:frame_bytes]
+            payload = voice + SILENCE * (frame_bytes - len(voice))
+            k += 1
+            if self._ws is not None:
+                self._chunk += 1
+                media = wire.media(
+                    self.cfg.stream_sid, self._next_seq(), self._chunk, self.cfg.frame_ms, payload
                 )
-                self.media_frames_sent += 1
-                if voice:
-                    self._voice_sent += len(voice)
-                    if self._voice_sent == self._voice_queued:
-                        self._speech_ends.append(k * frame_bytes)
-                    self._notify()
-        except ConnectionClosed:
-            self._on_closed()
+                with contextlib.suppress(ConnectionClosed):
+                    if await self._send(media):
+                        self.media_frames_sent += 1
+            if voice:
+                self._voice_sent += len(voice)
+                if self._voice_sent == self._voice_queued:
+                    self._speech_ends.append(k * frame_bytes)
+                self._notify()
 
-    async def _receive_loop(self) -> None:
-        assert self._ws is not None
-        try:
-            async for frame in self._ws:
+    async def _receive_loop(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for frame in ws:
                 self._on_frame(frame)
                 await self._flush_due_marks(force=False)
-        except ConnectionClosed as exc:
-            if exc.rcvd is not None and self.close_code is None:
-                self.close_code, self.close_reason = exc.rcvd.code, exc.rcvd.reason
-        self._on_closed()
-
-    def _on_closed(self) -> None:
-        if self._ws is not None and not self._closed.is_set():
-            self._end("server")
-        if self._ws is not None and self.close_code is None:
-            self.close_code, self.close_reason = self._ws.close_code, self._ws.close_reason
+        self._lost(ws)
         self._notify()
 
     def _violation(self, code: int, detail: str) -> None:
@@ -369,16 +511,14 @@ class TwilioCaller:
             self._notify()
 
     async def _mark_loop(self) -> None:
-        try:
-            while not self._closed.is_set():
-                changed = self._changed
+        while not self._closed.is_set():
+            changed = self._changed
+            with contextlib.suppress(ConnectionClosed):  # _send has handed the loss on (_lost)
                 await self._flush_due_marks(force=False)
-                due = self._playout.next_mark_due()
-                if due is not None:
-                    delay = max(due - self._now_sample(), 1) / RATE
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(changed.wait(), delay)
-                else:
-                    await changed.wait()
-        except ConnectionClosed:
-            self._on_closed()
+            due = self._playout.next_mark_due()
+            if due is not None:
+                delay = max(due - self._now_sample(), 1) / RATE
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), delay)
+            else:
+                await changed.wait()

@@ -12,6 +12,7 @@ from typing import Any
 from voicebridge.sim.voice import speech_like
 from voicebridge.sim.wav import read_wav_as_ulaw, write_wav
 
+from .balancer import EdgePool, fixed
 from .caller import TwilioCaller
 from .config import CallerConfig
 
@@ -30,13 +31,16 @@ def _parse_params(items: list[str]) -> dict[str, str]:
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = CallerConfig(
-        url=args.url,
+        url=args.url or "",
         custom_parameters=_parse_params(args.param),
         auth_token=args.auth_token,
         signature_url=args.signature_url,
+        edges=EdgePool(fixed(args.edge)) if args.edge else None,
     )
     voice = read_wav_as_ulaw(args.play) if args.play else (speech_like() if args.speak else b"")
     call = TwilioCaller(cfg)
+    if args.voice_url:  # as Twilio places an inbound call: the Voice URL's TwiML, then its action URL
+        await call.dial(args.voice_url)
     async with call:
         try:
             async with asyncio.timeout(args.seconds):
@@ -59,7 +63,21 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """``voicebridge-caller``: place one simulated Twilio call against a Media Streams endpoint."""
     parser = argparse.ArgumentParser(prog="voicebridge-caller", description=main.__doc__)
-    parser.add_argument("--url", required=True, help="media WebSocket, e.g. ws://127.0.0.1:8000/twilio/media")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--url", help="media WebSocket, e.g. ws://127.0.0.1:8000/twilio/media")
+    target.add_argument(
+        "--voice-url",
+        help="start at the Voice URL (e.g. http://127.0.0.1:8000/twilio/voice) and follow its TwiML, "
+        "the <Connect action> included, as Twilio does",
+    )
+    parser.add_argument(
+        "--edge",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="an edge behind the URLs' public host (repeat): requests and streams go to the call's edge, "
+        "or the next one when it refuses the connection",
+    )
     voice = parser.add_mutually_exclusive_group()
     voice.add_argument("--play", help="WAV to speak as the caller, in real time")
     voice.add_argument(

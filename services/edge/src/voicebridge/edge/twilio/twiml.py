@@ -3,6 +3,9 @@
 Rules (https://www.twilio.com/docs/voice/twiml/stream): the stream URL is ``wss`` and carries no query
 string (per-call data goes in ``<Parameter>``s, whose name + value must be under 500 characters); after
 ``</Connect>`` comes ``<Hangup/>`` or nothing, never a ``<Pause>`` (callers were left on dead air).
+``<Connect action>`` (https://www.twilio.com/docs/voice/twiml/connect) is an absolute http(s) URL (inline
+TwiML, as outbound calls use, refuses a relative one: error 15004); unlike the stream url it may carry a
+query string, which Twilio requests and signs as written.
 """
 
 from __future__ import annotations
@@ -42,10 +45,19 @@ def _check_parameters(parameters: Mapping[str, str]) -> None:
             )
 
 
+def _check_action(action: str) -> None:
+    parts = urlsplit(action)
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.fragment:
+        raise TwimlError(
+            f"<Connect action> must be an absolute http(s) URL (Twilio error 15004), got {action!r}"
+        )
+
+
 def connect_stream(
     stream_url: str,
     parameters: Mapping[str, str],
     *,
+    action: str | None = None,
     status_callback: str | None = None,
     stream_name: str | None = None,
     hangup_after: bool = True,
@@ -53,13 +65,18 @@ def connect_stream(
 ) -> str:
     """Inbound-call answer: a bidirectional ``<Connect><Stream>`` to the edge's media socket.
 
+    ``action`` is requested (POST) when the stream ends, and its answer is the call's next TwiML;
     ``status_callback`` receives stream-started/stopped/error (the only place handshake failures show);
     ``allow_insecure`` permits ``ws://`` for local peers only — real Twilio dials ``wss`` alone.
+    ``hangup_after`` puts ``<Hangup/>`` after ``</Connect>``: reached only without an ``action``.
     """
     _check_stream_url(stream_url, allow_insecure)
     _check_parameters(parameters)
+    if action is not None:
+        _check_action(action)
     response = VoiceResponse()
-    stream = response.connect().stream(
+    connect = response.connect(action=action, method="POST") if action else response.connect()
+    stream = connect.stream(
         url=stream_url,
         name=stream_name,
         status_callback=status_callback,

@@ -235,3 +235,32 @@ async def test_a_new_call_on_a_replica_gone_since_its_last_call_moves_with_every
             call.cancel()
     finally:
         await pool.aclose()
+
+
+async def test_a_started_call_whose_replica_died_reopens_elsewhere_and_the_dead_one_gets_no_call(
+    tmp_path, replicas
+) -> None:
+    name = tmp_path / "agent.endpoints"
+    bad, good = await add(replicas, with_health=False), await add(replicas)
+    write_name(name, [bad, good])
+    pool = pool_for(name)
+    try:
+        await settle(pool, {bad.address: "serving", good.address: "serving"})
+        first = pool.open()
+        assert await echo(first, "a") == "a"  # started on the bad one
+        assert first.replica == bad.address
+        await bad.server.stop(None)  # it dies; a started call's failure is its owner's to see
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await first.read()
+        assert failed.value.code() is grpc.StatusCode.UNAVAILABLE
+        again = pool.reopen(first)
+        assert await echo(again, "b") == "b"
+        assert again.replica == good.address
+        assert pool.replicas()[bad.address][0] == "not_serving"  # no health watch told it: reopen did
+        later = pool.open()  # the dead one has the fewest calls, and still gets none
+        assert await echo(later, "c") == "c"
+        assert later.replica == good.address
+        for call in (again, later):
+            call.cancel()
+    finally:
+        await pool.aclose()

@@ -153,6 +153,9 @@ class EdgeSettings:
     # MEDIA_TARGET as a name or list of replicas: how often it is resolved again (runtime/replicas.py).
     drain_deadline_s: float = 30.0
     resolve_interval_s: float = 5.0
+    # A media replica that dies mid-call: the call is opened again on another one at most this many
+    # times (media_link.py); 0: the call ends with it, as before.
+    media_reattach_max: int = 2
 
     @property
     def rest_configured(self) -> bool:
@@ -219,4 +222,5 @@ class EdgeSettings:
             api_agent_overrides=_agent_overrides(env.optional("EDGE_API_AGENT_OVERRIDES")),
             drain_deadline_s=drain_deadline_s(env),
             resolve_interval_s=resolve_interval_s(env),
+            media_reattach_max=env.integer("EDGE_MEDIA_REATTACH_MAX", 2),
         )

@@ -38,6 +38,18 @@ STREAM_STATUS = Counter("edge_stream_status_callbacks", "Twilio stream status ca
 CALL_STATUS_IGNORED = Counter(
     "edge_call_status_callbacks_ignored", "Call status callbacks stale, duplicated or after the end"
 )
+# A media replica died mid-call (media_link.py): the call opened again on another one, or not.
+MEDIA_REATTACHES = Counter(
+    "edge_media_reattach",
+    "Calls whose media stream broke mid-call, by outcome: reattached (open again on another media "
+    "replica), no_replica (none could take it), limit (EDGE_MEDIA_REATTACH_MAX re-opens already)",
+    ["outcome"],
+)
+MEDIA_REATTACH_SECONDS = Histogram(
+    "edge_media_reattach_seconds",
+    "A call's media stream failure seen -> the call's CallStart written on another media replica",
+    buckets=LATENCY_BUCKETS,
+)
 API_REQUESTS_REJECTED = Counter("edge_api_rejected", "Calls API requests refused, by reason", ["reason"])
 
 # Known label values start at 0, so dashboards and alerts see a series before the first event.
@@ -53,3 +65,5 @@ for _kind in ("malformed", "too_big", "binary_frame", "wrong_stream_sid", "out_o
     PROTOCOL_ERRORS.labels(_kind)
 for _reason in ("caller_hangup", "agent_ended", "transferred", "protocol_error", "unavailable"):
     CALL_ENDS.labels(_reason)
+for _outcome in ("reattached", "no_replica", "limit"):
+    MEDIA_REATTACHES.labels(_outcome)

@@ -32,6 +32,7 @@ import collections
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -61,8 +62,8 @@ class MediaLink:
         start: media_pb2.CallStart,
         max_audio: int,
         max_reopens: int,
-        on_sent: Any = None,
-        on_drop: Any = None,
+        on_sent: Callable[[], None] | None = None,
+        on_drop: Callable[[], None] | None = None,
     ) -> None:
         self._opener = opener
         self._start = start
@@ -113,8 +114,9 @@ class MediaLink:
             if not self._stale:
                 self._stale_gone.set()
             return
-        if self._pending and self._pending[0] == name:
-            self._pending.popleft()
+        if name in self._pending:  # it, and any before it (in order, so none should be)
+            while self._pending.popleft() != name:
+                pass
         self.writer.control(media_pb2.CallRequest(mark=media_pb2.MarkEcho(name=name)))
 
     def forwarded(self, audio: media_pb2.PlayAudio) -> None:

@@ -100,10 +100,18 @@ async def test_a_dead_media_is_replaced_with_the_position_of_the_last_agent_audi
     assert not rig.task.done()
 
 
-async def test_a_media_dying_before_any_agent_audio_reattaches_from_the_start(rig) -> None:
+@pytest.mark.parametrize(
+    ("code", "details"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, "Stream removed (Socket closed)"),
+        (grpc.StatusCode.INTERNAL, "multiplexed stream failed: Internal error from Core"),
+    ],
+    ids=["unavailable", "internal"],
+)
+async def test_a_media_dying_before_any_agent_audio_reattaches_from_the_start(rig, code, details) -> None:
     rig.socket.connect()
     first = await rig.media.side(0)
-    first.die()
+    first.die(code, details)  # both seen when a media process is SIGKILLed
     start = (await rig.media.side(1)).requests[0].start
     assert start.reattach.HasField("sent")
     assert (start.reattach.sent.response_id, start.reattach.sent.offset_us) == (0, 0)

@@ -30,13 +30,10 @@ class MediaSide:
     def say(self, message: media_pb2.CallResponse) -> None:
         self.answers.put_nowait(message)
 
-    def die(self) -> None:
-        """The media process is gone: the stream fails UNAVAILABLE, as a broken connection does."""
-        self.answers.put_nowait(
-            grpc.aio.AioRpcError(
-                grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "Socket closed"
-            )
-        )
+    def die(self, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE, details: str = "closed") -> None:
+        """The media process is gone: the stream fails as a broken connection does (UNAVAILABLE, or
+        INTERNAL "Internal error from Core" now and then)."""
+        self.answers.put_nowait(grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details))
 
     def end(self, reason: int = common_pb2.END_REASON_CALLER_HANGUP) -> None:
         self.answers.put_nowait(media_pb2.CallResponse(end=common_pb2.CallEnd(reason=reason)))

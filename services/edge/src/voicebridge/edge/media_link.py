@@ -4,9 +4,9 @@ when the process carrying it dies mid-call (issue 15).
 Why its own module: the session (media_stream.py) bridges Twilio's messages and media's; this is what
 lies behind "media's": which stream the call is on now, what the edge forwarded from it, and the
 switch to a new one. A media replica that dies (SIGKILL, OOM: no goodbye) fails every call on it with
-UNAVAILABLE; the edge sees that on its next read, within a frame or two. If the call may still be
-re-opened (`EDGE_MEDIA_REATTACH_MAX` per call), it is opened again at once on another replica
-(`Opener.reopen`: the dead one is marked down and never tried again for this call) with
+UNAVAILABLE (now and then INTERNAL); the edge sees that on its next read, within a frame or two. If
+the call may still be re-opened (`EDGE_MEDIA_REATTACH_MAX` per call), it is opened again at once on
+another replica (`Opener.reopen`: the dead one is marked down and never tried again for this call) with
 `CallStart{call, call_secret, reattach{sent}}`, where `sent` is the position of the last agent audio
 forwarded to Twilio. The new media takes over the agent conversation the agent service held, which
 continues right after `sent`: nothing twice, nothing skipped. What Twilio already has plays on
@@ -46,8 +46,11 @@ from .metrics import MEDIA_REATTACH_SECONDS, MEDIA_REATTACHES
 log = logging.getLogger(__name__)
 
 # The stream errors that mean "the media process is gone": what a broken connection gives every call
-# on it. Any other status is media's own answer about this call, and opening it again would not help.
-REOPEN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE})
+# on it. A SIGKILLed peer shows as UNAVAILABLE ("Socket closed", "Connection reset by peer") or, now
+# and then, as INTERNAL ("Internal error from Core": the transport's own failure; media never answers
+# a call with INTERNAL, a call's handler failing is UNKNOWN). Any other status is media's own answer
+# about this call, and opening it again would not help.
+REOPEN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL})
 
 
 class MediaLink:

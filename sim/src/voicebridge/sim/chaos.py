@@ -343,8 +343,9 @@ class Chaos:
 
     async def warm_up(self) -> None:
         """Two short calls per edge at once (greeted, hung up), so that every edge has its streams to
-        every media replica, and every media to every agent, before the idle task count is taken: those
-        streams' tasks stay for the process's life, and are not what the leak check looks for."""
+        every media replica, and every media to every agent (a replacement too), before the idle task
+        count is taken: those streams' tasks stay for the process's life, and are not what the leak
+        check looks for."""
         calls = [
             chaos_call(edge.ws_url, "chaos", 0.0, asyncio.Event(), self.args.reply_timeout)
             for edge in self.edges
@@ -353,12 +354,14 @@ class Chaos:
         await asyncio.gather(*calls)
 
     async def idle_tasks(self) -> None:
-        """Every running replica's asyncio tasks while no call is in progress: the leak check's floor."""
+        """Warm up, then every running replica's asyncio tasks while no call is in progress: the leak
+        check's floor (the lowest seen, so a phase that left tasks behind cannot raise it)."""
+        await self.warm_up()
+        await self.leaks()  # every warm-up call over everywhere
         for service in SERVICES:
             for replica in self.stack.running(service):
-                if replica.name not in self.tasks_idle:
-                    value = await asyncio.to_thread(scrape_value, replica.metrics_url, TASKS)
-                    self.tasks_idle[replica.name] = value or 0.0
+                value = await asyncio.to_thread(scrape_value, replica.metrics_url, TASKS) or 0.0
+                self.tasks_idle[replica.name] = min(value, self.tasks_idle.get(replica.name, value))
 
     async def leaks(self) -> dict[str, Any]:
         """Every running replica's idle gauges (IDLE_GAUGES) and asyncio tasks beyond its idle count,
@@ -419,10 +422,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for service, count in (("agent", args.agents), ("media", args.media), ("edge", args.edges)):
             for _ in range(count):
                 await asyncio.to_thread(chaos.start, service)
-        await chaos.warm_up()
-        await chaos.leaks()  # every warm-up call over everywhere
         for kind in kinds:
-            await chaos.idle_tasks()  # replacements started by the phase before: idle now too
+            await chaos.idle_tasks()  # before every phase: replacements started by the last one too
             phases.append(await chaos.phase(kind, ids[kind]))
         leaks = await chaos.leaks()
     finally:

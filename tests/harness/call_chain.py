@@ -22,7 +22,7 @@ from voicebridge.edge.twilio_actions import TwilioActions
 from voicebridge.media.config import MediaSettings
 from voicebridge.media.servicer import MediaServicer
 from voicebridge.runtime.config import Env
-from voicebridge.v1 import media_pb2
+from voicebridge.runtime.mux import CALL_BATCH, CALL_MANY
 
 from .core_fakes import FakeCallControl, FakeTwilioSocket, ScriptedBackend
 from .inmemory_grpc import InMemoryChannel, converse_client, mux_client
@@ -134,14 +134,14 @@ def build_chain(
     backend = ScriptedBackend()
     converse = ConverseServicer(backend)
     to_agent, to_media = InMemoryChannel(), InMemoryChannel()
-    agent_calls = converse_client(to_agent, converse.ConverseMany, converse.Converse, enabled=multiplex)
+    agent_calls = converse_client(
+        to_agent, converse.ConverseMany, converse.Converse, enabled=multiplex, batch=converse.ConverseBatch
+    )
     media = MediaServicer(media_settings(**(media_env or {})), agent_calls, clock)
     media_calls = mux_client(
         to_media,
-        media.CallMany,
+        [(media.CallBatch, CALL_BATCH), (media.CallMany, CALL_MANY)],
         media.Call,
-        media_pb2.CallManyRequest,
-        media_pb2.CallManyRequestItem,
         CALL_METHOD,
         enabled=multiplex,
     )

@@ -64,7 +64,9 @@ async def call_rig() -> AsyncIterator[Rig]:
     backend = ScriptedBackend()
     converse = ConverseServicer(backend)
     channel = InMemoryChannel()
-    agent_calls = converse_client(channel, converse.ConverseMany, converse.Converse)
+    agent_calls = converse_client(
+        channel, converse.ConverseMany, converse.Converse, batch=converse.ConverseBatch
+    )
     try:
         yield Rig(VirtualClock(), backend, converse, agent_calls, channel)
     finally:

@@ -15,13 +15,12 @@ sent at different moments then arrive together, the ordering a busy process or n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
 
-from voicebridge.runtime.mux import MuxClient
-from voicebridge.v1 import agent_pb2
+from voicebridge.runtime.mux import CONVERSE_BATCH, CONVERSE_MANY, MuxClient, RpcCodec
 
 _HALF_CLOSE = object()
 _END = object()
@@ -168,20 +167,17 @@ class InMemoryChannel:
 
 def mux_client(
     channel: InMemoryChannel,
-    many: Callable[..., AsyncIterator[Any]],
+    streams: Sequence[tuple[Callable[..., AsyncIterator[Any]], RpcCodec]],
     one: Callable[..., AsyncIterator[Any]],
-    request_batch: type,
-    request_item: type,
     method: str,
     enabled: bool = True,
 ) -> MuxClient:
-    """The production client (runtime/mux/) over in-memory streams; no batching interval, which
-    would pace on the loop's real clock."""
+    """The production client (runtime/mux/) over in-memory streams: `streams` are the multiplexed
+    servicer methods to try, best first, with their codecs; no batching interval, which would pace on
+    the loop's real clock."""
     return MuxClient(
-        channel.opener(many),
+        [(channel.opener(handler), codec) for handler, codec in streams],
         channel.opener(one),
-        request_batch,
-        request_item,
         method,
         interval_s=0.0,
         enabled=enabled,
@@ -193,14 +189,9 @@ def converse_client(
     many: Callable[..., AsyncIterator[Any]],
     one: Callable[..., AsyncIterator[Any]],
     enabled: bool = True,
+    batch: Callable[..., AsyncIterator[Any]] | None = None,
 ) -> MuxClient:
-    """media's client of the AgentService (Converse, carried by ConverseMany) over `channel`."""
-    return mux_client(
-        channel,
-        many,
-        one,
-        agent_pb2.ConverseManyRequest,
-        agent_pb2.ConverseManyRequestItem,
-        "/voicebridge.v1.AgentService/Converse",
-        enabled=enabled,
-    )
+    """media's client of the AgentService (Converse, carried by ConverseBatch when given, else
+    ConverseMany) over `channel`."""
+    streams = [(many, CONVERSE_MANY)] if batch is None else [(batch, CONVERSE_BATCH), (many, CONVERSE_MANY)]
+    return mux_client(channel, streams, one, "/voicebridge.v1.AgentService/Converse", enabled=enabled)

@@ -1,8 +1,9 @@
 """An AgentService that echoes, served per call and multiplexed (runtime/mux), for the mux tests.
 
-Its per-call `Converse` echoes each DTMF digit back as a transcript and ends with a CallEnd;
-`ConverseMany` serves the same method through `MuxServer`. Digits with a meaning: "!" makes the
-handler fail, "z" makes it stop reading its requests.
+Its per-call `Converse` echoes each DTMF digit back as a transcript and caller audio as agent audio
+(reply id: the audio's timestamp), and ends with a CallEnd; `ConverseBatch` and `ConverseMany` serve
+the same method through `MuxServer`. Digits with a meaning: "!" makes the handler fail, "z" makes it
+stop reading its requests.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import AsyncIterator
 import grpc
 from prometheus_client import REGISTRY
 
-from voicebridge.runtime.mux import MuxClient, MuxServer
+from voicebridge.runtime.mux import MuxClient, agent_client, agent_servers
 from voicebridge.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
 CONVERSE = "/voicebridge.v1.AgentService/Converse"
@@ -27,20 +28,25 @@ class EchoAgent(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, max_unread: int = 1024) -> None:
         self.converse_calls = 0  # per-call handler runs, however the call arrived
         self.many_streams = 0
+        self.batch_streams = 0
+        self.audio_types: set[type] = set()  # what the handler was given for caller audio
         self.cancelled = asyncio.Event()  # a handler was cancelled
         self.stalled = asyncio.Event()
-        self._many = MuxServer(
-            self.Converse,
-            agent_pb2.ConverseManyResponse,
-            agent_pb2.ConverseManyResponseItem,
-            CONVERSE,
-            max_unread=max_unread,
-        )
+        self._batch, self._many = agent_servers(self.Converse, max_unread=max_unread)
 
     async def Converse(self, requests, context) -> AsyncIterator[agent_pb2.ConverseResponse]:
         self.converse_calls += 1
         try:
             async for request in requests:
+                if request.WhichOneof("event") == "audio":  # echoed as agent audio of reply timestamp_ms
+                    self.audio_types.add(type(request))
+                    chunk = request.audio
+                    yield agent_pb2.ConverseResponse(
+                        audio=agent_pb2.AudioChunk(
+                            data=chunk.data, format=chunk.format, response_id=chunk.timestamp_ms
+                        )
+                    )
+                    continue
                 d = request.dtmf.digit
                 if d == "!":
                     raise RuntimeError("boom")
@@ -59,11 +65,23 @@ class EchoAgent(agent_pb2_grpc.AgentServiceServicer):
         async for batch in self._many.serve(requests, context):
             yield batch
 
+    async def ConverseBatch(self, requests, context):
+        self.batch_streams += 1
+        async for batch in self._batch.serve(requests, context):
+            yield batch
+
+
+class ManyOnlyAgent(EchoAgent):
+    """An agent of the release before ConverseBatch: Converse and ConverseMany."""
+
+    ConverseBatch = agent_pb2_grpc.AgentServiceServicer.ConverseBatch
+
 
 class PerCallOnlyAgent(EchoAgent):
     """A third-party backend that implements only Converse."""
 
     ConverseMany = agent_pb2_grpc.AgentServiceServicer.ConverseMany
+    ConverseBatch = agent_pb2_grpc.AgentServiceServicer.ConverseBatch
 
 
 async def start(servicer: EchoAgent, port: int = 0) -> tuple[grpc.aio.Server, int]:
@@ -75,15 +93,7 @@ async def start(servicer: EchoAgent, port: int = 0) -> tuple[grpc.aio.Server, in
 
 
 def client_for(channel: grpc.aio.Channel, **kwargs) -> MuxClient:
-    stub = agent_pb2_grpc.AgentServiceStub(channel)
-    return MuxClient(
-        stub.ConverseMany,
-        stub.Converse,
-        agent_pb2.ConverseManyRequest,
-        agent_pb2.ConverseManyRequestItem,
-        CONVERSE,
-        **kwargs,
-    )
+    return agent_client(agent_pb2_grpc.AgentServiceStub(channel), **kwargs)
 
 
 async def texts_until_end(call) -> list[str]:
@@ -105,8 +115,8 @@ async def converse(client: MuxClient, digits: str) -> tuple[list[str], grpc.Stat
     return texts, await call.code()
 
 
-def batch_items(method: str, side: str, direction: str) -> tuple[float, float]:
-    labels = {"grpc_method": f"{method}Many", "side": side, "direction": direction}
+def batch_items(method: str, side: str, direction: str, rpc: str = "Batch") -> tuple[float, float]:
+    labels = {"grpc_method": f"{method}{rpc}", "side": side, "direction": direction}
     total = REGISTRY.get_sample_value("voicebridge_mux_batch_items_sum", labels) or 0.0
     count = REGISTRY.get_sample_value("voicebridge_mux_batch_items_count", labels) or 0.0
     return total, count

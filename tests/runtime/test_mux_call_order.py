@@ -13,7 +13,7 @@ import grpc
 import pytest
 from harness.inmemory_grpc import InMemoryChannel, converse_client
 
-from voicebridge.runtime.mux import MuxServer
+from voicebridge.runtime.mux import CONVERSE_MANY, MuxServer
 from voicebridge.v1 import agent_pb2, common_pb2
 
 CONVERSE = "/voicebridge.v1.AgentService/Converse"
@@ -26,9 +26,7 @@ def digit(d: str) -> agent_pb2.ConverseRequest:
 class Echo:
     def __init__(self) -> None:
         self.handlers = 0
-        self.many = MuxServer(
-            self.converse, agent_pb2.ConverseManyResponse, agent_pb2.ConverseManyResponseItem, CONVERSE
-        )
+        self.many = MuxServer(self.converse, CONVERSE_MANY, CONVERSE)
 
     async def converse(self, requests, context) -> AsyncIterator[agent_pb2.ConverseResponse]:
         self.handlers += 1

@@ -22,7 +22,7 @@ from harness.mux_echo import (
 )
 from harness.virtual_clock import VirtualClock
 
-from voicebridge.runtime.mux import MuxClient
+from voicebridge.runtime.mux import CONVERSE_MANY, MuxClient
 from voicebridge.v1 import agent_pb2
 
 
@@ -47,7 +47,7 @@ async def test_multiplexing_can_be_turned_off() -> None:
         client = client_for(channel, enabled=False)
         assert await converse(client, "7") == (["7", "end"], grpc.StatusCode.OK)
     await server.stop(None)
-    assert agent.many_streams == 0
+    assert agent.many_streams == agent.batch_streams == 0
     assert agent.converse_calls == 1
 
 
@@ -86,7 +86,7 @@ async def test_losing_the_stream_ends_every_call_and_the_next_call_opens_a_new_o
     server2, _ = await start(agent2, port)
     try:
         assert await converse(client, "4") == (["4", "end"], grpc.StatusCode.OK)
-        assert agent2.many_streams == 1
+        assert agent2.batch_streams == 1
     finally:
         await client.aclose()
         await channel.close()
@@ -148,13 +148,7 @@ def paced_client(clock: VirtualClock, interval_s: float) -> tuple[MuxClient, lis
         raise AssertionError("the shared stream was not used")
 
     client = MuxClient(
-        open_many,
-        per_call_only,
-        agent_pb2.ConverseManyRequest,
-        agent_pb2.ConverseManyRequestItem,
-        CONVERSE,
-        interval_s=interval_s,
-        clock=clock,
+        [(open_many, CONVERSE_MANY)], per_call_only, CONVERSE, interval_s=interval_s, clock=clock
     )
     return client, streams
 

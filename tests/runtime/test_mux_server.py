@@ -22,7 +22,7 @@ async def test_many_calls_share_one_stream_and_keep_their_own_messages(echo) -> 
         assert texts == [str(i), str(i), "#", str(i), "end"]
         assert code is grpc.StatusCode.OK
     assert agent.converse_calls == 10
-    assert agent.many_streams == 1
+    assert agent.batch_streams == 1
 
 
 async def test_a_failing_call_ends_alone_with_its_error(echo) -> None:

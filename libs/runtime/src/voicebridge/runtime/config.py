@@ -99,9 +99,10 @@ def settings_or_exit(service: str, from_env: Callable[[], T]) -> T:
 class MuxSettings:
     """How this process carries calls over its internal gRPC hops (runtime/mux/).
 
-    `enabled` (GRPC_MULTIPLEX, read by the clients: edge and media): many calls on one stream per process pair
-    (CallMany/ConverseMany); off, one stream per call. `interval_s`: the batching window at full
-    load on the multiplexed stream to the next service (runtime/mux/batching.py): about one message
+    `enabled` (GRPC_MULTIPLEX, read by the clients: edge and media): many calls on one stream per
+    process pair (CallBatch/ConverseBatch, else CallMany/ConverseMany); off, one stream per call.
+    `interval_s`: the batching window at full load on the multiplexed stream to the next service
+    (runtime/mux/batching.py): about one message
     per interval however many calls, none held while messages come slower than that, each call
     message waiting at most that long (0: whatever is ready leaves whenever the sender runs). Each
     client names its own variable and default: see docs/performance.md."""

@@ -185,3 +185,43 @@ class ConverseManyResponseItem(_message.Message):
     response: ConverseResponse
     status: _common_pb2.StreamStatus
     def __init__(self, call: _Optional[int] = ..., response: _Optional[_Union[ConverseResponse, _Mapping]] = ..., status: _Optional[_Union[_common_pb2.StreamStatus, _Mapping]] = ...) -> None: ...
+
+class AudioChunkColumns(_message.Message):
+    __slots__ = ("calls", "lengths", "data", "encodings", "sample_rates_hz", "response_ids", "timestamps_ms", "received_unix_nanos")
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    LENGTHS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ENCODINGS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATES_HZ_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_IDS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_MS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_UNIX_NANOS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedScalarFieldContainer[int]
+    lengths: _containers.RepeatedScalarFieldContainer[int]
+    data: bytes
+    encodings: _containers.RepeatedScalarFieldContainer[_common_pb2.AudioEncoding]
+    sample_rates_hz: _containers.RepeatedScalarFieldContainer[int]
+    response_ids: _containers.RepeatedScalarFieldContainer[int]
+    timestamps_ms: _containers.RepeatedScalarFieldContainer[int]
+    received_unix_nanos: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, calls: _Optional[_Iterable[int]] = ..., lengths: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ..., encodings: _Optional[_Iterable[_Union[_common_pb2.AudioEncoding, str]]] = ..., sample_rates_hz: _Optional[_Iterable[int]] = ..., response_ids: _Optional[_Iterable[int]] = ..., timestamps_ms: _Optional[_Iterable[int]] = ..., received_unix_nanos: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ConverseBatchRequest(_message.Message):
+    __slots__ = ("items", "item_positions", "audio")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ITEM_POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ConverseManyRequestItem]
+    item_positions: _containers.RepeatedScalarFieldContainer[int]
+    audio: AudioChunkColumns
+    def __init__(self, items: _Optional[_Iterable[_Union[ConverseManyRequestItem, _Mapping]]] = ..., item_positions: _Optional[_Iterable[int]] = ..., audio: _Optional[_Union[AudioChunkColumns, _Mapping]] = ...) -> None: ...
+
+class ConverseBatchResponse(_message.Message):
+    __slots__ = ("items", "item_positions", "audio")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ITEM_POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ConverseManyResponseItem]
+    item_positions: _containers.RepeatedScalarFieldContainer[int]
+    audio: AudioChunkColumns
+    def __init__(self, items: _Optional[_Iterable[_Union[ConverseManyResponseItem, _Mapping]]] = ..., item_positions: _Optional[_Iterable[int]] = ..., audio: _Optional[_Union[AudioChunkColumns, _Mapping]] = ...) -> None: ...

@@ -69,6 +69,11 @@ class AgentServiceStub:
                 request_serializer=voicebridge_dot_v1_dot_agent__pb2.ConverseManyRequest.SerializeToString,
                 response_deserializer=voicebridge_dot_v1_dot_agent__pb2.ConverseManyResponse.FromString,
                 _registered_method=True)
+        self.ConverseBatch = channel.stream_stream(
+                '/voicebridge.v1.AgentService/ConverseBatch',
+                request_serializer=voicebridge_dot_v1_dot_agent__pb2.ConverseBatchRequest.SerializeToString,
+                response_deserializer=voicebridge_dot_v1_dot_agent__pb2.ConverseBatchResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -115,6 +120,14 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConverseBatch(self, request_iterator, context):
+        """Optional: many calls on one stream with their audio as columns (see MediaService.CallBatch; the
+        same rules). Media tries it first, then ConverseMany, then Converse.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +140,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ConverseMany,
                     request_deserializer=voicebridge_dot_v1_dot_agent__pb2.ConverseManyRequest.FromString,
                     response_serializer=voicebridge_dot_v1_dot_agent__pb2.ConverseManyResponse.SerializeToString,
+            ),
+            'ConverseBatch': grpc.stream_stream_rpc_method_handler(
+                    servicer.ConverseBatch,
+                    request_deserializer=voicebridge_dot_v1_dot_agent__pb2.ConverseBatchRequest.FromString,
+                    response_serializer=voicebridge_dot_v1_dot_agent__pb2.ConverseBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -208,6 +226,33 @@ class AgentService:
             '/voicebridge.v1.AgentService/ConverseMany',
             voicebridge_dot_v1_dot_agent__pb2.ConverseManyRequest.SerializeToString,
             voicebridge_dot_v1_dot_agent__pb2.ConverseManyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConverseBatch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/voicebridge.v1.AgentService/ConverseBatch',
+            voicebridge_dot_v1_dot_agent__pb2.ConverseBatchRequest.SerializeToString,
+            voicebridge_dot_v1_dot_agent__pb2.ConverseBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

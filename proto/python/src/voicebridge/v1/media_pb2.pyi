@@ -120,3 +120,57 @@ class CallManyResponseItem(_message.Message):
     response: CallResponse
     status: _common_pb2.StreamStatus
     def __init__(self, call: _Optional[int] = ..., response: _Optional[_Union[CallResponse, _Mapping]] = ..., status: _Optional[_Union[_common_pb2.StreamStatus, _Mapping]] = ...) -> None: ...
+
+class CallerAudioColumns(_message.Message):
+    __slots__ = ("calls", "lengths", "payloads", "timestamps_ms", "received_unix_nanos")
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    LENGTHS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_MS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_UNIX_NANOS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedScalarFieldContainer[int]
+    lengths: _containers.RepeatedScalarFieldContainer[int]
+    payloads: bytes
+    timestamps_ms: _containers.RepeatedScalarFieldContainer[int]
+    received_unix_nanos: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, calls: _Optional[_Iterable[int]] = ..., lengths: _Optional[_Iterable[int]] = ..., payloads: _Optional[bytes] = ..., timestamps_ms: _Optional[_Iterable[int]] = ..., received_unix_nanos: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class PlayAudioColumns(_message.Message):
+    __slots__ = ("calls", "lengths", "payloads", "source_unix_nanos", "position_response_ids", "position_offsets_us", "mark_frames", "marks")
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    LENGTHS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_UNIX_NANOS_FIELD_NUMBER: _ClassVar[int]
+    POSITION_RESPONSE_IDS_FIELD_NUMBER: _ClassVar[int]
+    POSITION_OFFSETS_US_FIELD_NUMBER: _ClassVar[int]
+    MARK_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    MARKS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedScalarFieldContainer[int]
+    lengths: _containers.RepeatedScalarFieldContainer[int]
+    payloads: bytes
+    source_unix_nanos: _containers.RepeatedScalarFieldContainer[int]
+    position_response_ids: _containers.RepeatedScalarFieldContainer[int]
+    position_offsets_us: _containers.RepeatedScalarFieldContainer[int]
+    mark_frames: _containers.RepeatedScalarFieldContainer[int]
+    marks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, calls: _Optional[_Iterable[int]] = ..., lengths: _Optional[_Iterable[int]] = ..., payloads: _Optional[bytes] = ..., source_unix_nanos: _Optional[_Iterable[int]] = ..., position_response_ids: _Optional[_Iterable[int]] = ..., position_offsets_us: _Optional[_Iterable[int]] = ..., mark_frames: _Optional[_Iterable[int]] = ..., marks: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CallBatchRequest(_message.Message):
+    __slots__ = ("items", "item_positions", "audio")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ITEM_POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[CallManyRequestItem]
+    item_positions: _containers.RepeatedScalarFieldContainer[int]
+    audio: CallerAudioColumns
+    def __init__(self, items: _Optional[_Iterable[_Union[CallManyRequestItem, _Mapping]]] = ..., item_positions: _Optional[_Iterable[int]] = ..., audio: _Optional[_Union[CallerAudioColumns, _Mapping]] = ...) -> None: ...
+
+class CallBatchResponse(_message.Message):
+    __slots__ = ("items", "item_positions", "audio")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ITEM_POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[CallManyResponseItem]
+    item_positions: _containers.RepeatedScalarFieldContainer[int]
+    audio: PlayAudioColumns
+    def __init__(self, items: _Optional[_Iterable[_Union[CallManyResponseItem, _Mapping]]] = ..., item_positions: _Optional[_Iterable[int]] = ..., audio: _Optional[_Union[PlayAudioColumns, _Mapping]] = ...) -> None: ...

@@ -50,6 +50,11 @@ class MediaServiceStub:
                 request_serializer=voicebridge_dot_v1_dot_media__pb2.CallManyRequest.SerializeToString,
                 response_deserializer=voicebridge_dot_v1_dot_media__pb2.CallManyResponse.FromString,
                 _registered_method=True)
+        self.CallBatch = channel.stream_stream(
+                '/voicebridge.v1.MediaService/CallBatch',
+                request_serializer=voicebridge_dot_v1_dot_media__pb2.CallBatchRequest.SerializeToString,
+                response_deserializer=voicebridge_dot_v1_dot_media__pb2.CallBatchResponse.FromString,
+                _registered_method=True)
 
 
 class MediaServiceServicer:
@@ -81,6 +86,19 @@ class MediaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CallBatch(self, request_iterator, context):
+        """Many calls on one stream, designed for batches: what CallMany carries, with the audio of every
+        call in a message laid out as columns (CallerAudioColumns, PlayAudioColumns) instead of one
+        nested message per frame, so neither end builds or parses an object per frame. Everything else
+        (start, marks, DTMF, stop, transcripts, hang-ups, signals, statuses) travels as CallMany's items
+        beside the columns, placed among the frames so that each call's messages keep their order. Per
+        call, the rules of Call hold. Optional for servers: a client falls back to CallMany (and then to
+        Call) when this is UNIMPLEMENTED; the server sends its response headers at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MediaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +111,11 @@ def add_MediaServiceServicer_to_server(servicer, server):
                     servicer.CallMany,
                     request_deserializer=voicebridge_dot_v1_dot_media__pb2.CallManyRequest.FromString,
                     response_serializer=voicebridge_dot_v1_dot_media__pb2.CallManyResponse.SerializeToString,
+            ),
+            'CallBatch': grpc.stream_stream_rpc_method_handler(
+                    servicer.CallBatch,
+                    request_deserializer=voicebridge_dot_v1_dot_media__pb2.CallBatchRequest.FromString,
+                    response_serializer=voicebridge_dot_v1_dot_media__pb2.CallBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -155,6 +178,33 @@ class MediaService:
             '/voicebridge.v1.MediaService/CallMany',
             voicebridge_dot_v1_dot_media__pb2.CallManyRequest.SerializeToString,
             voicebridge_dot_v1_dot_media__pb2.CallManyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CallBatch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/voicebridge.v1.MediaService/CallBatch',
+            voicebridge_dot_v1_dot_media__pb2.CallBatchRequest.SerializeToString,
+            voicebridge_dot_v1_dot_media__pb2.CallBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

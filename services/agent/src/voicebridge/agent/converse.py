@@ -23,7 +23,7 @@ import grpc
 from voicebridge.runtime.clock import Clock
 from voicebridge.runtime.drain import Drain
 from voicebridge.runtime.logs import call_context
-from voicebridge.runtime.mux import MuxServer
+from voicebridge.runtime.mux import agent_servers
 from voicebridge.runtime.privacy import end_detail
 from voicebridge.runtime.tasks import cancel_and_wait
 from voicebridge.v1 import agent_pb2, agent_pb2_grpc, common_pb2
@@ -139,12 +139,7 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
         clock: Clock | None = None,
     ) -> None:
         self._backend = backend
-        self._many = MuxServer(
-            self.Converse,
-            agent_pb2.ConverseManyResponse,
-            agent_pb2.ConverseManyResponseItem,
-            "/voicebridge.v1.AgentService/Converse",
-        )
+        self._batch, self._many = agent_servers(self.Converse)
         self._open_timeout_s = open_timeout_s
         self._drain = Drain("agent")
         self.holds = Holds(hold or HoldSettings(), clock)
@@ -160,6 +155,15 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
         self._drain.draining = True
         await self.holds.close_all()
         await self._drain.run(deadline_s, _LiveCall.say_goodbye)
+
+    async def ConverseBatch(  # noqa: N802 - gRPC method name
+        self,
+        request_iterator: AsyncIterator[agent_pb2.ConverseBatchRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[agent_pb2.ConverseBatchResponse]:
+        """Many calls on one stream, audio as columns (runtime/mux/): each served by `Converse`."""
+        async for batch in self._batch.serve(request_iterator, context):
+            yield batch
 
     async def ConverseMany(  # noqa: N802 - gRPC method name
         self,

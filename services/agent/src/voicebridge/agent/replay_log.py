@@ -97,7 +97,7 @@ class ReplayLog:
 
     def cut(self, up_to_response_id: int) -> None:
         """Replies up to this id are refused by media (interrupted): their audio is never resent."""
-        kept = collections.deque()
+        kept: collections.deque[_Entry] = collections.deque()
         held_dropped = 0
         for i, entry in enumerate(self._entries):
             if entry.audio and entry.response_id <= up_to_response_id:

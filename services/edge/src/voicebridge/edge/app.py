@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from voicebridge.runtime.drain import Drain
 from voicebridge.runtime.grpc_server import CLIENT_OPTIONS
 from voicebridge.runtime.metrics import BUILD_INFO, watch_loop_lag
-from voicebridge.runtime.mux import MuxClient
+from voicebridge.runtime.mux import MuxClient, media_client
 from voicebridge.runtime.replicas import connect_target
 from voicebridge.runtime.version import package_version
 from voicebridge.v1 import media_pb2, media_pb2_grpc
@@ -62,16 +62,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        def media_client(channel: grpc.aio.Channel) -> MuxClient:
+        def media_calls_on(channel: grpc.aio.Channel) -> MuxClient:
             # Every call to one media process on one multiplexed stream (runtime/mux/), unless
             # GRPC_MULTIPLEX=false.
-            stub = media_pb2_grpc.MediaServiceStub(channel)
-            return MuxClient(
-                stub.CallMany,
-                stub.Call,
-                media_pb2.CallManyRequest,
-                media_pb2.CallManyRequestItem,
-                "/voicebridge.v1.MediaService/Call",
+            return media_client(
+                media_pb2_grpc.MediaServiceStub(channel),
                 interval_s=settings.mux.interval_s,
                 enabled=settings.mux.enabled,
             )
@@ -81,7 +76,7 @@ def create_app(
             settings.media_target,
             settings.tls,
             CLIENT_OPTIONS,
-            media_client,
+            media_calls_on,
             MEDIA_SERVICE,
             "media",
             settings.resolve_interval_s,

@@ -103,7 +103,8 @@ class MediaLink:
 
     # -- towards media ------------------------------------------------------------------------
 
-    def write_audio(self, message: media_pb2.CallRequest) -> None:
+    def write_audio(self, message: Any) -> None:
+        """Caller audio: a CallRequest{audio}, or the CallerAudioFrame that stands for one."""
         self.writer.audio(message)
 
     def write_control(self, message: media_pb2.CallRequest) -> None:

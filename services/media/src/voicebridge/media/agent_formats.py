@@ -8,6 +8,7 @@ may choose again, so the call replaces this object on every SessionReady.
 
 from __future__ import annotations
 
+from voicebridge.runtime.mux import CallerChunkFrame
 from voicebridge.v1 import agent_pb2, media_pb2
 
 from .audio.convert import AgentAudioConverter, CallerAudioConverter, Format
@@ -20,20 +21,20 @@ class AgentFormats:
         self.caller = Format.from_proto(ready.input_format)
         self.agent = Format.from_proto(ready.output_format)
         self._in = CallerAudioConverter(self.caller)
+        caller = self.caller.to_proto()
+        self._caller_format = (caller.encoding, caller.sample_rate_hz)
         self._out = AgentAudioConverter(self.agent)
 
-    def caller_chunk(self, audio: media_pb2.CallerAudio, pcm: bytes | None) -> agent_pb2.AudioChunk:
-        """Caller audio in the agent's input format; `pcm` is its decoded payload, if already at hand."""
+    def caller_chunk(self, audio: media_pb2.CallerAudio, pcm: bytes | None) -> CallerChunkFrame:
+        """Caller audio in the agent's input format, as the ConverseRequest that carries it (a frame
+        object: no protobuf is built for it on a batch stream); `pcm` is its decoded payload, if
+        already at hand."""
         if self.caller.encoding == "mulaw":
             data = self._in.convert(audio.payload)
         else:
             data = self._in.convert_decoded(pcm if pcm is not None else ulaw_decode(audio.payload))
-        return agent_pb2.AudioChunk(
-            data=data,
-            format=self.caller.to_proto(),
-            timestamp_ms=audio.timestamp_ms,
-            received_unix_nanos=audio.received_unix_nanos,
-        )
+        encoding, rate = self._caller_format
+        return CallerChunkFrame(data, encoding, rate, 0, audio.timestamp_ms, audio.received_unix_nanos)
 
     def agent_ms(self, chunk: agent_pb2.AudioChunk) -> float:
         """How long the agent's chunk plays."""

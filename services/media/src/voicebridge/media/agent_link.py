@@ -14,7 +14,7 @@ import time
 import grpc
 
 from voicebridge.runtime.grpc_metrics import ClientStreamMetrics
-from voicebridge.runtime.mux import MuxClient
+from voicebridge.runtime.mux import MuxClient, agent_client
 from voicebridge.runtime.replicas import Opener
 from voicebridge.runtime.stream_writer import PriorityStreamWriter
 from voicebridge.v1 import agent_pb2, agent_pb2_grpc
@@ -26,16 +26,9 @@ END_TIMEOUT_S = 10.0  # the agent closes its backend session (up to 2 s for Elev
 
 
 def agent_calls(stub: agent_pb2_grpc.AgentServiceStub, enabled: bool, interval_s: float) -> MuxClient:
-    """Media's calls to the agent: all on one ConverseMany stream, or (unsupported, or off) one each."""
-    return MuxClient(
-        stub.ConverseMany,
-        stub.Converse,
-        agent_pb2.ConverseManyRequest,
-        agent_pb2.ConverseManyRequestItem,
-        CONVERSE,
-        interval_s=interval_s,
-        enabled=enabled,
-    )
+    """Media's calls to the agent: all on one ConverseBatch (else ConverseMany) stream, or
+    (unsupported, or off) one each."""
+    return agent_client(stub, interval_s=interval_s, enabled=enabled)
 
 
 class AgentLink:

@@ -299,7 +299,7 @@ class CallSession:
     def _forward(self, audio: media_pb2.CallerAudio, pcm: bytes | None) -> None:
         assert self._formats is not None
         assert self._agent.link is not None
-        self._agent.link.send_audio(agent_pb2.ConverseRequest(audio=self._formats.caller_chunk(audio, pcm)))
+        self._agent.link.send_audio(self._formats.caller_chunk(audio, pcm))
         self._agent.sent(audio)
         _FRAMES_AGENT_OUT.inc()
 

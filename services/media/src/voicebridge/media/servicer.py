@@ -12,7 +12,7 @@ import grpc
 from voicebridge.runtime.drain import Drain
 from voicebridge.runtime.grpc_server import CLIENT_OPTIONS
 from voicebridge.runtime.logs import call_context
-from voicebridge.runtime.mux import MuxServer
+from voicebridge.runtime.mux import media_servers
 from voicebridge.runtime.replicas import Opener, connect_target
 from voicebridge.v1 import agent_pb2, agent_pb2_grpc, common_pb2, media_pb2, media_pb2_grpc
 
@@ -54,12 +54,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
                 settings.resolve_interval_s,
             )
         self._agent = agent
-        self._many = MuxServer(
-            self.Call,
-            media_pb2.CallManyResponse,
-            media_pb2.CallManyResponseItem,
-            "/voicebridge.v1.MediaService/Call",
-        )
+        self._batch, self._many = media_servers(self.Call)
         self._drain = Drain("media")
 
     @property
@@ -76,6 +71,13 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             ),
         )
         await self._agent.aclose()
+
+    async def CallBatch(  # noqa: N802 - gRPC method name
+        self, request_iterator: AsyncIterator[media_pb2.CallBatchRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[media_pb2.CallBatchResponse]:
+        """Many calls on one stream, audio as columns (runtime/mux/): each served by `Call`."""
+        async for batch in self._batch.serve(request_iterator, context):
+            yield batch
 
     async def CallMany(  # noqa: N802 - gRPC method name
         self, request_iterator: AsyncIterator[media_pb2.CallManyRequest], context: grpc.aio.ServicerContext

@@ -95,14 +95,17 @@ def wire_rates(before: dict, after: dict, call_seconds: float) -> dict[str, floa
     """gRPC messages per call-second that crossed each service's hops, batches counted once.
 
     A multiplexed call's messages are counted under its per-call method and the batches under the
-    *Many method; per-call streams count only under the per-call method."""
+    *Batch or *Many method; per-call streams count only under the per-call method."""
     out = {}
     for service, counters in GRPC_WIRE.items():
         if service not in before or service not in after:
             continue
         total = 0.0
         for name, method in counters:
-            many = counter_delta(before[service], after[service], name, f'grpc_method="{method}Many"')
+            many = sum(
+                counter_delta(before[service], after[service], name, f'grpc_method="{method}{rpc}"')
+                for rpc in ("Batch", "Many")
+            )
             one = counter_delta(before[service], after[service], name, f'grpc_method="{method}"')
             total += many if many else one
         out[service] = round(total / call_seconds, 2)

@@ -1,5 +1,6 @@
 """One call as the client side sees it: a handle that behaves like a grpc.aio bidi call, whether the
-call rides the shared stream or, when the server has no *Many method, a stream of its own."""
+call rides the shared stream or, when the server has no multiplexed method (or multiplexing is off),
+a stream of its own; frame objects (frames.py) written to a stream of its own go as their message."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from .frames import as_proto
 from .framing import CALLS_OVERRUN, HALF_CLOSE, rpc_error
 
 if TYPE_CHECKING:
@@ -76,7 +78,7 @@ class MuxCall:
     async def write(self, message: Any) -> None:
         await self._attached.wait()
         if self._delegate is not None:
-            await self._delegate.write(message)
+            await self._delegate.write(as_proto(message))
             return
         if self._code is not None or self._writes_closed:
             raise asyncio.InvalidStateError("the call has finished or was half-closed")

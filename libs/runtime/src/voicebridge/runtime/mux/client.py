@@ -1,4 +1,4 @@
-"""The client half: every call to one peer process on one shared *Many stream, batched.
+"""The client half: every call to one peer process on one shared *Batch (or *Many) stream, batched.
 
 A batch leaves as soon as the writer task runs, with whatever the other calls queued meanwhile. Given
 `interval_s` the client holds a batch for an adaptive window (batching.Pace): none while items come
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -20,17 +20,23 @@ from ..clock import Clock
 from ..grpc_metrics import ClientStreamMetrics
 from .batching import Outbox, Pace
 from .call import MuxCall
+from .codec import MESSAGE, STATUS, Decoded, RpcCodec
 from .framing import BATCH_ITEMS, CANCEL, status_code
 
 log = logging.getLogger(__name__)
 
 
 class _ClientStream:
-    """One open *Many RPC: a writer task that batches, a reader task that routes responses."""
+    """One open *Many or *Batch RPC: a writer task that batches, a reader task that routes responses."""
 
-    def __init__(self, client: MuxClient) -> None:
+    def __init__(self, client: MuxClient, transport: Transport) -> None:
         self._client = client
-        self._rpc = client.open_many()
+        self.transport = transport
+        opener, codec = transport
+        self._rpc = opener()
+        self._encode = codec.requests.encode
+        self._decode = codec.responses.decode
+        self.method = f"{client.method}{codec.suffix}"
         self._calls: dict[int, MuxCall] = {}  # calls that have sent something, by number
         self._unnumbered: set[MuxCall] = set()  # calls on this stream that have sent nothing yet
         self._next = 1
@@ -38,10 +44,10 @@ class _ClientStream:
         self.failed = False
         self.supported = asyncio.get_running_loop().create_future()  # True, or False: UNIMPLEMENTED
         self._began = asyncio.get_running_loop().time()
-        self._metrics = ClientStreamMetrics.for_method(client.many_method)
+        self._metrics = ClientStreamMetrics.for_method(self.method)
         self._metrics.started.inc()
-        self._sent_items = BATCH_ITEMS.labels(client.many_method, "client", "sent")
-        self._received_items = BATCH_ITEMS.labels(client.many_method, "client", "received")
+        self._sent_items = BATCH_ITEMS.labels(self.method, "client", "sent")
+        self._received_items = BATCH_ITEMS.labels(self.method, "client", "received")
         self._tasks = (
             asyncio.create_task(self._write_loop(), name="mux-writer"),
             asyncio.create_task(self._read_loop(), name="mux-reader"),
@@ -69,12 +75,7 @@ class _ClientStream:
         number = None if self.failed else self._number_for(call)
         if number is None:
             raise asyncio.InvalidStateError("the multiplexed stream or the call has ended")
-        item_cls = self._client.request_item
-        self._outbox.put(
-            item_cls(call=number, request=request)
-            if request is not None
-            else item_cls(call=number, signal=signal)
-        )
+        self._outbox.put((number, request if request is not None else signal))
 
     def send_nowait(self, call: MuxCall, request: Any) -> bool:
         """`send` for a request when there is room now; False (nothing queued) otherwise."""
@@ -83,13 +84,13 @@ class _ClientStream:
         number = self._number_for(call)
         if number is None:
             return False
-        self._outbox.put(self._client.request_item(call=number, request=request))
+        self._outbox.put((number, request))
         return True
 
     def cancel_call(self, call: MuxCall) -> None:
         self._unnumbered.discard(call)  # never sent anything: nothing to cancel on the server
         if call._number and self._calls.pop(call._number, None) is not None and not self.failed:
-            self._outbox.put(self._client.request_item(call=call._number, signal=CANCEL))
+            self._outbox.put((call._number, CANCEL))
 
     async def _write_loop(self) -> None:
         pace = Pace(self._client.interval_s, self._client.clock)
@@ -99,7 +100,7 @@ class _ClientStream:
                 await pace.wait()
                 items = self._outbox.take()
                 pace.sent(len(items))
-                await self._rpc.write(self._client.request_batch(items=items))
+                await self._rpc.write(self._encode(items))
                 self._metrics.sent.inc()
                 self._sent_items.observe(len(items))
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
@@ -115,8 +116,9 @@ class _ClientStream:
             self.supported.set_result(True)
             while (batch := await self._rpc.read()) is not grpc.aio.EOF:
                 self._metrics.received.inc()
-                self._received_items.observe(len(batch.items))
-                self._route(batch.items)
+                entries = self._decode(batch)
+                self._received_items.observe(len(entries))
+                self._route(entries)
         except grpc.aio.AioRpcError as exc:
             code, details = exc.code(), f"multiplexed stream failed: {exc.details()}"
             if not self.supported.done():
@@ -126,17 +128,22 @@ class _ClientStream:
                 self.supported.set_result(True)
             self._fail(code, details)
 
-    def _route(self, items: Any) -> None:
-        """Each response to its call; a status item ends its call."""
-        for item in items:
-            call = self._calls.get(item.call)
+    def _route(self, entries: list[Decoded]) -> None:
+        """Each response to its call; a status item ends its call, and so does one we cannot read."""
+        for number, kind, value in entries:
+            call = self._calls.get(number)
             if call is None:
                 continue  # a call we cancelled: its last messages crossed the cancel
-            if item.WhichOneof("kind") == "response":
-                call._deliver(item.response)
+            if kind == MESSAGE:
+                call._deliver(value)
+            elif kind == STATUS:
+                del self._calls[number]
+                call._finish(status_code(value), value.message)
             else:
-                del self._calls[item.call]
-                call._finish(status_code(item.status), item.status.message)
+                log.warning("multiplexed call %d got a malformed response; ending it", number)
+                del self._calls[number]
+                call._finish(grpc.StatusCode.INTERNAL, f"malformed response: {value}")
+                self._outbox.put((number, CANCEL))
 
     def _fail(self, code: grpc.StatusCode, details: str) -> None:
         self._metrics.handled(code, asyncio.get_running_loop().time() - self._began)
@@ -158,20 +165,23 @@ class _ClientStream:
                 await task
 
 
-class MuxClient:
-    """Opens calls on one shared *Many stream per process pair, re-opened after it fails.
+Transport = tuple[Callable[[], Any], RpcCodec]
+"""A multiplexed RPC to try: the stub method that opens it, and how its messages are laid out."""
 
-    `open_many()` and `open_one()` start the multiplexed and the per-call RPC on a stub;
-    `request_batch` and `request_item` are the *ManyRequest message classes; `method` is the per-call
-    method's full name. With `enabled` false every call gets its own stream. `clock` paces the sends
-    `interval_s` apart (the event loop's clock unless given)."""
+
+class MuxClient:
+    """Opens calls on one shared multiplexed stream per process pair, re-opened after it fails.
+
+    `transports` are the multiplexed RPCs the client may use, best first (CallBatch, then CallMany):
+    a server that answers one with UNIMPLEMENTED is asked for the next, and once none is left every
+    call gets its own stream from `open_one()` (the per-call RPC, whose full name is `method`). With
+    `enabled` false every call gets its own stream at once. `clock` paces the sends `interval_s`
+    apart (the event loop's clock unless given)."""
 
     def __init__(
         self,
-        open_many: Callable[[], Any],
+        transports: Sequence[Transport],
         open_one: Callable[[], Any],
-        request_batch: type,
-        request_item: type,
         method: str,
         interval_s: float = 0.0,
         max_pending: int = 4096,
@@ -179,23 +189,29 @@ class MuxClient:
         enabled: bool = True,
         clock: Clock | None = None,
     ) -> None:
-        self.open_many, self.open_one = open_many, open_one
-        self.request_batch, self.request_item = request_batch, request_item
-        self.method, self.many_method = method, f"{method}Many"
+        self._transports = list(transports)
+        self.open_one = open_one
+        self.method = method
         self.interval_s = interval_s
         self.clock = clock
         self.max_pending = max_pending
         self._max_unread = max_unread
-        self._enabled = enabled
+        self._enabled = enabled and bool(self._transports)
         self._stream: _ClientStream | None = None
 
-    def open(self) -> MuxCall | Any:
+    @property
+    def many_method(self) -> str:
+        """The multiplexed method in use (or to be tried next), for metrics."""
+        return f"{self.method}{self._transports[0][1].suffix}" if self._transports else self.method
+
+    def open(self) -> MuxCall:
         """A new call. Synchronous like a stub call; the stream is settled on first use."""
-        if not self._enabled:
-            return self.open_one()
         call = MuxCall(self, self._max_unread)
+        if not self._enabled:
+            call._attach(None, 0, delegate=self.open_one())
+            return call
         if self._stream is None or self._stream.failed:
-            self._stream = _ClientStream(self)
+            self._stream = _ClientStream(self, self._transports[0])
         stream = self._stream
         if stream.supported.done() and stream.supported.result():
             stream.add(call)
@@ -214,8 +230,16 @@ class MuxClient:
             else:
                 stream.add(call)
             return
+        if self._transports and self._transports[0] is stream.transport:
+            self._transports.pop(0)
+            log.info("%s is not implemented by the server", stream.method)
+        if self._enabled and self._transports:
+            if self._stream is stream or self._stream is None or self._stream.failed:
+                self._stream = _ClientStream(self, self._transports[0])
+            await self._settle(self._stream, call)
+            return
         if self._enabled:
-            log.info("%s is not implemented by the server; one stream per call", self.many_method)
+            log.info("no multiplexed method is implemented by the server; one stream per call")
             self._enabled = False
         call._attach(None, 0, delegate=self.open_one())
 

@@ -1,4 +1,5 @@
-"""The server half: a *Many RPC served by running the per-call servicer method once per call number.
+"""The server half: a *Batch or *Many RPC served by running the per-call servicer method once per call
+number.
 
 Servers answer at once, with no pacing: their senders (media's pacer) already line their calls up on
 a shared tick, so whatever responses are ready when the stream's sender runs leave in one batch.
@@ -20,6 +21,7 @@ import grpc
 
 from ..grpc_metrics import ServerStreamMetrics
 from .batching import Outbox
+from .codec import BAD, MESSAGE, SIGNAL, RpcCodec
 from .framing import BATCH_ITEMS, CALLS_OVERRUN, CANCEL, HALF_CLOSE, Handler, status_message
 
 log = logging.getLogger(__name__)
@@ -64,23 +66,22 @@ class _ServerCall:
 
 
 class MuxServer:
-    """Serves a *Many RPC by running `handler` (the per-call servicer method) once per call number.
+    """Serves a multiplexed RPC by running `handler` (the per-call servicer method) once per call number.
 
-    `response_batch` and `response_item` are the *ManyResponse message classes; `method` is the
+    `codec` lays out that RPC's messages (codec.py: CALL_BATCH, CALL_MANY, ...); `method` is the
     per-call method's full name, under which each call is counted in the standard gRPC metrics."""
 
     def __init__(
         self,
         handler: Handler,
-        response_batch: type,
-        response_item: type,
+        codec: RpcCodec,
         method: str,
         max_pending: int = 4096,
         max_unread: int = 1024,
     ) -> None:
         self.handler = handler
-        self.response_batch, self.response_item = response_batch, response_item
-        self.method, self.many_method = method, f"{method}Many"
+        self.decode, self.encode = codec.requests.decode, codec.responses.encode
+        self.method, self.many_method = method, f"{method}{codec.suffix}"
         self.max_pending = max_pending
         self.max_unread = max_unread
         self.metrics = ServerStreamMetrics.for_method(method)
@@ -118,7 +119,7 @@ class _ServerStream:
                 items = self._outbox.take()
                 if items:
                     self._server.sent_items.observe(len(items))
-                    yield self._server.response_batch(items=items)
+                    yield self._server.encode(items)
                 if self._reading_done and not self._calls and not len(self._outbox):
                     return
         finally:
@@ -135,34 +136,45 @@ class _ServerStream:
     async def _read(self) -> None:
         try:
             async for batch in self._requests:
-                self._server.received_items.observe(len(batch.items))
-                for item in batch.items:
-                    self._route(item)
+                entries = self._server.decode(batch)
+                self._server.received_items.observe(len(entries))
+                for number, kind, value in entries:
+                    self._route(number, kind, value)
+        except Exception:
+            log.exception("reading the multiplexed stream failed")  # its calls end as if half-closed
         finally:
             self._reading_done = True
             for call in self._calls.values():
                 call.half_close()
             self._outbox.wake()
 
-    def _route(self, item: Any) -> None:
-        call = self._calls.get(item.call)
-        if call is None and item.call <= self._highest:
+    def _route(self, number: int, kind: int, value: Any) -> None:
+        call = self._calls.get(number)
+        if call is None and number <= self._highest:
             return  # the call already ended here; its last messages crossed
-        if item.WhichOneof("kind") == "request":
-            call = call or self._open(item.call)
+        if kind == MESSAGE:
+            call = call or self._open(number)
             self._server.metrics.received.inc()
-            if not call.push(item.request):
+            if not call.push(value):
                 CALLS_OVERRUN.labels(self._server.many_method).inc()
                 log.warning("multiplexed call %d fell behind its requests; ending it", call.number)
                 self._end(call, grpc.StatusCode.RESOURCE_EXHAUSTED, "requests piled up unread")
-        elif item.signal == HALF_CLOSE:
-            call = call or self._open(item.call)  # one that sent nothing: its handler sees no requests
+        elif kind == SIGNAL and value == HALF_CLOSE:
+            call = call or self._open(number)  # one that sent nothing: its handler sees no requests
             call.half_close()
-        elif item.signal == CANCEL:
-            self._highest = max(self._highest, item.call)  # cancelled before it opened: never opens
+        elif kind == SIGNAL and value == CANCEL:
+            self._highest = max(self._highest, number)  # cancelled before it opened: never opens
             if call is not None:
-                self._calls.pop(item.call, None)
+                self._calls.pop(number, None)
                 call.stop()
+        else:  # unreadable, or not a client's to send: this call ends, no other notices
+            reason = value if kind == BAD else "an item a client does not send"
+            log.warning("multiplexed call %d sent a malformed item; ending it", number)
+            self._highest = max(self._highest, number)
+            if call is None:
+                self._outbox.put((number, status_message(grpc.StatusCode.INVALID_ARGUMENT, reason)))
+            else:
+                self._end(call, grpc.StatusCode.INVALID_ARGUMENT, reason)
 
     def _open(self, number: int) -> _ServerCall:
         self._highest = number
@@ -181,7 +193,7 @@ class _ServerStream:
         try:
             async for response in server.handler(call.requests(), self._context):
                 await self._outbox.wait_room()
-                self._outbox.put(server.response_item(call=call.number, response=response))
+                self._outbox.put((call.number, response))
                 server.metrics.sent.inc()
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
@@ -203,4 +215,4 @@ class _ServerStream:
         self._put_status(call, code, details)
 
     def _put_status(self, call: _ServerCall, code: grpc.StatusCode, details: str) -> None:
-        self._outbox.put(self._server.response_item(call=call.number, status=status_message(code, details)))
+        self._outbox.put((call.number, status_message(code, details)))

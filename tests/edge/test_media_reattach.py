@@ -24,6 +24,13 @@ class NoticingSocket(FakeTwilioSocket):
     def __init__(self) -> None:
         super().__init__()
         self.changed = asyncio.Event()
+        self.drained = asyncio.Event()  # the edge has taken every queued message (set at each time)
+
+    async def receive(self) -> dict:
+        message = await super().receive()
+        if self._incoming.empty():
+            self.drained.set()
+        return message
 
     async def send_text(self, text: str) -> None:
         await super().send_text(text)
@@ -44,6 +51,10 @@ class Rig:
 
     async def ended(self) -> None:
         await asyncio.wait_for(self.task, 5)
+
+    async def socket_drained(self) -> None:
+        """Until the edge has read every message the test queued on Twilio's side."""
+        await asyncio.wait_for(self.socket.drained.wait(), 5)
 
     async def sent_to_twilio(self, kind: str, count: int) -> None:
         async with asyncio.timeout(5):  # failure detector
@@ -130,6 +141,25 @@ async def test_caller_audio_after_the_death_reaches_the_new_media_in_order(rig) 
     assert second.kinds() == ["start"] + ["audio"] * 5
     assert [r.audio.timestamp_ms for r in second.requests[1:]] == [40, 60, 80, 100, 120]
     assert first.kinds() == ["start", "audio"]
+
+
+async def test_caller_audio_the_dead_stream_had_not_taken_moves_to_the_new_one(rig) -> None:
+    rig.socket.connect()
+    first = await rig.media.side(0)
+    rig.media.stuck.set()  # the process is dying: a write into its stream hangs
+    rig.socket.drained.clear()
+    for k in range(1, 5):
+        rig.socket.media(bytes([k]) * 160, 20 * k)
+    await rig.socket_drained()  # the edge has read all four
+    await asyncio.wait_for(rig.media.hanging.wait(), 5)  # the first is stuck in a write, three wait
+    first.die()
+    second = await rig.media.side(1)
+    rig.socket.media(b"\x05" * 160, 100)
+    await second.wait_for("audio", 4)
+    # The frame in flight when the stream died is lost; the rest arrive, in order, after the start.
+    assert second.kinds() == ["start"] + ["audio"] * 4
+    assert [r.audio.timestamp_ms for r in second.requests[1:]] == [40, 60, 80, 100]
+    assert first.kinds() == ["start"]
 
 
 async def test_echoes_of_the_dead_medias_marks_are_not_passed_to_the_new_one(rig) -> None:

@@ -47,6 +47,24 @@ class MediaSide:
         return [r for r in self.requests if r.WhichOneof("event") == kind][count - 1]
 
 
+class _StuckableCall(InMemoryCall):
+    """A stream whose writes hang once `stuck` is set, as writes to a peer that just died do: what the
+    edge's writer holds then is still unsent when the failure is seen."""
+
+    def __init__(self, handler: Any, stuck: asyncio.Event, hanging: asyncio.Event) -> None:
+        super().__init__(handler)
+        self._stuck, self._hanging = stuck, hanging
+
+    def write_nowait(self, message: Any) -> bool:
+        return False  # every write through the writer's task, where it can hang
+
+    async def write(self, message: Any) -> None:
+        if self._stuck.is_set():
+            self._hanging.set()
+            await asyncio.Event().wait()  # until the writer is abandoned (cancelled)
+        await super().write(message)
+
+
 class ScriptedMedia:
     """The `MuxClient.open()` the session uses, each call served by a test-driven handler."""
 
@@ -54,11 +72,13 @@ class ScriptedMedia:
         self.sides: list[MediaSide] = []
         self.rpcs: list[InMemoryCall] = []
         self.opened = asyncio.Event()
-
         self.reopened: list[InMemoryCall] = []  # the calls the edge opened again, in order
+        self.stuck = asyncio.Event()  # set: writes to the first stream never complete (a dead peer)
+        self.hanging = asyncio.Event()  # a write to it is hanging
 
     def open(self) -> InMemoryCall:
-        rpc = InMemoryCall(self._serve)
+        first = not self.rpcs
+        rpc = _StuckableCall(self._serve, self.stuck, self.hanging) if first else InMemoryCall(self._serve)
         self.rpcs.append(rpc)
         return rpc
 

@@ -7,79 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import grpc
 import pytest
 from harness.call_chain import edge_settings
 from harness.core_fakes import FakeCallControl, FakeTwilioSocket
-from harness.inmemory_grpc import InMemoryCall
+from harness.scripted_media import MediaSide, ScriptedMedia
 
 from voicebridge.edge.media_stream import MediaStreamSession, StreamGate
 from voicebridge.edge.twilio_actions import TwilioActions
 from voicebridge.v1 import common_pb2, media_pb2
-
-
-@dataclass
-class MediaSide:
-    """One call as the media service sees it: what the edge sent, and what to answer."""
-
-    requests: list[media_pb2.CallRequest] = field(default_factory=list)
-    half_closed: asyncio.Event = field(default_factory=asyncio.Event)
-    answers: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def kinds(self) -> list[str]:
-        return [r.WhichOneof("event") for r in self.requests]
-
-    def say(self, message: media_pb2.CallResponse) -> None:
-        self.answers.put_nowait(message)
-
-    def end(self, reason: int = common_pb2.END_REASON_CALLER_HANGUP) -> None:
-        self.answers.put_nowait(media_pb2.CallResponse(end=common_pb2.CallEnd(reason=reason)))
-        self.answers.put_nowait(None)
-
-    async def wait_for(self, kind: str, count: int = 1) -> media_pb2.CallRequest:
-        async with asyncio.timeout(5):  # failure detector
-            while self.kinds().count(kind) < count:
-                self.changed.clear()
-                await self.changed.wait()
-        return [r for r in self.requests if r.WhichOneof("event") == kind][count - 1]
-
-
-class ScriptedMedia:
-    """The `MuxClient.open()` the session uses, each call served by a test-driven handler."""
-
-    def __init__(self) -> None:
-        self.sides: list[MediaSide] = []
-        self.rpcs: list[InMemoryCall] = []
-        self.opened = asyncio.Event()
-
-    def open(self) -> InMemoryCall:
-        rpc = InMemoryCall(self._serve)
-        self.rpcs.append(rpc)
-        return rpc
-
-    async def _serve(self, requests, context):
-        side = MediaSide()
-        self.sides.append(side)
-        self.opened.set()
-
-        async def consume() -> None:
-            async for request in requests:
-                side.requests.append(request)
-                side.changed.set()
-            side.half_closed.set()
-
-        reader = asyncio.create_task(consume())
-        try:
-            while (answer := await side.answers.get()) is not None:
-                if isinstance(answer, Exception):
-                    raise answer
-                yield answer
-        finally:
-            reader.cancel()
 
 
 @dataclass

@@ -3,9 +3,10 @@
 For tests of the services' cores on a virtual clock. `InMemoryCall` is the client's side of one
 stream (the grpc.aio StreamStreamCall subset our code uses: write, done_writing, read, cancel, done,
 code, initial_metadata) and runs the servicer method as a task, as grpc.aio does on the server:
-the handler's return is status OK, an exception is UNKNOWN, a cancel reaches the handler as a
-CancelledError. `mux_client` puts the real `runtime/mux/` client and server halves over it, so the
-per-process-pair multiplexed stream is part of what the tests drive.
+the handler's return is status OK, an exception is UNKNOWN (an AioRpcError: its own status, standing
+for a broken transport), a cancel reaches the handler as a CancelledError. `mux_client` puts the real
+`runtime/mux/` client and server halves over it, so the per-process-pair multiplexed stream is part
+of what the tests drive.
 
 A `Valve` per direction lets a test hold what one side sends and release it all at once: messages
 sent at different moments then arrive together, the ordering a busy process or network produces.
@@ -85,6 +86,9 @@ class InMemoryCall:
         except asyncio.CancelledError:
             self._finish(grpc.StatusCode.CANCELLED, "cancelled")
             raise
+        except grpc.aio.AioRpcError as exc:  # stands for the transport failing so (a peer gone)
+            self._finish(exc.code(), exc.details() or "")
+            return
         except Exception as exc:  # what grpc.aio does with a handler's exception
             self._finish(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
             return

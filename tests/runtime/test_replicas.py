@@ -10,8 +10,10 @@ a replica is fine when it is not (it refuses, or it has gone).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -209,9 +211,12 @@ async def test_no_replica_at_all_ends_the_call_unavailable(tmp_path) -> None:
         await pool.aclose()
 
 
-async def test_a_new_call_on_a_replica_gone_since_its_last_call_moves_with_everything_written(
-    tmp_path, replicas
-) -> None:
+@contextlib.asynccontextmanager
+async def a_call_on_a_replica_that_vanished(
+    tmp_path: Path, replicas: list[Replica]
+) -> AsyncIterator[tuple[ReplicaPool, Any, Replica]]:
+    """Two replicas, the first with no health service (never watched: the pool cannot see it go); a
+    call started on it, then it vanishes. Yields the pool, that call and the good replica."""
     name = tmp_path / "agent.endpoints"
     bad, good = await add(replicas, with_health=False), await add(replicas)
     write_name(name, [bad, good])
@@ -222,6 +227,15 @@ async def test_a_new_call_on_a_replica_gone_since_its_last_call_moves_with_every
         assert await echo(first, "a") == "a"
         assert first.replica == bad.address
         await bad.server.stop(None)  # gone, its stream with it; the pool has no way to know yet
+        yield pool, first, good
+    finally:
+        await pool.aclose()
+
+
+async def test_a_new_call_on_a_replica_gone_since_its_last_call_moves_with_everything_written(
+    tmp_path, replicas
+) -> None:
+    async with a_call_on_a_replica_that_vanished(tmp_path, replicas) as (pool, first, good):
         first.cancel()
         before = moved("unavailable")
         calls = [pool.open() for _ in range(3)]  # the bad one has the fewest calls in progress
@@ -233,5 +247,22 @@ async def test_a_new_call_on_a_replica_gone_since_its_last_call_moves_with_every
         assert moved("unavailable") > before
         for call in calls:
             call.cancel()
-    finally:
-        await pool.aclose()
+
+
+async def test_a_started_call_whose_replica_died_reopens_elsewhere_and_the_dead_one_gets_no_call(
+    tmp_path, replicas
+) -> None:
+    async with a_call_on_a_replica_that_vanished(tmp_path, replicas) as (pool, first, good):
+        bad = first.replica
+        with pytest.raises(grpc.aio.AioRpcError) as failed:  # a started call's failure is its owner's
+            await first.read()
+        assert failed.value.code() is grpc.StatusCode.UNAVAILABLE
+        again = pool.reopen(first)
+        assert await echo(again, "b") == "b"
+        assert again.replica == good.address
+        assert pool.replicas()[bad][0] == "not_serving"  # no health watch told it: reopen did
+        later = pool.open()  # the dead one has the fewest calls, and still gets none
+        assert await echo(later, "c") == "c"
+        assert later.replica == good.address
+        for call in (again, later):
+            call.cancel()

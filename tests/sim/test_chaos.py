@@ -21,6 +21,7 @@ from voicebridge.sim.chaos import (
     repeated_and_skipped_ms,
     slo,
 )
+from voicebridge.sim.chaos_report import reply_stall_s
 
 
 @pytest.mark.parametrize(
@@ -47,22 +48,36 @@ def test_a_failure_between_turns_costs_no_gap_and_never_answered_again_is_none()
     assert heard_gap_s([(1.0, 2.0), (9.5, None)], 10.0) is None
 
 
-def test_repeats_are_audio_heard_twice_and_skips_audio_sent_but_never_received() -> None:
+def test_repeats_are_bytes_heard_twice_and_skips_bytes_sent_but_never_received() -> None:
     once = GREETING + ANSWERS[0] + ANSWERS[1]
-    sent = len(once) + len(GREETING)  # and a continuing conversation's greeting, held back
-    clean = repeated_and_skipped_ms(once, sent, len(GREETING), GREETING, ANSWERS)
+    sent = {"greeting": len(GREETING), "answer-0": len(ANSWERS[0]), "answer-1": len(ANSWERS[1])}
+    clean = repeated_and_skipped_ms(once, sent)
     assert clean == {"greetings_heard": 1, "repeated_ms": 0.0, "skipped_ms": 0.0}
-    twice = repeated_and_skipped_ms(once + GREETING + ANSWERS[1], sent, 0, GREETING, ANSWERS)
+    twice = repeated_and_skipped_ms(once + GREETING + ANSWERS[1], sent)
     assert twice["greetings_heard"] == 2
     assert twice["repeated_ms"] == (len(GREETING) + len(ANSWERS[1])) / 8
-    short = repeated_and_skipped_ms(GREETING, len(GREETING) + 800, 0, GREETING, ANSWERS)
+    # A failover that replays 120 ms of an answer, or skips 80 ms of one: no whole copy to count.
+    replayed = GREETING + ANSWERS[0][:2000] + ANSWERS[0][1040:]
+    assert repeated_and_skipped_ms(replayed, {"answer-0": len(ANSWERS[0])})["repeated_ms"] == 120.0
+    skipped = GREETING + ANSWERS[0][:2000] + ANSWERS[0][2640:]
+    assert repeated_and_skipped_ms(skipped, {"answer-0": len(ANSWERS[0])})["skipped_ms"] == 80.0
+    short = repeated_and_skipped_ms(GREETING, {"greeting": len(GREETING), "answer-0": 800})
     assert short["skipped_ms"] == 100.0
+
+
+def test_a_pause_inside_a_reply_after_the_failure_is_a_stall() -> None:
+    pause = b"\xff" * 2400  # 300 ms of nothing playing, mid-answer
+    timeline = b"\xff" * 8000 + ANSWERS[0][:1600] + pause + ANSWERS[0][1600:]
+    # The failure at 1.1 s (the answer began at 1.0 s on a playout connected at t=100)
+    assert reply_stall_s(timeline, 100.0, 101.1) == pytest.approx(0.3)
+    assert reply_stall_s(timeline, 100.0, 102.0) == 0.0  # the pause began long before this failure
 
 
 def _agent(conversations: int, dropped_at: float | None = None, ok: bool = True) -> dict:
     return {
         "conversations": conversations,
         "sent_bytes": len(GREETING) * conversations,
+        "sent_by_reply": {"greeting": len(GREETING)},
         "withheld_bytes": len(GREETING) * (conversations - 1),
         "dropped_at": dropped_at,
         "resumed_at": [dropped_at + 0.25] if dropped_at is not None and conversations > 1 else [],
@@ -95,6 +110,27 @@ def test_an_edge_kill_hits_the_calls_whose_stream_reopened_in_the_same_conversat
     assert figures["heard_gap_ms"] == {"p50": 1500.0, "p95": 1500.0, "max": 1500.0}  # the moved call only
 
 
+def test_a_media_kill_counts_every_call_and_the_pause_it_left_inside_a_reply() -> None:
+    pause = b"\xff" * 2400
+    hit_timeline = b"\xff" * 8000 + ANSWERS[0][:1600] + pause + ANSWERS[0][1600:]
+    spared_timeline = b"\xff" * 8000 + ANSWERS[0]
+    turns: list[tuple[float, float | None]] = [(100.5, 101.0)]  # answered before the failure
+    hit = ChaosCall("a", turns=turns, received=ANSWERS[0], timeline=hit_timeline, connected_at=100.0)
+    spared = ChaosCall("b", turns=turns, received=ANSWERS[0], timeline=spared_timeline, connected_at=100.0)
+    for call in (hit, spared):
+        call.closed_by = "caller"
+    one = {"conversations": 1, "sent_by_reply": {"answer-0": len(ANSWERS[0])}}
+    phase = {"kind": "media", "killed_at": 101.1, "reattached": 1, "reattach_s_mean": 0.004}
+    figures = kind_report(phase, [hit, spared], {"a": one, "b": one})
+    assert figures["calls_dropped"] == 0
+    assert figures["calls_resumed"] == 0  # the agent conversations lived on
+    assert figures["agent_conversations"] == 2
+    assert figures["calls_reattached"] == 1
+    assert figures["reattach_switch_ms_mean"] == 4.0
+    assert figures["heard_gap_ms"] == {"p50": 0.0, "p95": 300.0, "max": 300.0}
+    assert (figures["repeated_ms"], figures["skipped_ms"]) == (0.0, 0.0)
+
+
 def test_the_slo_checks_each_kind_and_the_leaks() -> None:
     args = parse_args(["--slo-dropped", "0", "--slo-gap-p95-ms", "2000", "--slo-repeated-ms", "0"])
     kind = {"calls_dropped": 0, "heard_gap_ms": {"p95": 1800.0}, "repeated_ms": 0.0}
@@ -107,6 +143,9 @@ def test_the_slo_checks_each_kind_and_the_leaks() -> None:
     assert not result["checks"]["media.dropped"]
     assert result["checks"]["no_leaks"]
     assert not result["pass"]
+    out["leaks"]["tasks_over_idle"] = {"media-1": 3.0}  # tasks left behind by the calls
+    assert not slo(out, args)["checks"]["no_leaks"]
+    out["leaks"]["tasks_over_idle"] = {"media-1": 0.0}
     out["leaks"]["active_at_the_end"]["media-2"] = 1.0
     assert not slo(out, args)["checks"]["no_leaks"]
 

@@ -13,22 +13,26 @@ would. For
 `--elevenlabs-error-close` nothing is killed: each call's first ElevenLabs conversation closes with 1011
 at a random (seeded) moment of its own.
 
-Each call has its own agent id in the emulator, whose agent answers turn k with a tone of its own (so a
-repeat is a byte sequence heard twice, as the resume tests check) and records, for every conversation
-that continues the call, the context it received and when. Per kind:
+Each call has its own agent id in the emulator, whose agent answers turn k with stamped audio of its own
+(stamped_audio.py: every byte's reply and offset can be read back from what the caller heard, so a
+stretch heard twice or skipped is found to the byte) and records, for every conversation that continues
+the call, the context it received and when. Per kind:
 - calls dropped: the call ended other than by the caller hanging up (what the callers saw).
 - heard gap: in each call that lost a piece and went on, how much longer the caller waited for the agent
   in the turn the failure hit than in that call's turns before it (end of the caller's words → first
-  agent audio played, on the caller's playout); p50/p95/max.
-- audio repeated: the greeting heard more than once (a second greeting), or an answer heard twice;
-  skipped: agent audio the emulator sent that the caller never received (the greeting of a continuing
-  conversation excepted: the bridge holds it back on purpose).
+  agent audio played, on the caller's playout); for a media replica's death, whose calls' agent
+  conversations live on (nothing outside the bridge tells the hit calls from the others), over every
+  call of the phase, and the longer of that and the pause inside a reply the failure left; p50/p95/max.
+- audio repeated: any byte of the greeting or an answer received more than once (a second greeting, a
+  stretch replayed after a failover); skipped: agent audio the emulator sent that the caller never
+  received (the greeting of a continuing conversation excepted: the bridge holds it back on purpose).
 - context: continuing conversations whose `contextual_update` had every caller transcript and the
   greeting of the call so far.
 - time to recover: the failure → the continuing conversation had its context.
 - playback gaps over 40 ms inside an utterance (loadgen's count, as voicebridge-rolling prints it).
-At the end, a leak check: every replica's calls/sessions gauge back to zero, and no emulator
-conversation left open. SLO flags make the exit code 1 when a figure is over its bound.
+At the end, a leak check: every replica's calls/sessions gauge, its calls on next-hop replicas and the
+agents' held conversations back to zero, its asyncio tasks back to what it had idle before the phases,
+and no emulator conversation left open. SLO flags make the exit code 1 when a figure is over its bound.
 """
 
 from __future__ import annotations
@@ -52,16 +56,18 @@ from voicebridge.sim.chaos_report import (
     EL_CLOSE,
     FMT,
     GREETING,
+    KINDS,
     ChaosCall,
     heard_gap_s,
     kind_report,
     percentile,
     repeated_and_skipped_ms,
+    reply_name,
     slo,
     text,
 )
 from voicebridge.sim.convai_emulator import AgentScript, ConvAIEmulator, EmulatedSession, Utterances, tone
-from voicebridge.sim.loadgen import CALLS_ACTIVE, RATE, EmulatorProcess, scrape_value
+from voicebridge.sim.loadgen import CALLS_ACTIVE, RATE, EmulatorProcess, scrape, scrape_sum, scrape_value
 from voicebridge.sim.replica_stack import Replica, ReplicaStack
 from voicebridge.sim.rolling import run_and_report
 from voicebridge.sim.twilio_caller import CallerConfig, EdgePool, TwilioCaller
@@ -71,6 +77,7 @@ __all__ = [
     "EL_CLOSE",
     "FMT",
     "GREETING",
+    "KINDS",
     "ChaosCall",
     "heard_gap_s",
     "kind_report",
@@ -83,7 +90,17 @@ __all__ = [
 
 GREETING_TEXT = "Hello, this is the order line. How can I help?"
 VOICE = tone(FMT, 300, 400, level=0.5)  # the caller: loud enough for the emulator's utterance detection
-SERVICES = ("agent", "media", "edge")
+SERVICES = tuple(k.kills for k in KINDS.values() if k.kills is not None)  # the --kill choices
+# The leak check: per service, gauges that must read 0 once every call has ended (absent: not checked,
+# a service that has no such thing), and the asyncio tasks that must be back to their idle count.
+IDLE_GAUGES = {
+    "edge": ("edge_calls_active", "voicebridge_replica_calls_active"),
+    "media": ("media_calls_active", "voicebridge_replica_calls_active"),
+    "agent": ("agent_sessions_active", "agent_conversations_held"),
+}
+TASKS = "voicebridge_asyncio_tasks"
+REATTACHED = ("edge_media_reattach_total", 'outcome="reattached"')
+REATTACH_SECONDS = "edge_media_reattach_seconds"
 # The edges' one public URL, the balancer's address (nobody listens there): the callers reach the
 # edges through an EdgePool, and a call whose edge is killed follows its <Connect action> to another.
 PUBLIC = "http://127.0.0.10:8000"
@@ -94,13 +111,15 @@ PUBLIC = "http://127.0.0.10:8000"
 
 @dataclass
 class CallAgent:
-    """One call's agent: greets, answers each utterance with that turn's tone; with `close_after_s` its
-    first conversation closes 1011 that long after it opened. Shared by every conversation of the call."""
+    """One call's agent: greets, answers each utterance with that turn's stamped audio; with
+    `close_after_s` its first conversation closes 1011 that long after it opened. Shared by every
+    conversation of the call."""
 
     close_after_s: float | None = None
     transcripts: list[str] = field(default_factory=list)  # caller transcripts sent, in order
     conversations: int = 0
     sent_bytes: int = 0  # agent audio actually written to the client
+    sent_by_reply: dict[str, int] = field(default_factory=dict)  # of it, per reply (not withheld ones)
     withheld_bytes: int = 0  # greetings of continuing conversations (the bridge must not play them)
     dropped_at: float | None = None  # monotonic (the same clock in every process on Linux)
     resumed_at: list[float] = field(default_factory=list)
@@ -110,18 +129,23 @@ class CallAgent:
         self.conversations += 1
         resumed = session.context.resumed
         send_event = session.send_event
+        saying: list[str | None] = [None]  # the reply being sent; None: one the bridge must withhold
 
         async def counted(event: dict[str, Any], *args: Any, **kwargs: Any) -> None:
             await send_event(event, *args, **kwargs)
             if event.get("type") == "audio":
-                self.sent_bytes += len(base64.b64decode(event["audio_event"]["audio_base_64"]))
+                n = len(base64.b64decode(event["audio_event"]["audio_base_64"]))
+                self.sent_bytes += n
+                if (name := saying[0]) is not None:
+                    self.sent_by_reply[name] = self.sent_by_reply.get(name, 0) + n
 
         session.send_event = counted  # type: ignore[method-assign]
+        saying[0] = None if resumed else reply_name(None)
         await self._say(session, GREETING_TEXT, GREETING)
         if resumed:
             self.withheld_bytes += len(GREETING)
             await self._check_context(session)
-        answering = asyncio.create_task(self._answer(session))
+        answering = asyncio.create_task(self._answer(session, saying))
         if self.close_after_s is None or resumed:
             await answering
             return
@@ -153,7 +177,7 @@ class CallAgent:
         )
         await session.send_audio(audio, event_id=event_id)
 
-    async def _answer(self, session: EmulatedSession) -> None:
+    async def _answer(self, session: EmulatedSession, saying: list[str | None]) -> None:
         utterances = Utterances(session)
         while True:
             await utterances.next()
@@ -163,6 +187,7 @@ class CallAgent:
                 {"type": "user_transcript", "user_transcription_event": {"user_transcript": text}}
             )
             self.transcripts.append(text)
+            saying[0] = reply_name(turn)
             await self._say(session, f"Answer {turn}.", ANSWERS[turn % len(ANSWERS)])
 
 
@@ -220,6 +245,7 @@ async def chaos_call(
     caller = TwilioCaller(config)
     out = ChaosCall(agent_id)
     try:
+        out.connected_at = time.monotonic()
         await caller.connect()
         await caller.wait_agent_quiet(0.3, timeout=15)  # the greeting
         end = time.monotonic() + seconds
@@ -247,6 +273,7 @@ async def chaos_call(
         if isinstance(m, dict) and m.get("event") == "media"
     )
     out.heard_spans = caller.heard_spans()
+    out.timeline = caller.heard_ulaw
     return out
 
 
@@ -259,6 +286,7 @@ class Chaos:
     def __init__(self, stack: ReplicaStack, args: argparse.Namespace, rng: random.Random) -> None:
         self.stack, self.args, self.rng = stack, args, rng
         self.edges: list[Replica] = []
+        self.tasks_idle: dict[str, float] = {}  # replica -> asyncio tasks with no call in progress
         self.t0 = time.monotonic()
 
     def start(self, service: str) -> Replica:
@@ -277,24 +305,43 @@ class Chaos:
             await asyncio.sleep(0.1)
         info: dict[str, Any] = {"kind": kind}
         replacement = None
-        if kind in SERVICES:
+        edges = list(self.edges)
+        before = await self.reattaches(edges)
+        target = KINDS[kind].kills
+        if target is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*(e.wait() for e in answered)), 30)
             await asyncio.sleep(self.rng.uniform(0.0, self.args.window))
-            victim = self.rng.choice(await self.carrying_calls(kind))
+            victim = self.rng.choice(await self.carrying_calls(target))
             victim.kill()
             info["killed_at"] = time.monotonic()
             info["killed"] = victim.name
             self.stack.unlist(victim)
             if victim in self.edges:
                 self.edges.remove(victim)
-            replacement = asyncio.create_task(asyncio.to_thread(self.start, kind))
+            replacement = asyncio.create_task(asyncio.to_thread(self.start, target))
         calls = list(await asyncio.gather(*tasks))
         if replacement is not None:
             new = await replacement
             info["replacement_ready_s"] = round(time.monotonic() - info["killed_at"], 2)
             info["replaced_by"] = new.name
+        after = await self.reattaches([e for e in edges if e in self.edges])
+        if target == "media":  # the edges' own count of calls they opened again elsewhere
+            info["reattached"] = int(after[0] - before[0])
+            n = after[2] - before[2]
+            info["reattach_s_mean"] = (after[1] - before[1]) / n if n else None
         return info, calls
+
+    async def reattaches(self, edges: list[Replica]) -> tuple[float, float, float]:
+        """Summed over `edges`: calls re-opened on another media replica, and the switch histogram's
+        sum and count."""
+        total = [0.0, 0.0, 0.0]
+        for edge in edges:
+            for i, (name, fragment) in enumerate(
+                (REATTACHED, (f"{REATTACH_SECONDS}_sum", ""), (f"{REATTACH_SECONDS}_count", ""))
+            ):
+                total[i] += await asyncio.to_thread(scrape_sum, edge.metrics_url, name, fragment)
+        return total[0], total[1], total[2]
 
     async def carrying_calls(self, service: str) -> list[Replica]:
         """The running replicas of `service` with calls in progress (all of them if none has one): a
@@ -307,17 +354,51 @@ class Chaos:
         ]
         return busy or running
 
-    async def leaks(self) -> dict[str, float | None]:
-        """Every running replica's calls/sessions gauge, polled until all read 0 (15 s at most)."""
+    async def warm_up(self) -> None:
+        """Two short calls per edge at once (greeted, hung up), so that every edge has its streams to
+        every media replica, and every media to every agent (a replacement too), before the idle task
+        count is taken: those streams' tasks stay for the process's life, and are not what the leak
+        check looks for."""
+        addresses = [e.address for e in self.edges]
+        calls = [
+            chaos_call(
+                EdgePool(lambda: addresses, first=k), "chaos", 0.0, asyncio.Event(), self.args.reply_timeout
+            )
+            for k in range(len(addresses))
+            for _ in range(2)
+        ]
+        await asyncio.gather(*calls)
+
+    async def idle_tasks(self) -> None:
+        """Warm up, then every running replica's asyncio tasks while no call is in progress: the leak
+        check's floor (the lowest seen, so a phase that left tasks behind cannot raise it)."""
+        await self.warm_up()
+        await self.leaks()  # every warm-up call over everywhere
+        for service in SERVICES:
+            for replica in self.stack.running(service):
+                value = await asyncio.to_thread(scrape_value, replica.metrics_url, TASKS) or 0.0
+                self.tasks_idle[replica.name] = min(value, self.tasks_idle.get(replica.name, value))
+
+    async def leaks(self) -> dict[str, Any]:
+        """Every running replica's idle gauges (IDLE_GAUGES) and asyncio tasks beyond its idle count,
+        polled until all read 0 (15 s at most)."""
         deadline = time.monotonic() + 15.0
         while True:
-            values = {
-                r.name: await asyncio.to_thread(scrape_value, r.metrics_url, CALLS_ACTIVE[r.service])
-                for s in SERVICES
-                for r in self.stack.running(s)
-            }
-            if all(v == 0 for v in values.values()) or time.monotonic() > deadline:
-                return values
+            values: dict[str, float | None] = {}
+            extra_tasks: dict[str, float] = {}
+            for service in SERVICES:
+                for replica in self.stack.running(service):
+                    page = await asyncio.to_thread(scrape, replica.metrics_url)
+                    for gauge in IDLE_GAUGES[service]:
+                        if gauge == CALLS_ACTIVE[service] or gauge in page:  # summed over its labels
+                            samples = page.get(gauge, {})
+                            values[f"{replica.name} {gauge}"] = sum(samples.values()) if samples else None
+                    tasks = page.get(TASKS, {}).get("", 0.0)
+                    if replica.name in self.tasks_idle:
+                        extra_tasks[replica.name] = max(0.0, tasks - self.tasks_idle[replica.name])
+            clean = all(v == 0 for v in values.values()) and not any(extra_tasks.values())
+            if clean or time.monotonic() > deadline:
+                return {"gauges": values, "tasks_over_idle": extra_tasks}
             await asyncio.sleep(0.2)
 
 
@@ -351,7 +432,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     )
     chaos = Chaos(stack, args, rng)
     phases: list[tuple[dict[str, Any], list[ChaosCall]]] = []
-    leaks: dict[str, float | None] = {}
+    leaks: dict[str, Any] = {}
     began = time.monotonic()
     emu: dict[str, Any] | None = None
     try:
@@ -359,6 +440,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             for _ in range(count):
                 await asyncio.to_thread(chaos.start, service)
         for kind in kinds:
+            await chaos.idle_tasks()  # before every phase: replacements started by the last one too
             phases.append(await chaos.phase(kind, ids[kind]))
         leaks = await chaos.leaks()
     finally:
@@ -372,7 +454,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "elapsed_s": round(time.monotonic() - began, 1),
         "kinds": {info["kind"]: kind_report(info, calls, agents) for info, calls in phases},
         "leaks": {
-            "active_at_the_end": leaks,
+            "active_at_the_end": leaks.get("gauges", {}),
+            "tasks_over_idle": leaks.get("tasks_over_idle", {}),
             "emulator_conversations_open": None if emu is None else emu["left_open"],
         },
     }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -47,11 +48,11 @@ class ReplicaCall:
 
     Behaves like the `MuxCall` it wraps (write, write_nowait, done_writing, read, cancel, done, code)."""
 
-    def __init__(self, pool: ReplicaPool) -> None:
+    def __init__(self, pool: ReplicaPool, exclude: Iterable[str] = ()) -> None:
         self._pool = pool
         self._inner: Any = None
         self._replica: Replica | None = None
-        self._tried: set[str] = set()
+        self._tried: set[str] = set(exclude)
         self._replay: list[Any] | None = []  # what was written, until the call has started
         self._failure: grpc.aio.AioRpcError | None = None
         self._lock = asyncio.Lock()  # writes wait while the call is being (re)placed
@@ -61,6 +62,11 @@ class ReplicaCall:
     @property
     def replica(self) -> str | None:
         return self._replica.address if self._replica is not None else None
+
+    @property
+    def tried(self) -> frozenset[str]:
+        """Every replica this call was opened on (or excluded from)."""
+        return frozenset(self._tried)
 
     async def _first_place(self) -> None:
         try:

@@ -19,6 +19,8 @@ shared stream (runtime/mux/), so the choice has to be made per call, here:
   UNAVAILABLE (it vanished), the call is opened again on another replica and everything written so far
   is written there again, so the caller notices nothing (runtime/replica_call.py). After the first
   answer (or `max_replay` messages) the call is started and a failure is the call's, as with one replica.
+  Its owner may then open it again (`reopen`, the edge after a media replica died): on a replica the
+  call was never on, and the one it broke on gets no new call until its health says it serves again.
 """
 
 from __future__ import annotations
@@ -66,9 +68,12 @@ NO_REPLICA = Counter(
 
 
 class Opener(Protocol):
-    """What callers need from the next service: `open()` a call (a grpc.aio-like bidi call)."""
+    """What callers need from the next service: `open()` a call (a grpc.aio-like bidi call), and
+    `reopen(previous)` one to take over from a started call whose stream broke."""
 
     def open(self) -> Any: ...
+
+    def reopen(self, previous: Any) -> Any: ...
 
     async def aclose(self) -> None: ...
 
@@ -92,6 +97,10 @@ class SingleTarget:
         self._channel, self._client = channel, client
 
     def open(self) -> Any:
+        return self._client.open()
+
+    def reopen(self, previous: Any) -> Any:
+        """One address: the same one again (a restarted process, a load balancer's other backend)."""
         return self._client.open()
 
     async def aclose(self) -> None:
@@ -138,6 +147,17 @@ class ReplicaPool:
     def open(self) -> ReplicaCall:
         """A new call, placed on a replica as soon as one is known (writes wait for that)."""
         return ReplicaCall(self)
+
+    def reopen(self, previous: ReplicaCall) -> ReplicaCall:
+        """A call to take over from `previous`, a started call whose stream broke (its replica died):
+        placed on a replica `previous` was never on; the one it broke on is marked NOT_SERVING now (its
+        health watch may not have seen the failure yet) and the name is resolved again."""
+        replica = self._replicas.get(previous.replica or "")
+        if replica is not None:
+            log.warning("%s replica %s lost a call in progress", self.hop, replica.address)
+            self._set_health(replica, NOT_SERVING)
+            self._resolve_now.set()
+        return ReplicaCall(self, exclude=previous.tried)
 
     def replicas(self) -> dict[str, tuple[str, int]]:
         """address -> (health, calls in progress from here): for logs and tests."""

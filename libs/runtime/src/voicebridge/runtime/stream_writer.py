@@ -91,6 +91,19 @@ class PriorityStreamWriter:
         except asyncio.InvalidStateError:  # the RPC already finished
             pass
 
+    def take_unsent(self) -> list[Any]:
+        """What is queued and not written yet, in the order it would have gone (control first), and
+        the queues emptied: for a stream that broke, to be written on the one replacing it."""
+        unsent = [*self._control, *self._audio]
+        self._control.clear()
+        self._audio.clear()
+        return unsent
+
+    def abandon(self) -> None:
+        """Stop at once, writing nothing more: the stream is gone (no half-close to send)."""
+        self._closing = True
+        self._task.cancel()
+
     async def close(self, final: Any | None = None, timeout_s: float = 1.0) -> None:
         """Write `final` (if any) after what is queued, half-close, stop. Idempotent."""
         if not self._closing:

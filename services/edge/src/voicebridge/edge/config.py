@@ -156,6 +156,9 @@ class EdgeSettings:
     resolve_interval_s: float = 5.0
     # How many times one call's stream is re-opened after the edge carrying it died (<Connect action>).
     max_stream_reopens: int = 3
+    # A media replica that dies mid-call: the call is opened again on another one at most this many
+    # times (media_link.py); 0: the call ends with it, as before.
+    media_reattach_max: int = 2
 
     @property
     def rest_configured(self) -> bool:
@@ -226,4 +229,5 @@ class EdgeSettings:
             drain_deadline_s=drain_deadline_s(env),
             resolve_interval_s=resolve_interval_s(env),
             max_stream_reopens=reopens,
+            media_reattach_max=env.integer("EDGE_MEDIA_REATTACH_MAX", 2),
         )

@@ -9,7 +9,8 @@ Any malformed message ends *this* call with a logged reason; other calls never n
 
 One file (~420 lines) because it is one object's life: admission (gate, `start`), the bridge, the two
 readers and the race that decides the end all share the session's state; the wire codec it uses is
-`twilio/media_streams.py`, the per-call parameters `call_params.py`.
+`twilio/media_streams.py`, the per-call parameters `call_params.py`, and the stream to media, opened
+again on another replica when the one carrying the call dies, `media_link.py`.
 """
 
 from __future__ import annotations
@@ -26,15 +27,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voicebridge.runtime.grpc_metrics import ClientStreamMetrics
 from voicebridge.runtime.logs import call_context
-from voicebridge.runtime.mux import CallerAudioFrame, MuxCall
+from voicebridge.runtime.mux import CallerAudioFrame
 from voicebridge.runtime.privacy import end_detail, mask_number
 from voicebridge.runtime.replicas import Opener
-from voicebridge.runtime.stream_writer import PriorityStreamWriter
 from voicebridge.v1 import common_pb2, media_pb2
 
 from . import call_params
 from .call_secret import call_secret
 from .config import EdgeSettings
+from .media_link import MediaLink
 from .metrics import (
     CALL_ENDS,
     CALLS_ACTIVE,
@@ -65,6 +66,9 @@ MEDIA_END_TIMEOUT_S = 10.0
 # How long a closed Twilio socket waits for an in-flight REST transfer to answer before it counts as the
 # caller hanging up (Twilio closes the stream as soon as the transfer lands).
 TRANSFER_ANSWER_TIMEOUT_S = 15.0
+# After a media replica died, a hang-up or transfer from the new one waits this long at most for the
+# dead one's audio still in Twilio's buffer to be heard (its marks to come back; media_link.py).
+OLD_AUDIO_HEARD_TIMEOUT_S = 5.0
 
 
 _PROCESSING_IN = PROCESSING.labels("inbound")
@@ -116,7 +120,7 @@ class MediaStreamSession:
         self._verify_start = verify_start
         self._stream_sid = ""
         self._call_sid = ""
-        self._writer: PriorityStreamWriter | None = None
+        self._link: MediaLink | None = None
         self._close_code = CLOSE_NORMAL
         self._close_reason = ""
         self._send_lock = asyncio.Lock()
@@ -128,8 +132,8 @@ class MediaStreamSession:
     def say_goodbye(self) -> None:
         """The edge's drain deadline: media plays its goodbye and hangs up (media.proto, stop); a
         stream that has not started yet is closed."""
-        if self._writer is not None:
-            self._writer.control(
+        if self._link is not None:
+            self._link.write_control(
                 media_pb2.CallRequest(
                     stop=common_pb2.CallEnd(
                         reason=common_pb2.END_REASON_SHUTDOWN, detail="edge drain deadline"
@@ -220,19 +224,18 @@ class MediaStreamSession:
         metrics = ClientStreamMetrics.for_method("/voicebridge.v1.MediaService/Call")
         metrics.started.inc()
         began = time.monotonic()
-        call = self._media.open()
-        self._writer = PriorityStreamWriter(
-            call,
-            max(1, self._settings.media_queue_ms // 20),
-            metrics.sent.inc,
-            FRAMES_DROPPED.labels("media_backpressure").inc,
-        )
         secret = call_secret(self._settings.stream_token_secret, start.call_sid)
         # A stream the edge re-opened after the call's edge died: media reclaims the held conversation.
         reattach = media_pb2.CallReattach() if reopen else None
-        start_msg = media_pb2.CallStart(call=info, call_secret=secret, reattach=reattach)
-        self._writer.control(media_pb2.CallRequest(start=start_msg))
-        media_task = asyncio.create_task(self._read_media(call), name="media-reader")
+        self._link = link = MediaLink(
+            self._media,
+            media_pb2.CallStart(call=info, call_secret=secret, reattach=reattach),
+            max(1, self._settings.media_queue_ms // 20),
+            self._settings.media_reattach_max,
+            metrics.sent.inc,
+            FRAMES_DROPPED.labels("media_backpressure").inc,
+        )
+        media_task = asyncio.create_task(self._read_media(link), name="media-reader")
         media_task.add_done_callback(self._media_task_done)
         end = common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP, detail="stream closed")
         try:
@@ -240,8 +243,9 @@ class MediaStreamSession:
             if end.reason != common_pb2.END_REASON_CALLER_HANGUP:  # ended here: no re-open (stream_action)
                 self._actions.ended.add(start.call_sid)
         finally:
-            await self._writer.close(media_pb2.CallRequest(stop=end))
+            await link.close(media_pb2.CallRequest(stop=end))
             await self._await_media_end(media_task)
+            call = link.call
             if not call.done():
                 call.cancel()
             try:
@@ -325,7 +329,7 @@ class MediaStreamSession:
                 return end
 
     def _forward(self, message: ms.Inbound) -> common_pb2.CallEnd | None:
-        assert self._writer is not None
+        assert self._link is not None
         sid = getattr(message, "stream_sid", self._stream_sid)
         if sid != self._stream_sid:
             PROTOCOL_ERRORS.labels("wrong_stream_sid").inc()
@@ -335,16 +339,16 @@ class MediaStreamSession:
             _FRAMES_IN.inc()
             begin = time.perf_counter()
             # A CallRequest{audio} as a plain object: on a batch stream it becomes columns, no protobuf.
-            self._writer.audio(CallerAudioFrame(message.payload, message.timestamp_ms, time.time_ns()))
+            self._link.write_audio(CallerAudioFrame(message.payload, message.timestamp_ms, time.time_ns()))
             _PROCESSING_IN.observe(time.perf_counter() - begin)
         elif isinstance(message, ms.Mark):
-            self._writer.control(media_pb2.CallRequest(mark=media_pb2.MarkEcho(name=message.name)))
+            self._link.mark_echoed(message.name)
         elif isinstance(message, ms.Dtmf):
             if self._settings.log_transcripts:  # the digits of a PIN or a card number are personal data
                 log.info("caller pressed %s", message.digit)
             else:
                 log.info("caller pressed a key")
-            self._writer.control(media_pb2.CallRequest(dtmf=common_pb2.DtmfDigit(digit=message.digit)))
+            self._link.write_control(media_pb2.CallRequest(dtmf=common_pb2.DtmfDigit(digit=message.digit)))
         elif isinstance(message, ms.Stop):
             return common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP, detail="twilio sent stop")
         else:  # a second start or connected mid-call
@@ -356,15 +360,16 @@ class MediaStreamSession:
             return common_pb2.CallEnd(reason=common_pb2.END_REASON_PROTOCOL_ERROR, detail=self._close_reason)
         return None
 
-    async def _read_media(self, call: MuxCall | grpc.aio.StreamStreamCall) -> common_pb2.CallEnd:
+    async def _read_media(self, link: MediaLink) -> common_pb2.CallEnd:
         """Carry out what media sends until its stream ends; returns media's end.
 
         A hang-up or transfer decides how the call ends at once (the first one only), but the stream
-        is still read to its end: media closes the agent's session before it sends its own end."""
+        is still read to its end: media closes the agent's session before it sends its own end. A
+        media replica that dies mid-call is replaced underneath (`link.read`)."""
         metrics = ClientStreamMetrics.for_method("/voicebridge.v1.MediaService/Call")
         while True:
             try:
-                response = await call.read()
+                response = await link.read()
             except grpc.aio.AioRpcError as exc:
                 raise RuntimeError(f"media stream failed: {exc.code().name} {exc.details()}") from None
             if response is grpc.aio.EOF:
@@ -378,6 +383,7 @@ class MediaStreamSession:
                 await self._send(ms.encode_media(self._stream_sid, response.audio.payload))
                 if response.audio.mark:
                     await self._send(ms.encode_mark(self._stream_sid, response.audio.mark))
+                link.forwarded(response.audio)
                 _FRAMES_OUT.inc()
                 _PROCESSING_OUT.observe(time.perf_counter() - begin)
                 if response.audio.source_unix_nanos:
@@ -396,6 +402,7 @@ class MediaStreamSession:
                     common_pb2.END_REASON_AGENT_ENDED, response.hangup.reason, self._settings.log_transcripts
                 )
                 log.info("hanging up: %s", shown)
+                await link.old_marks_heard(OLD_AUDIO_HEARD_TIMEOUT_S)
                 self._close_reason = "agent hung up"
                 self._decide(
                     common_pb2.CallEnd(
@@ -410,9 +417,9 @@ class MediaStreamSession:
                 # in, a closed socket does not decide the call's end (see _race).
                 self._transferring = asyncio.get_running_loop().create_future()
                 try:
+                    await link.old_marks_heard(OLD_AUDIO_HEARD_TIMEOUT_S)
                     result = await self._actions.transfer(self._call_sid, response.transfer.destination)
-                    assert self._writer is not None
-                    self._writer.control(media_pb2.CallRequest(transfer_result=result))
+                    link.write_control(media_pb2.CallRequest(transfer_result=result))
                     if result.transferred:
                         self._decide(
                             common_pb2.CallEnd(

@@ -41,6 +41,18 @@ CALL_STATUS_IGNORED = Counter(
 STREAM_ACTIONS = Counter(
     "edge_stream_actions", "<Connect action> requests (a call's stream ended), by answer", ["outcome"]
 )
+# A media replica died mid-call (media_link.py): the call opened again on another one, or not.
+MEDIA_REATTACHES = Counter(
+    "edge_media_reattach",
+    "Calls whose media stream broke mid-call, by outcome: reattached (open again on another media "
+    "replica), no_replica (none could take it), limit (EDGE_MEDIA_REATTACH_MAX re-opens already)",
+    ["outcome"],
+)
+MEDIA_REATTACH_SECONDS = Histogram(
+    "edge_media_reattach_seconds",
+    "A call's media stream failure seen -> the call's CallStart written on another media replica",
+    buckets=LATENCY_BUCKETS,
+)
 API_REQUESTS_REJECTED = Counter("edge_api_rejected", "Calls API requests refused, by reason", ["reason"])
 
 # Known label values start at 0, so dashboards and alerts see a series before the first event.
@@ -58,3 +70,5 @@ for _outcome in ("reopen", "call_ended", "ended_here", "limit"):
     STREAM_ACTIONS.labels(_outcome)
 for _reason in ("caller_hangup", "agent_ended", "transferred", "protocol_error", "unavailable"):
     CALL_ENDS.labels(_reason)
+for _outcome in ("reattached", "no_replica", "limit"):
+    MEDIA_REATTACHES.labels(_outcome)

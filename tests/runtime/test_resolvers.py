@@ -66,6 +66,8 @@ def test_plaintext_is_checked_for_every_address_known_at_start() -> None:
     assert plaintext_check_targets("dns:///media:50051") == ("media:50051",)
     assert plaintext_check_targets("file:///x") == ()  # checked as each address appears
     assert plaintext_check_targets("127.0.0.1:50051") == ("127.0.0.1:50051",)
+    assert plaintext_check_targets("ipv4:10.0.0.5:50051") == ("10.0.0.5:50051",)
+    assert plaintext_check_targets("ipv6:[::1]:50051") == ("[::1]:50051",)
 
 
 async def test_a_missing_endpoints_file_is_an_empty_set(tmp_path) -> None:

@@ -27,3 +27,15 @@ def test_a_killed_replicas_address_is_not_taken_by_another_stacks_next_replica(t
     finally:
         first.stop()
         second.stop()
+
+
+def test_loopback_hosts_roll_over_to_the_next_block_instead_of_past_255() -> None:
+    from itertools import islice
+
+    from voicebridge.sim.replica_stack import loopback_hosts
+
+    hosts = list(islice(loopback_hosts(), 246))
+    assert hosts[0] == "127.0.0.11"
+    assert hosts[243] == "127.0.0.254"
+    assert hosts[244] == "127.0.1.11"
+    assert len(set(hosts)) == len(hosts)

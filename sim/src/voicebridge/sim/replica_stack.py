@@ -26,6 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,6 +121,14 @@ class Replica:
             self._log.close()  # type: ignore[attr-defined]
 
 
+def loopback_hosts() -> Iterator[str]:
+    """127.0.0.11, 127.0.0.12, ... 127.0.0.254, then 127.0.1.11 ...: a fresh loopback address per replica
+    however many a long run starts (loopback is a /8; .0-.10 and .255 of each /24 are left alone)."""
+    for third in itertools.count(0):
+        for last in range(11, 255):
+            yield f"127.0.{third}.{last}"
+
+
 class ReplicaStack:
     """Replicas of edge, media and agent; `env[service]` adds settings to every replica of it."""
 
@@ -129,7 +138,7 @@ class ReplicaStack:
         self.env = {s: dict((env or {}).get(s, {})) for s in SERVICES}
         self.replicas: list[Replica] = []  # every replica started, in order (stopped ones too)
         self.listed: dict[str, list[Replica]] = {"media": [], "agent": []}
-        self._hosts = itertools.count(11)
+        self._hosts = loopback_hosts()
         self._numbers = {s: itertools.count(1) for s in SERVICES}
         for service in self.listed:
             self.publish(service)
@@ -173,7 +182,7 @@ class ReplicaStack:
         `startup_nice` > 0 starts it at that lower CPU priority and restores normal priority once it is
         ready: on one small machine, a starting process (imports, a second of CPU) then does not take
         the CPU of the replicas serving calls, as a new pod with its own CPU request would not."""
-        host = f"127.0.0.{next(self._hosts)}"
+        host = next(self._hosts)
         port, metrics_port = _free_ports(host, 2)
         name = f"{service}-{next(self._numbers[service])}"
         settings = {

@@ -28,7 +28,10 @@ def call_context(call_sid: str) -> Iterator[None]:
     try:
         yield
     finally:
-        _call_sid.reset(token)
+        # An async generator closed by the loop's finalizer (its stream was cancelled mid-yield) exits
+        # in another context, where the token does not apply and nothing is left to restore.
+        with contextlib.suppress(ValueError):
+            _call_sid.reset(token)
 
 
 class _ContextFilter(logging.Filter):

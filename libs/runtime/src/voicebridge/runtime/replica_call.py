@@ -4,7 +4,10 @@ Why its own module: the pool (runtime/replicas.py) decides *where* a new call go
 itself — it behaves like the `MuxCall` it wraps, and until the replica has answered anything (or
 `max_replay` messages were written) it keeps what was written, so that a refusal (`end` with
 END_REASON_SHUTDOWN: the replica began draining after it was chosen) or an UNAVAILABLE stream opens
-it again on another replica and writes it all there again: the caller notices nothing.
+it again on another replica and writes it all there again: the caller notices nothing. A first
+answer `Error{NOT_FOUND}` (an agent replica that holds no conversation for a call media asks to take
+over) moves the call the same way, to each replica known now in turn, without counting that replica
+as failing; after the last, the caller sees its NOT_FOUND.
 """
 
 from __future__ import annotations
@@ -24,6 +27,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HALF_CLOSE = object()  # marks done_writing() in a call's replay log
+
+
+def is_not_here(message: Any) -> bool:
+    """The first answer of a replica that has nothing for this call (an agent asked to take over a
+    conversation it does not hold: Error{NOT_FOUND}): another replica may have it."""
+    return bool(
+        message.WhichOneof("event") == "error" and message.error.code == common_pb2.ERROR_CODE_NOT_FOUND
+    )
 
 
 def is_refusal(message: Any) -> bool:
@@ -61,9 +72,9 @@ class ReplicaCall:
         finally:
             self._attached.set()
 
-    async def _attach_next(self) -> bool:
+    async def _attach_next(self, wait: bool = True) -> bool:
         """Open the call on a replica not tried yet and write again what was written. Lock held."""
-        replica = await self._pool.place(self._tried)
+        replica = await self._pool.place(self._tried, None if wait else 0.0)
         if replica is None:
             self._fail(grpc.StatusCode.UNAVAILABLE, f"no {self._pool.hop} replica can take the call")
             return False
@@ -137,19 +148,26 @@ class ReplicaCall:
                 if unstarted and await self._move("unavailable"):
                     continue
                 raise
-            if self._replay is not None:
-                if message is not grpc.aio.EOF and is_refusal(message) and await self._move("refused"):
+            if self._replay is not None and message is not grpc.aio.EOF:
+                if is_refusal(message) and await self._move("refused"):
+                    continue
+                if is_not_here(message) and await self._move("not_found", unhealthy=False):
                     continue
                 self._replay = None  # the replica has answered: the call has started there
             return message
 
-    async def _move(self, why: str) -> bool:
-        """Open the call again elsewhere; False when no other replica can take it."""
+    async def _move(self, why: str, unhealthy: bool = True) -> bool:
+        """Open the call again elsewhere; False when no other replica can take it. A replica that only
+        had nothing for this call (`unhealthy` false) stays in service for other calls."""
         async with self._lock:
             assert self._replica is not None
             self._inner.cancel()
-            self._pool.failed(self._replica, why)
-            moved = await self._attach_next()
+            if unhealthy:
+                self._pool.failed(self._replica, why)
+            else:
+                log.info("%s replica %s has nothing for this call", self._pool.hop, self._replica.address)
+            # Not here is no failure: only a replica known now is asked, none is waited for.
+            moved = await self._attach_next(wait=unhealthy)
             if not moved:
                 self._failure = None  # the caller sees the last replica's own answer instead
                 self._replay = None

@@ -168,19 +168,23 @@ class ReplicaPool:
             return None
         return min(pool, key=lambda r: (r.active, r.last_chosen))
 
-    async def place(self, exclude: set[str]) -> Replica | None:
-        """A replica for a new call (never one in `exclude`), waiting a little for one to appear."""
+    async def place(self, exclude: set[str], timeout_s: float | None = None) -> Replica | None:
+        """A replica for a new call (never one in `exclude`), waiting a little (`timeout_s`, by default
+        the pool's) for one to appear."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._place_timeout
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._resolved.wait(), self._place_timeout)
+        timeout = self._place_timeout if timeout_s is None else timeout_s
+        deadline = loop.time() + timeout
+        if timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._resolved.wait(), timeout)
         while (replica := self._pick(exclude)) is None and (left := deadline - loop.time()) > 0:
             self._resolve_now.set()
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
         if replica is None:
-            self._no_replica.inc()
+            if timeout > 0:  # a search that waits for none (replica_call: "not here") is not a failure
+                self._no_replica.inc()
             return None
         replica.last_chosen = next(self._sequence)
         return replica

@@ -143,8 +143,10 @@ def resolver_for(target: str) -> Resolver | None:
 def plaintext_check_targets(target: str) -> tuple[str, ...]:
     """The addresses to refuse plaintext for at start-up (a file's are checked as they appear)."""
     resolver = resolver_for(target)
-    if resolver is None:
-        return (target,)
+    if resolver is None:  # one address, possibly written with gRPC's ipv4:/ipv6: scheme
+        bare = target.strip()
+        scheme = next((s for s in ADDRESS_LIST_SCHEMES if bare.startswith(s)), "")
+        return (join_host_port(*split_host_port(bare.removeprefix(scheme))),)
     if isinstance(resolver, DnsResolver):
         return (join_host_port(resolver.host, resolver.port),)
     if isinstance(resolver, StaticResolver):

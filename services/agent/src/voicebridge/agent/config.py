@@ -9,6 +9,7 @@ from voicebridge.runtime.grpc_tls import GrpcTls
 from voicebridge.runtime.logs import register_secret
 
 from .backends.elevenlabs.settings import DEFAULT_BASE_URL, ElevenLabsSettings
+from .holds import HoldSettings
 
 BACKENDS = ("parrot", "elevenlabs")
 
@@ -28,6 +29,9 @@ class AgentSettings:
     elevenlabs: ElevenLabsSettings | None
     tls: GrpcTls = field(default_factory=GrpcTls)  # GRPC_TLS_* / GRPC_INSECURE (runtime/grpc_tls.py)
     metrics_host: str = "127.0.0.1"
+    # A conversation whose media stream breaks or detaches waits this long for its call to re-attach
+    # (holds.py says why 15 s); 0: never held. And the agent audio kept for that resume.
+    hold: HoldSettings = field(default_factory=HoldSettings)
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> AgentSettings:
@@ -49,9 +53,15 @@ class AgentSettings:
             elevenlabs=_elevenlabs(env) if backend == "elevenlabs" else None,
             tls=GrpcTls.from_env(env).checked(listen),
             metrics_host=env.string("METRICS_HOST", "127.0.0.1"),
+            hold=HoldSettings(
+                grace_s=env.number("AGENT_HOLD_GRACE_S", HoldSettings.grace_s),
+                buffer_s=env.number("AGENT_HOLD_BUFFER_S", HoldSettings.buffer_s),
+            ),
         )
 
     def __post_init__(self) -> None:
+        if self.hold.grace_s < 0 or self.hold.buffer_s <= 0:
+            raise ConfigError("AGENT_HOLD_GRACE_S must be >= 0 and AGENT_HOLD_BUFFER_S > 0")
         # The backend's own handshake timeout must fire first, so the caller hears why (busy/timeout).
         if self.elevenlabs is not None and self.elevenlabs.handshake_timeout_s >= self.open_timeout_s:
             raise ConfigError(

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from voicebridge.runtime.clock import Clock
 from voicebridge.runtime.drain import Drain
 from voicebridge.runtime.logs import call_context
 from voicebridge.runtime.mux import agent_servers
@@ -28,9 +29,19 @@ from voicebridge.runtime.tasks import cancel_and_wait
 from voicebridge.v1 import agent_pb2, agent_pb2_grpc, common_pb2
 
 from .backends.base import AgentBackend, AgentSession, Outbox, SessionEndInfo, SessionRefused
-from .formats import offered
-from .metrics import FRAMES, INBOUND_ADDED_LATENCY, SESSION_ENDS, SESSION_OPEN_SECONDS, SESSIONS_ACTIVE
+from .conversation import Conversation, secret_matches
+from .formats import format_name, offered
+from .holds import Holds, HoldSettings
+from .metrics import (
+    ATTACHES,
+    FRAMES,
+    INBOUND_ADDED_LATENCY,
+    SESSION_ENDS,
+    SESSION_OPEN_SECONDS,
+    SESSIONS_ACTIVE,
+)
 from .prompts import load_prompt
+from .replay_log import Point, ReplayLog, Resend, us_to_bytes
 
 log = logging.getLogger(__name__)
 _FRAMES_IN = FRAMES.labels("in")
@@ -47,6 +58,14 @@ _SPOKEN_REFUSALS = {
     common_pb2.END_REASON_UNAVAILABLE,
     common_pb2.END_REASON_AGENT_ERROR,
 }
+
+
+# What `_pump_requests` tells the stream it serves (never sent): media detached; the stream broke;
+# another stream took the conversation over.
+_DETACHED = agent_pb2.ConverseResponse()
+_BROKEN = agent_pb2.ConverseResponse()
+_TAKEN = agent_pb2.ConverseResponse()
+_CANCELLED = common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP, detail="stream cancelled")
 
 
 def _end(reason: int, detail: str) -> agent_pb2.ConverseResponse:
@@ -76,48 +95,65 @@ def _prompt_audio(
 
 
 class _LiveCall:
-    """A call in progress, as the drain sees it: its outbox, and the backend task it may stop."""
+    """A call in progress, as the drain sees it: its conversation, and the stream attached now."""
 
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-        self.output_format: common_pb2.AudioFormat | None = None
-        self.backend: asyncio.Task | None = None
-        self.goodbye: asyncio.Task | None = None  # cancelled with the call's other tasks
+    def __init__(self) -> None:
+        self.conversation: Conversation | None = None
+        self.goodbye: asyncio.Task | None = None  # cancelled when the conversation closes
+        self.done = False
+        self.active = True  # counted in agent_sessions_active: a stream serves it (not held)
 
     def say_goodbye(self) -> None:
         """The drain deadline: the backend stops talking, the caller hears goodbye, the call ends."""
-        if self.backend is not None:
-            self.backend.cancel()
-        self.outbox.drop_audio()  # what the backend had queued: it is cut off, the goodbye comes now
-        if self.outbox.last_response_sent is not None:  # and what media still plays of it is cleared
-            self.outbox.put_control(
-                agent_pb2.ConverseResponse(
-                    interruption=agent_pb2.Interruption(response_id=self.outbox.last_response_sent)
+        conversation = self.conversation
+        if conversation is None:
+            return
+        if conversation.backend is not None:
+            conversation.backend.cancel()
+        conversation.outbox.drop_audio()  # what the backend had queued: cut off, the goodbye comes now
+        stream = conversation.stream
+        if stream is not None:
+            stream.drop_audio()
+            if stream.last_response_sent is not None:  # and what media still plays of it is cleared
+                stream.put_control(
+                    agent_pb2.ConverseResponse(
+                        interruption=agent_pb2.Interruption(response_id=stream.last_response_sent)
+                    )
                 )
-            )
         self.goodbye = asyncio.get_running_loop().create_task(self._goodbye(), name="agent-goodbye")
 
     async def _goodbye(self) -> None:
-        if self.output_format is not None:
-            for message in _prompt_audio("goodbye", self.output_format, GOODBYE_RESPONSE_ID):
-                await self.outbox.put_audio(message)
-        self.outbox.put_control(_end(common_pb2.END_REASON_SHUTDOWN, "agent service drain deadline"))
+        assert self.conversation is not None
+        outbox = self.conversation.outbox
+        for message in _prompt_audio("goodbye", self.conversation.ready.output_format, GOODBYE_RESPONSE_ID):
+            await outbox.put_audio(message)
+        outbox.put_control(_end(common_pb2.END_REASON_SHUTDOWN, "agent service drain deadline"))
 
 
 class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, backend: AgentBackend, open_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        backend: AgentBackend,
+        open_timeout_s: float = 10.0,
+        hold: HoldSettings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self._backend = backend
         self._batch, self._many = agent_servers(self.Converse)
         self._open_timeout_s = open_timeout_s
         self._drain = Drain("agent")
+        self.holds = Holds(hold or HoldSettings(), clock)
 
     @property
     def sessions_in_progress(self) -> int:
         return len(self._drain)
 
     async def drain(self, deadline_s: float = 0.0) -> None:
-        """Process shutdown (runtime/drain.py): new calls are refused; calls in progress go on for up
-        to `deadline_s`, then the backend is stopped and the caller hears the goodbye prompt."""
+        """Process shutdown (runtime/drain.py): new calls are refused, held ones end now (nobody is
+        listening); calls in progress go on for up to `deadline_s`, then the backend is stopped and
+        the caller hears the goodbye prompt."""
+        self._drain.draining = True
+        await self.holds.close_all()
         await self._drain.run(deadline_s, _LiveCall.say_goodbye)
 
     async def ConverseBatch(  # noqa: N802 - gRPC method name
@@ -157,19 +193,22 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
             yield _end(common_pb2.END_REASON_SHUTDOWN, "draining: this agent replica takes no new calls")
             return
         with call_context(first.start.call.call_sid):
+            if first.start.HasField("attach"):
+                async for message in self._attach(first.start, requests):
+                    yield message
+                return
             async for message in self._converse(first.start, requests):
                 yield message
 
     async def _converse(
-        self, start: agent_pb2.SessionStart, requests: AsyncIterator[agent_pb2.ConverseRequest]
+        self,
+        start: agent_pb2.SessionStart,
+        requests: AsyncIterator[agent_pb2.ConverseRequest],
     ) -> AsyncIterator[agent_pb2.ConverseResponse]:
-        outbox = Outbox()
-        live = _LiveCall(outbox)
+        live = _LiveCall()
         self._drain.add(live)
         SESSIONS_ACTIVE.inc()
-        session: AgentSession | None = None
-        tasks: list[asyncio.Task] = []
-        end_reason = common_pb2.END_REASON_UNSPECIFIED
+        conversation: Conversation | None = None
         try:
             begin = time.monotonic()
             try:
@@ -180,45 +219,65 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
                     f"{self._backend.name} backend not ready within {self._open_timeout_s:.0f}s",
                     common_pb2.ERROR_CODE_DEADLINE_EXCEEDED,
                 )
-                end_reason = refusal.reason
                 async for message in self._refuse(start, refusal):
                     yield message
+                self._ended(live, refusal.reason)
                 return
             except SessionRefused as refusal:
-                end_reason = refusal.reason
                 async for message in self._refuse(start, refusal):
                     yield message
+                self._ended(live, refusal.reason)
                 return
             SESSION_OPEN_SECONDS.observe(time.monotonic() - begin)
             log.info("session ready: conversation %s", session.ready.conversation_id or "-")
-            yield agent_pb2.ConverseResponse(ready=session.ready)
-
-            live.output_format = session.ready.output_format
-            live.backend = asyncio.create_task(self._run(session, outbox), name="agent-run")
-            tasks.append(live.backend)
-            tasks.append(
-                asyncio.create_task(self._pump_requests(requests, session, outbox), name="agent-pump")
+            holdable = bool(start.call_secret) and self.holds.enabled
+            replay_log = (
+                ReplayLog(session.ready.output_format, self.holds.settings.buffer_s) if holdable else None
             )
-            while True:
-                message = await outbox.get()
-                if message.WhichOneof("event") == "audio":
-                    _FRAMES_OUT.inc()
+            conversation = Conversation(start.call.call_sid, start.call_secret, session, Outbox(), replay_log)
+            live.conversation = conversation
+            conversation.live = live
+            conversation.on_closed = lambda reason: self._ended(live, reason)
+            if holdable:
+                await self.holds.register(conversation)
+            yield agent_pb2.ConverseResponse(ready=session.ready)
+            conversation.backend = asyncio.create_task(
+                self._run(session, conversation.outbox), name="agent-run"
+            )
+            stream = Outbox()
+            await conversation.switch_to(stream)
+            async for message in self._stream(conversation, stream, requests, []):
                 yield message
-                if message.WhichOneof("event") == "end":
-                    end_reason = message.end.reason
-                    break
         finally:
-            await cancel_and_wait([*tasks, *([live.goodbye] if live.goodbye else [])])
-            if session is not None:
-                try:
-                    await session.aclose(
-                        common_pb2.CallEnd(reason=end_reason or common_pb2.END_REASON_CALLER_HANGUP)
-                    )
-                except Exception:
-                    log.exception("closing the %s session failed", self._backend.name)
-            SESSION_ENDS.labels(_reason_name(end_reason or common_pb2.END_REASON_CALLER_HANGUP)).inc()
-            SESSIONS_ACTIVE.dec()
-            self._drain.discard(live)
+            if conversation is None:
+                self._ended(live, common_pb2.END_REASON_CALLER_HANGUP)  # cancelled while opening
+            elif (
+                not conversation.closed
+                and conversation.stream is None
+                and not self.holds.is_held(conversation)
+            ):
+                await conversation.close(_CANCELLED)  # cancelled before its stream was served
+
+    @staticmethod
+    def _set_active(live: _LiveCall, active: bool) -> None:
+        """agent_sessions_active counts conversations a stream serves; held ones are counted apart
+        (agent_conversations_held), so the gauge still means calls in progress."""
+        if live.active != active:
+            live.active = active
+            SESSIONS_ACTIVE.inc() if active else SESSIONS_ACTIVE.dec()
+
+    def _ended(self, live: _LiveCall, reason: int) -> None:
+        """The books when a conversation (or a refused start) is over; once per `live`."""
+        if live.done:
+            return
+        live.done = True
+        SESSION_ENDS.labels(_reason_name(reason or common_pb2.END_REASON_CALLER_HANGUP)).inc()
+        self._set_active(live, False)
+        self._drain.discard(live)
+        if live.goodbye is not None:
+            live.goodbye.cancel()
+        if live.conversation is not None:
+            self.holds.forget(live.conversation)
 
     async def _refuse(
         self, start: agent_pb2.SessionStart, refusal: SessionRefused
@@ -249,10 +308,128 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
         )
         outbox.put_control(_end(info.reason, info.detail))
 
+    async def _attach(
+        self,
+        start: agent_pb2.SessionStart,
+        requests: AsyncIterator[agent_pb2.ConverseRequest],
+    ) -> AsyncIterator[agent_pb2.ConverseResponse]:
+        """Take over the conversation held (or still streamed) for this call, if the secret matches."""
+        conversation = self.holds.find(start.call.call_sid)
+        if conversation is None or conversation.closed or conversation.log is None:
+            ATTACHES.labels("not_found").inc()
+            log.info("attach refused: no conversation held for this call here")
+            yield _error(common_pb2.ERROR_CODE_NOT_FOUND, "no conversation is held for this call here")
+            yield _end(common_pb2.END_REASON_UNAVAILABLE, "no conversation held for this call")
+            return
+        if not secret_matches(conversation.secret_hash, start.call_secret):
+            ATTACHES.labels("denied").inc()
+            log.warning("attach refused: the call secret does not match (the conversation stays held)")
+            yield _error(common_pb2.ERROR_CODE_PERMISSION_DENIED, "the call secret does not match")
+            yield _end(common_pb2.END_REASON_UNAUTHENTICATED, "call secret does not match")
+            return
+        ready = conversation.ready
+        if not (
+            offered(ready.input_format, list(start.input_formats))
+            and offered(ready.output_format, list(start.output_formats))
+        ):
+            detail = (
+                f"the conversation speaks {format_name(ready.input_format)} in and "
+                f"{format_name(ready.output_format)} out, which this stream did not offer"
+            )
+            yield _error(common_pb2.ERROR_CODE_FAILED_PRECONDITION, detail)
+            yield _end(common_pb2.END_REASON_UNSUPPORTED_FORMAT, detail)
+            return
+        assert conversation.log is not None
+        was_held = self.holds.is_held(conversation)
+        self.holds.take(conversation)
+        if isinstance(conversation.live, _LiveCall) and not conversation.live.done:
+            self._set_active(conversation.live, True)
+        ATTACHES.labels("attached").inc()
+        if start.attach.HasField("resume_from"):
+            point: Point | None = Point(
+                start.attach.resume_from.response_id,
+                us_to_bytes(start.attach.resume_from.offset_us, ready.output_format),
+            )
+        else:
+            point = conversation.resume_point()
+        old_stream, old_pump = conversation.stream, conversation.pump
+        stream = Outbox()
+        replay = await conversation.switch_to(stream, point)  # the old stream is out from here on
+        conversation.heard = None
+        if not was_held:
+            log.info("attach: taking the conversation over from a stream still open")
+            if old_pump is not None:
+                await cancel_and_wait([old_pump])
+            if old_stream is not None:
+                old_stream.put_control(_TAKEN)
+        log.info("conversation re-attached; %d messages resent", len(replay))
+        attached = agent_pb2.SessionReady()
+        attached.CopyFrom(ready)
+        attached.attached = True
+        yield agent_pb2.ConverseResponse(ready=attached)
+        async for message in self._stream(conversation, stream, requests, replay):
+            yield message
+
+    async def _stream(
+        self,
+        conversation: Conversation,
+        stream: Outbox,
+        requests: AsyncIterator[agent_pb2.ConverseRequest],
+        replay: list[Resend],
+    ) -> AsyncIterator[agent_pb2.ConverseResponse]:
+        """Serve `conversation` on this stream until it ends, or the stream detaches, breaks or is taken
+        over; then close the conversation or hold it."""
+        conversation.pump = asyncio.create_task(
+            self._pump_requests(requests, conversation, stream), name="agent-pump"
+        )
+        left = "broken"  # cancelled, or the generator closed: the stream broke
+        end = common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP, detail="media stream lost")
+        try:
+            for message, original in replay:
+                kind = message.WhichOneof("event")
+                if kind == "audio":
+                    _FRAMES_OUT.inc()
+                yield message
+                if kind == "audio":
+                    conversation.last_sent = original
+                elif kind == "end":
+                    left, end = "ended", message.end
+                    return
+            while True:
+                message = await stream.get()
+                if message is _DETACHED or message is _BROKEN or message is _TAKEN:
+                    left = "detached" if message is _DETACHED else "broken"
+                    break
+                kind = message.WhichOneof("event")
+                if kind == "audio":
+                    _FRAMES_OUT.inc()
+                yield message
+                if kind == "audio":
+                    conversation.last_sent = message
+                elif kind == "end":
+                    left, end = "ended", message.end
+                    break
+        finally:
+            if conversation.stream is not stream:
+                pass  # taken over by another stream: the conversation is its now
+            elif left != "ended" and conversation.holdable and self.holds.enabled:
+                log.info("media stream %s: holding the conversation", left)
+                await cancel_and_wait([conversation.pump])
+                await self.holds.hold(conversation)
+                if isinstance(conversation.live, _LiveCall):
+                    self._set_active(conversation.live, False)
+            else:
+                await conversation.close(end)
+
     async def _pump_requests(
-        self, requests: AsyncIterator[agent_pb2.ConverseRequest], session: AgentSession, outbox: Outbox
+        self,
+        requests: AsyncIterator[agent_pb2.ConverseRequest],
+        conversation: Conversation,
+        stream: Outbox,
     ) -> None:
-        """Feed media's messages to the session; when media is done, end the conversation."""
+        """Feed media's messages to the session; when media is done, end the conversation; when media
+        detaches or its stream breaks, tell `_stream` (which holds the conversation if it can)."""
+        session = conversation.session
         detail = "media closed the stream"
         reason = common_pb2.END_REASON_CALLER_HANGUP
         try:
@@ -261,8 +438,16 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
                 if kind == "end":
                     reason, detail = request.end.reason, request.end.detail or "call ended"
                     break
+                if kind == "detach":
+                    heard = request.detach.heard if request.detach.HasField("heard") else None
+                    fmt = conversation.ready.output_format
+                    conversation.heard = (
+                        Point(heard.response_id, us_to_bytes(heard.offset_us, fmt)) if heard else None
+                    )
+                    stream.put_control(_DETACHED)
+                    return
                 if kind == "start":
-                    outbox.put_control(
+                    stream.put_control(
                         _error(common_pb2.ERROR_CODE_INVALID_ARGUMENT, "duplicate start", fatal=False)
                     )
                     continue
@@ -272,11 +457,23 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
                         INBOUND_ADDED_LATENCY.observe(
                             max(0.0, (time.time_ns() - request.audio.received_unix_nanos) / 1e9)
                         )
-                await session.handle(request)
-        except grpc.aio.AioRpcError as exc:  # pragma: no cover - media vanished
-            reason, detail = common_pb2.END_REASON_UNAVAILABLE, f"media stream failed: {exc.code().name}"
-        except Exception as exc:
-            log.exception("%s session failed to handle a message", self._backend.name)
-            reason, detail = common_pb2.END_REASON_AGENT_ERROR, f"{type(exc).__name__}: {exc}"
+                elif kind == "interrupted":
+                    conversation.cut(request.interrupted.response_id)
+                try:
+                    await session.handle(request)
+                except Exception as exc:
+                    log.exception("%s session failed to handle a message", self._backend.name)
+                    reason, detail = common_pb2.END_REASON_AGENT_ERROR, f"{type(exc).__name__}: {exc}"
+                    break
+            else:
+                # No CallEnd: on gRPC a stream that breaks (media cancelled it or died, the shared
+                # ConverseMany stream under it was lost) reads here exactly like a half-close, so a
+                # conversation that can be held is held; media ends a call with CallEnd.
+                if conversation.holdable:
+                    stream.put_control(_BROKEN)
+                    return
+        except (grpc.aio.AioRpcError, grpc.aio.AbortError, ConnectionError):  # media vanished
+            stream.put_control(_BROKEN)
+            return
         await session.aclose(common_pb2.CallEnd(reason=reason, detail=detail))
-        outbox.put_control(_end(reason, detail))
+        stream.put_control(_end(reason, detail))

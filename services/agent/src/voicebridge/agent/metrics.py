@@ -27,6 +27,20 @@ PROCESSING = Histogram(
     buckets=PROCESSING_BUCKETS,
 )
 
+# Conversations whose stream broke or detached, kept for the call to re-attach (holds.py).
+HELD = Gauge("agent_conversations_held", "Conversations held for their call to re-attach")
+ATTACHES = Counter(
+    "agent_attach",
+    "Held conversations, by what became of them or of an attach: attached, not_found, denied, "
+    "expired, overflow",
+    ["outcome"],
+)
+HOLD_SECONDS = Histogram(
+    "agent_hold_seconds",
+    "How long a conversation was held before a stream re-attached or the hold ended",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0),
+)
+
 # Known label values start at 0, so dashboards and alerts see a series before the first event.
 for _direction in ("in", "out"):
     FRAMES.labels(_direction)
@@ -34,3 +48,5 @@ for _direction in ("inbound", "outbound"):
     PROCESSING.labels(_direction)
 for _reason in ("caller_hangup", "agent_ended", "agent_busy", "agent_error", "agent_timeout", "unavailable"):
     SESSION_ENDS.labels(_reason)
+for _outcome in ("attached", "not_found", "denied", "expired", "overflow"):
+    ATTACHES.labels(_outcome)

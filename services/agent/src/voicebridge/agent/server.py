@@ -29,7 +29,7 @@ def make_backend(settings: AgentSettings) -> AgentBackend:
 
 def build(settings: AgentSettings, backend: AgentBackend | None = None) -> GrpcServiceSpec:
     backend = backend or make_backend(settings)
-    servicer = ConverseServicer(backend, settings.open_timeout_s)
+    servicer = ConverseServicer(backend, settings.open_timeout_s, settings.hold)
 
     async def drain(deadline_s: float) -> None:
         await servicer.drain(deadline_s)

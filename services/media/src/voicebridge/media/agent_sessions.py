@@ -23,6 +23,7 @@ from voicebridge.v1 import agent_pb2, common_pb2, media_pb2
 
 from .agent_link import AgentLink
 from .call_transcript import CallTranscript
+from .metrics import REATTACHES
 from .pre_ready import PreReadyBuffer
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class AgentSessions:
         self.link: AgentLink | None = None
         self._untranscribed = PreReadyBuffer(REPLAY_MAX_MS, drop_label=None)
         self._replay: list[media_pb2.CallerAudio] = []
+        self.attaching = False  # the session asked to take over a held conversation, not ready yet
 
     def sent(self, audio: media_pb2.CallerAudio) -> None:
         """Caller audio was sent to the agent (kept until a final caller transcript of it arrives)."""
@@ -60,11 +62,51 @@ class AgentSessions:
         replay, self._replay = self._replay, []
         return replay
 
-    def open(self, start: agent_pb2.SessionStart) -> None:
-        """Open the call's first agent session."""
+    def open(self, start: agent_pb2.SessionStart, attach: agent_pb2.SessionAttach | None = None) -> None:
+        """Open the call's first agent session; with `attach`, take over the conversation an agent
+        replica holds for the call (its earlier stream broke): each replica is asked in turn until one
+        answers other than NOT_FOUND (runtime/replica_call.py)."""
         self._start = start
+        first = start
+        if attach is not None:
+            first = agent_pb2.SessionStart()
+            first.CopyFrom(start)
+            first.attach.CopyFrom(attach)
+            self.attaching = True
         self.link = AgentLink(self._calls, self._max_audio_chunks)
+        self.link.send_control(agent_pb2.ConverseRequest(start=first))
+
+    def ready(self, ready: agent_pb2.SessionReady) -> None:
+        """The session is ready: a re-attach is counted by what it found."""
+        if self.attaching:
+            self.attaching = False
+            outcome = "attached" if ready.attached else "ignored"
+            REATTACHES.labels(outcome).inc()
+            log.info("agent conversation re-attach: %s", outcome)
+
+    async def start_afresh(self, outcome: str, aligned: Callable[[int], str]) -> None:
+        """No agent replica holds the call's conversation (or would hand it over): a new conversation,
+        told the call so far if media knows any of it (SessionStart.resume)."""
+        assert self._start is not None
+        self.attaching = False
+        REATTACHES.labels(outcome).inc()
+        log.warning("agent conversation re-attach failed (%s): starting a new conversation", outcome)
+        start = agent_pb2.SessionStart()
+        start.CopyFrom(self._start)
+        context = self.transcript.context(aligned)
+        if context.turns:
+            start.resume.CopyFrom(context)
+        lost, self.link = self.link, AgentLink(self._calls, self._max_audio_chunks)
         self.link.send_control(agent_pb2.ConverseRequest(start=start))
+        if lost is not None:
+            with contextlib.suppress(Exception):
+                await lost.close()
+
+    async def detach(self, heard: common_pb2.PlaybackPosition) -> None:
+        """The edge's stream broke (no stop): the call may come back on another stream, so the agent is
+        asked to hold the conversation (Detach{heard}) rather than told the call ended."""
+        if self.link is not None:
+            await self.link.close(agent_pb2.ConverseRequest(detach=agent_pb2.Detach(heard=heard)))
 
     def send_control(self, message: agent_pb2.ConverseRequest) -> None:
         if self.link is not None:

@@ -72,6 +72,14 @@ class _Phase(enum.Enum):
     ENDING = "ending"  # the agent asked to end; playing out its last words
 
 
+# An attach's refusals, and how media counts them before it starts a new conversation instead.
+_ATTACH_FAILED = {
+    common_pb2.ERROR_CODE_NOT_FOUND: "not_found",
+    common_pb2.ERROR_CODE_PERMISSION_DENIED: "denied",
+    common_pb2.ERROR_CODE_FAILED_PRECONDITION: "refused",
+}
+
+
 def _caller_end(reason: int, detail: str) -> agent_pb2.ConverseRequest:
     return agent_pb2.ConverseRequest(end=common_pb2.CallEnd(reason=reason, detail=detail))
 
@@ -105,6 +113,7 @@ class CallSession:
             settings.playout,
             on_first_played=self._on_first_played,
             on_frame_sent=self._on_frame_sent,
+            own_response_ids=frozenset({GOODBYE_RESPONSE_ID}),
         )
         self._bargein = BargeInController(
             BargeInDetector(settings.barge_in),
@@ -121,6 +130,8 @@ class CallSession:
         self._stop_requested = asyncio.Event()
         self._stop_reason = (common_pb2.END_REASON_SHUTDOWN, "")
         self._goodbye = False  # saying goodbye (drain deadline): the agent is not heard any more
+        self._edge_lost = False  # the edge's stream ended without stop: the call may come back
+        self._holdable = False  # the call has a secret: the agent can hold it for a re-attach
         self.call_sid = ""
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -139,14 +150,27 @@ class CallSession:
             )
         self.call_sid = first.start.call.call_sid
         with call_context(self.call_sid):
-            return await self._serve(first.start.call, requests)
+            return await self._serve(first.start, requests)
 
     async def _serve(
-        self, call: common_pb2.CallInfo, requests: AsyncIterator[media_pb2.CallRequest]
+        self, call_start: media_pb2.CallStart, requests: AsyncIterator[media_pb2.CallRequest]
     ) -> common_pb2.CallEnd:
+        call = call_start.call
         log.info("call started (stream %s)", call.stream_sid)
         offered = [f.to_proto() for f in SUPPORTED_FORMATS]
-        self._agent.open(agent_pb2.SessionStart(call=call, input_formats=offered, output_formats=offered))
+        self._holdable = bool(call_start.call_secret)
+        start = agent_pb2.SessionStart(
+            call=call, input_formats=offered, output_formats=offered, call_secret=call_start.call_secret
+        )
+        attach = None
+        if call_start.HasField("reattach"):  # the call continues: take over its agent conversation
+            attach = agent_pb2.SessionAttach()
+            if call_start.reattach.HasField("sent"):
+                sent = call_start.reattach.sent
+                attach.resume_from.CopyFrom(sent)
+                self._playout.continue_reply(sent.response_id, sent.offset_us)
+            log.info("call re-opened: taking over its agent conversation")
+        self._agent.open(start, attach)
         tasks = {
             asyncio.create_task(self._read_edge(requests), name="edge-reader"),
             asyncio.create_task(self._read_agent(), name="agent-reader"),
@@ -158,6 +182,9 @@ class CallSession:
         reason, detail = common_pb2.END_REASON_CALLER_HANGUP, "the edge's stream was cancelled"
         try:
             reason, detail = await self._until_ended(tasks)
+        except asyncio.CancelledError:
+            self._edge_lost = True  # the edge cancelled its stream, or it was lost: no stop
+            raise
         finally:
             await cancel_and_wait(tasks)
             end = await self._finish(reason, detail)
@@ -203,10 +230,23 @@ class CallSession:
 
     async def _finish(self, reason: int, detail: str) -> common_pb2.CallEnd:
         end = common_pb2.CallEnd(reason=reason, detail=detail)
-        await self._agent.close(_caller_end(reason, detail))
+        if self._edge_lost and self._holdable:
+            # No stop from the edge: the call may come back on another stream (media or edge died),
+            # so the agent holds the conversation, told what the caller had heard.
+            log.info("edge stream lost: the agent holds the conversation for the call to re-attach")
+            await self._agent.detach(self._heard())
+        else:
+            await self._agent.close(_caller_end(reason, detail))
         name = common_pb2.EndReason.Name(reason)
         log.info("call ended: %s %s", name, end_detail(reason, detail))  # the agent's words stay out
         return end
+
+    def _heard(self) -> common_pb2.PlaybackPosition:
+        """Where the caller's agent audio stopped: at the last mark Twilio echoed (reply 0: none)."""
+        heard = self._playout.heard_position
+        if heard is None:
+            return common_pb2.PlaybackPosition()
+        return common_pb2.PlaybackPosition(response_id=heard[0], offset_us=heard[1])
 
     # -- edge -> agent ------------------------------------------------------------------------
 
@@ -232,6 +272,9 @@ class CallSession:
                 )
             else:
                 raise CallEnded(common_pb2.END_REASON_PROTOCOL_ERROR, f"unexpected {kind} from the edge")
+        # The edge ends a call with stop; a stream that ends without one broke (on gRPC a lost stream
+        # reads as a half-close): the edge died, or it lost us.
+        self._edge_lost = True
         raise CallEnded(common_pb2.END_REASON_CALLER_HANGUP, "edge closed the stream")
 
     def _send_control(self, message: agent_pb2.ConverseRequest) -> None:
@@ -318,6 +361,7 @@ class CallSession:
             if kind == "audio":
                 self._on_agent_audio(message.audio)
             elif kind == "ready":
+                self._agent.ready(message.ready)
                 self._on_ready(message.ready)
             elif kind == "interruption" and not self._goodbye:
                 await self._bargein.agent_interrupted(message.interruption.response_id)
@@ -328,6 +372,11 @@ class CallSession:
                 await self._after_playout(media_pb2.CallResponse(hangup=message.hangup))
             elif kind == "transfer":
                 await self._after_playout(media_pb2.CallResponse(transfer=message.transfer))
+            elif kind == "error" and self._agent.attaching and message.error.code in _ATTACH_FAILED:
+                # No replica holds the conversation, or it will not hand it over: a new one.
+                await self._agent.start_afresh(
+                    _ATTACH_FAILED[message.error.code], lambda rid: self._bargein.words.heard(rid, 2**31)
+                )
             elif kind == "error":
                 log.warning(
                     "agent reported %s: %s",

@@ -61,3 +61,10 @@ for _reason in ("caller_hangup", "agent_ended", "agent_error", "protocol_error",
 BARGE_IN_RESUMES = Counter(
     "media_barge_in_resumes", "Agent playback paused for caller sound that proved not to be an interruption"
 )
+# A CallStart with reattach: what became of taking over the agent's held conversation (attached; the
+# agent ignored attach and began afresh; not_found on every replica, denied, refused: a new one began).
+REATTACHES = Counter(
+    "media_reattach", "Calls re-opened on this media that took over a held agent conversation", ["outcome"]
+)
+for _outcome in ("attached", "ignored", "not_found", "denied", "refused"):
+    REATTACHES.labels(_outcome)

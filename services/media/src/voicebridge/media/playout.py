@@ -72,6 +72,7 @@ class _Mark:
     response_id: int
     first_of_response: bool
     sent_at: float
+    reply_end_us: int = 0  # where that audio ends in its reply (PlayAudio.position)
 
 
 @dataclass
@@ -107,8 +108,12 @@ class Playout:
         config: PlayoutConfig | None = None,
         on_first_played: Callable[[int, float], None] | None = None,
         on_frame_sent: Callable[[bytes, float], None] | None = None,
+        own_response_ids: frozenset[int] = frozenset(),
     ) -> None:
+        """`own_response_ids`: media's own prompts (not agent audio): their frames carry no position."""
         self._clock = clock
+        self._own = own_response_ids
+        self._heard_position: tuple[int, int] | None = None  # (reply, µs) at the last mark played
         self._emit = emit
         self._cfg = config or PlayoutConfig()
         self._frame_bytes = self._cfg.frame_ms * BYTES_PER_MS
@@ -153,6 +158,17 @@ class Playout:
         self._wake.set()
         return True
 
+    def continue_reply(self, response_id: int, offset_us: int) -> None:
+        """This reply's audio continues one that began elsewhere (a re-attached conversation): its
+        first byte here sits `offset_us` into it, so positions and "heard" count from its real start."""
+        self._response_length_ms[response_id] = offset_us / 1000.0
+
+    @property
+    def heard_position(self) -> tuple[int, int] | None:
+        """The agent audio the caller has heard, from the last mark echoed as played: (reply, µs into
+        it), or None before any."""
+        return self._heard_position
+
     def on_mark(self, name: str) -> None:
         """The provider echoed a mark: audio up to it has played (or was cleared)."""
         if name in self._cleared:
@@ -170,6 +186,8 @@ class Playout:
             self._played_pos_ms = mark.position_ms
             self._played_at = now
             self.stats.marks_played += 1
+            if mark.response_id not in self._own:
+                self._heard_position = (mark.response_id, mark.reply_end_us)
             if mark.first_of_response and self._on_first_played:
                 self._on_first_played(mark.response_id, now)
             if mark.name == name:
@@ -370,6 +388,8 @@ class Playout:
                 self._heard.pop(old, None)
                 self._response_length_ms.pop(old, None)
         self._in_flight.append(_SentFrame(frame, self._sent_ms, response_id, head.response_offset_ms, source))
+        # Offsets are whole multiples of 1/8 ms (a μ-law sample), exact in a float.
+        reply_end_us = round((head.response_offset_ms + len(frame) / BYTES_PER_MS) * 1000)
         self._sent_ms += len(frame) / BYTES_PER_MS
         next_is_other = not self._segments or self._segments[0].response_id != response_id
         mark = ""
@@ -380,15 +400,17 @@ class Playout:
         ):
             self._mark_seq += 1
             mark = f"m{self._mark_seq}"
-            self._pending.append(_Mark(mark, self._sent_ms, response_id, first_of_response, now))
+            self._pending.append(
+                _Mark(mark, self._sent_ms, response_id, first_of_response, now, reply_end_us)
+            )
             self._last_mark_pos = self._sent_ms
         if self._last_frame_at is not None:
             PLAYOUT_GAP.observe(now - self._last_frame_at)
         self._last_frame_at = now
         if self._on_frame_sent:
             self._on_frame_sent(frame, plays_at)
-        await self._emit(
-            media_pb2.CallResponse(
-                audio=media_pb2.PlayAudio(payload=frame, mark=mark, source_unix_nanos=source)
-            )
-        )
+        play = media_pb2.PlayAudio(payload=frame, mark=mark, source_unix_nanos=source)
+        if response_id not in self._own:  # where the agent's audio stands: CallReattach.sent
+            play.position.response_id = response_id
+            play.position.offset_us = reply_end_us
+        await self._emit(media_pb2.CallResponse(audio=play))

@@ -15,7 +15,7 @@ from typing import Any
 
 from voicebridge.v1 import agent_pb2, media_pb2
 
-from .frames import AgentChunkFrame, CallerAudioFrame, CallerChunkFrame, PlayAudioFrame
+from .frames import AgentChunkFrame, AudioChunkFrame, CallerAudioFrame, CallerChunkFrame, PlayAudioFrame
 
 Fields = tuple[Any, ...]  # a frame's blob part first, then its number columns, then (if any) its mark
 
@@ -113,14 +113,16 @@ def _play_audio(message: Any) -> Fields | None:
     return None
 
 
-def _chunk_fields(frame_type: type, message_type: type) -> Callable[[Any], Fields | None]:
-    def fields(message: Any) -> Fields | None:
-        if type(message) is frame_type:
-            m = message
+def _chunk_fields(
+    frame_type: type[AudioChunkFrame],
+    message_type: type[agent_pb2.ConverseRequest] | type[agent_pb2.ConverseResponse],
+) -> Callable[[Any], Fields | None]:
+    def fields(m: Any) -> Fields | None:
+        if type(m) is frame_type:
             rx = m.received_unix_nanos
             return (m.data, m.encoding, m.sample_rate_hz, m.response_id, m.timestamp_ms, rx)
-        if type(message) is message_type and message.WhichOneof("event") == "audio":
-            c = message.audio
+        if type(m) is message_type and m.WhichOneof("event") == "audio":
+            c = m.audio
             if c.HasField("alignment"):
                 return None  # the rare rich chunk travels as an item
             f = c.format

@@ -10,7 +10,7 @@ uses are attributes; anything richer (a TextAlignment) travels as a real message
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from voicebridge.v1 import agent_pb2, common_pb2, media_pb2
 
@@ -126,7 +126,8 @@ class AudioChunkFrame(Frame):
 
     @property
     def format(self) -> common_pb2.AudioFormat:
-        return common_pb2.AudioFormat(encoding=self.encoding, sample_rate_hz=self.sample_rate_hz)
+        encoding = cast(common_pb2.AudioEncoding, self.encoding)  # an enum's number, as parsed
+        return common_pb2.AudioFormat(encoding=encoding, sample_rate_hz=self.sample_rate_hz)
 
     @property
     def alignment(self) -> agent_pb2.TextAlignment:
@@ -143,7 +144,7 @@ class AudioChunkFrame(Frame):
             received_unix_nanos=self.received_unix_nanos,
         )
         if self.encoding or self.sample_rate_hz:
-            chunk.format.encoding = self.encoding
+            chunk.format.encoding = cast(common_pb2.AudioEncoding, self.encoding)
             chunk.format.sample_rate_hz = self.sample_rate_hz
         return chunk
 

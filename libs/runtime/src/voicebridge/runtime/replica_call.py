@@ -3,8 +3,8 @@
 Why its own module: the pool (runtime/replicas.py) decides *where* a new call goes; this is the call
 itself — it behaves like the `MuxCall` it wraps, and until the replica has answered anything (or
 `max_replay` messages were written) it keeps what was written, so that a refusal (`end` with
-END_REASON_SHUTDOWN: the replica began draining after it was chosen) or an UNAVAILABLE stream opens
-it again on another replica and writes it all there again: the caller notices nothing. A first
+END_REASON_SHUTDOWN: the replica began draining after it was chosen) or a lost stream (TRANSPORT_LOST)
+opens it again on another replica and writes it all there again: the caller notices nothing. A first
 answer `Error{NOT_FOUND}` (an agent replica that holds no conversation for a call media asks to take
 over) moves the call the same way, to each replica known now in turn, without counting that replica
 as failing; after the last, the caller sees its NOT_FOUND.
@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HALF_CLOSE = object()  # marks done_writing() in a call's replay log
+# The stream errors that mean "the replica's process or connection is gone", what a broken connection
+# gives every call on it: UNAVAILABLE ("Socket closed", "Connection reset by peer") or, now and then
+# when the peer was SIGKILLed or stopped, INTERNAL ("Internal error from Core": the transport's own
+# failure; our servers never answer a call with INTERNAL, a failing handler is UNKNOWN). Any other
+# status is the replica's own answer about the call, and opening it elsewhere would not help.
+TRANSPORT_LOST = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL})
 
 
 def is_not_here(message: Any) -> bool:
@@ -150,7 +156,7 @@ class ReplicaCall:
             try:
                 message = await inner.read()
             except grpc.aio.AioRpcError as exc:
-                unstarted = self._replay is not None and exc.code() is grpc.StatusCode.UNAVAILABLE
+                unstarted = self._replay is not None and exc.code() in TRANSPORT_LOST
                 if unstarted and await self._move("unavailable"):
                     continue
                 raise

@@ -37,6 +37,7 @@ from typing import Any
 
 import grpc
 
+from voicebridge.runtime.replica_call import TRANSPORT_LOST
 from voicebridge.runtime.replicas import Opener
 from voicebridge.runtime.stream_writer import PriorityStreamWriter
 from voicebridge.v1 import common_pb2, media_pb2
@@ -45,12 +46,9 @@ from .metrics import MEDIA_REATTACH_SECONDS, MEDIA_REATTACHES
 
 log = logging.getLogger(__name__)
 
-# The stream errors that mean "the media process is gone": what a broken connection gives every call
-# on it. A SIGKILLed peer shows as UNAVAILABLE ("Socket closed", "Connection reset by peer") or, now
-# and then, as INTERNAL ("Internal error from Core": the transport's own failure; media never answers
-# a call with INTERNAL, a call's handler failing is UNKNOWN). Any other status is media's own answer
-# about this call, and opening it again would not help.
-REOPEN_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL})
+# The stream errors that mean "the media process is gone" (runtime/replica_call.py says why INTERNAL
+# is one of them); any other status is media's own answer about this call.
+REOPEN_CODES = TRANSPORT_LOST
 
 
 class MediaLink:

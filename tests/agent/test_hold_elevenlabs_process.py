@@ -1,6 +1,7 @@
 """A real agent process (elevenlabs backend) against the ConvAI emulator: the ElevenLabs conversation
 outlives a broken Converse stream, a stream that attaches gets the exact continuation and the call
-goes on live, and a hold nobody claims closes the emulator's conversation.
+goes on live, a stranger who knows the call sid but not its secret is refused while the conversation
+stays held for its owner, and a hold nobody claims closes the emulator's conversation.
 
 Media is played by the generated stubs. μ-law 8 kHz both ways, passed through untouched, so the
 agent's audio is compared byte for byte with what the emulator sent.
@@ -97,12 +98,14 @@ async def hasty_agent(tmp_path: Path) -> AsyncIterator[Agent]:
         yield agent
 
 
-def _start(attach: agent_pb2.SessionAttach | None = None) -> agent_pb2.ConverseRequest:
+def _start(
+    attach: agent_pb2.SessionAttach | None = None, secret: bytes = SECRET
+) -> agent_pb2.ConverseRequest:
     start = agent_pb2.SessionStart(
         call=common_pb2.CallInfo(call_sid="CAhold0001"),
         input_formats=[ULAW],
         output_formats=[ULAW],
-        call_secret=SECRET,
+        call_secret=secret,
     )
     if attach is not None:
         start.attach.CopyFrom(attach)
@@ -172,3 +175,39 @@ async def test_a_hold_nobody_claims_closes_the_elevenlabs_conversation(hasty_age
     late = agent.stub.Converse()
     await late.write(_start(agent_pb2.SessionAttach()))
     assert (await late.read()).error.code == common_pb2.ERROR_CODE_NOT_FOUND
+
+
+async def test_a_stranger_without_the_calls_secret_cannot_take_the_held_conversation(
+    holding_agent: Agent,
+) -> None:
+    agent = holding_agent
+    first = agent.stub.Converse()
+    await first.write(_start())
+    assert (await first.read()).WhichOneof("event") == "ready"
+    got = await _read_audio(first, 1600)
+    first.cancel()
+    await eventually(lambda: agent.metric("agent_conversations_held") == 1, 20, "held")
+    (conversation,) = agent.sessions
+
+    stranger = agent.stub.Converse()  # knows the call sid, guesses the secret
+    await stranger.write(_start(agent_pb2.SessionAttach(), secret=b"\x00" * 32))
+    refusal = await stranger.read()
+    assert refusal.error.code == common_pb2.ERROR_CODE_PERMISSION_DENIED
+    async with asyncio.timeout(30):  # failure detector
+        while (message := await stranger.read()) is not grpc.aio.EOF:
+            assert message.WhichOneof("event") in ("error", "end"), "the stranger was sent the call"
+    assert agent.metric("agent_attach_total", 'outcome="denied"') == 1
+    assert agent.metric("agent_conversations_held") == 1  # still held, for its owner
+    assert not conversation.closed
+
+    resume = common_pb2.PlaybackPosition(response_id=got[0].response_id, offset_us=1000 * 200)
+    owner = agent.stub.Converse()
+    await owner.write(_start(agent_pb2.SessionAttach(resume_from=resume)))
+    assert (await owner.read()).ready.attached
+    rest = await _read_audio(owner, len(REPLY_A) - 1600)
+    assert b"".join(c.data for c in rest) == REPLY_A[1600:]
+    assert len(agent.sessions) == 1  # the same ElevenLabs conversation, not a new one
+    await owner.write(
+        agent_pb2.ConverseRequest(end=common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP))
+    )
+    await conversation.wait_closed(timeout=20)

@@ -150,6 +150,19 @@ def test_the_echo_path_is_learnt_at_its_delay(agent_speech) -> None:
     assert detector.echo_gain == pytest.approx(10 ** (-10 / 20), rel=0.3)
 
 
+def test_babble_that_shares_the_agents_rhythm_is_not_taken_for_an_echo(agent_speech) -> None:
+    # Sound that follows the agent's rhythm but not at a fixed gain (here the agent's own audio, its
+    # level switching between -20 and -6 dB every 100 ms): correlated, but no copy. Taken for an echo
+    # it would be subtracted from the noise floor, and babble would pass for the caller.
+    detector = BargeInDetector()
+    played = phone(agent_speech)
+    detector.played(played, start=10.0)
+    x = np.frombuffer(played, "<i2").astype(np.float64)
+    gains_db = np.where(np.arange(len(x) // 800 + 1) % 2 == 0, -20.0, -6.0)
+    run(detector, phone(x * np.repeat(10 ** (gains_db / 20), 800)[: len(x)]))
+    assert detector.echo_lag_slots is None
+
+
 @pytest.fixture(scope="module")
 def corpus() -> bargein_eval.Corpus:
     return bargein_eval.make_corpus()
@@ -403,6 +416,9 @@ def test_the_evaluation_reports_every_condition_and_target() -> None:
     by = {row["condition"]: row for row in report["conditions"]}
     assert by["clean + backchannels"]["backchannels"] > 0  # backchannels are said and counted
     assert "targets" in bargein_eval.render(report)
+    # A subset (--only) gives exactly the rows the full run gave: each condition has its own stream.
+    subset = bargein_eval.evaluate(trials=2, minutes=0.05, seed=1, only=["babble 10 dB"])
+    assert subset["conditions"] == [r for r in report["conditions"] if "babble 10 dB" in r["condition"]]
 
 
 def test_the_corpus_backchannels_are_real_words_of_callers_length(corpus) -> None:

@@ -142,6 +142,11 @@ class BargeInDetector:
     PEAK_CAP_DB = 6.0  # ...at most this far above its median
     EARLY_EVERY = 10  # frames between noise-floor estimates in a call's first seconds...
     EARLY_SLOTS = 20  # ...from as little as 200 ms of the caller's line: babble must not pass meanwhile
+    # An echo is the agent's audio at a fixed gain: where the agent is loud the line follows it within
+    # a few dB (measured: interquartile spread <= 4 dB at -10 to -30 dB echo, with noise and a quiet
+    # caller). Babble that happens to correlate with the agent's rhythm spreads 7.6 dB or more; taken
+    # for an echo it was subtracted from the noise floor, which dropped ~7 dB and let babble through.
+    ECHO_SPREAD_DB = 6.0
 
     def __init__(self, config: BargeInConfig | None = None) -> None:
         self.config = cfg = config or BargeInConfig()
@@ -258,8 +263,12 @@ class BargeInDetector:
             audible = usable & (far[best] > self._floor)  # where the agent was loud at that delay
             if audible.sum() < 20:
                 return
-            gain = float(np.median(near[audible] / far[best, audible]))
+            ratio_db = 20.0 * np.log10((near[audible] + 1.0) / far[best, audible])
+            low, gain_db, high = np.percentile(ratio_db, [25.0, 50.0, 75.0])
+            gain = float(10 ** (gain_db / 20.0))
             if gain > self._margin:  # louder than any echo: other speech that shares the agent's rhythm
+                return
+            if high - low > self.ECHO_SPREAD_DB:  # not a copy: babble whose rhythm happens to match
                 return
             self.echo_known = True
             self.echo_lag_slots = best

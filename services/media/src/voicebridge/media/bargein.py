@@ -147,6 +147,12 @@ class BargeInDetector:
     # caller). Babble that happens to correlate with the agent's rhythm spreads 7.6 dB or more; taken
     # for an echo it was subtracted from the noise floor, which dropped ~7 dB and let babble through.
     ECHO_SPREAD_DB = 6.0
+    # The backchannel window starts at the first frame this much above the confirming bar (the line's
+    # loud moments plus `peak_margin_db`): on a line busy with babble, a murmur that passes the bar
+    # just before a "yeah" started the window early, and the babble after the "yeah" then looked like
+    # its continuation. Only the window's start moves; what confirms is unchanged (a caller at 5 dB
+    # over babble does pay: see docs/barge-in.md).
+    ANCHOR_EXTRA_DB = 4.0
 
     def __init__(self, config: BargeInConfig | None = None) -> None:
         self.config = cfg = config or BargeInConfig()
@@ -161,6 +167,7 @@ class BargeInDetector:
         self._active = 10 ** (cfg.active_margin_db / 20.0)
         self._firm = 10 ** (cfg.peak_margin_db / 20.0)
         self._peak_cap = 10 ** (self.PEAK_CAP_DB / 20.0)
+        self._clear = 10 ** ((cfg.peak_margin_db + self.ANCHOR_EXTRA_DB) / 20.0)
         self._decide = DecideOnce(cfg)
         self._partial = b""
         self._frames_seen = 0
@@ -209,8 +216,8 @@ class BargeInDetector:
             if self._frames_seen % every == 0 or self._frames_seen == 1:
                 self._estimate(round(t * 100))
             offset = i * _FRAME_BYTES
-            speech, loud, firm = self._classify(data[offset : offset + _FRAME_BYTES], t, level)
-            verdicts += self._decide.step(t, speech, loud, firm)
+            speech, loud, firm, clear = self._classify(data[offset : offset + _FRAME_BYTES], t, level)
+            verdicts += self._decide.step(t, speech, loud, firm, clear)
         return verdicts
 
     def _estimate(self, now_slot: int) -> None:
@@ -291,18 +298,20 @@ class BargeInDetector:
             echo = self._reference.loudest(centre - 2, centre + 2) * self.echo_gain * self._excess
         return max(self._floor, echo), self.noise_level
 
-    def _classify(self, frame: bytes, t: float, level: float) -> tuple[bool, bool, bool]:
-        """(caller speech, louder than echo and noise): what the decision needs of one 10 ms frame."""
+    def _classify(self, frame: bytes, t: float, level: float) -> tuple[bool, bool, bool, bool]:
+        """(caller speech, louder than echo and noise, firm, clear): what the decision needs of one
+        10 ms frame (bargein_decide.py says what each is for)."""
         if self._noise_slots < self.EARLY_SLOTS:  # the line's first 200 ms: nothing to compare with yet
-            return False, False, False
+            return False, False, False, False
         echo, noise = self._thresholds(t)
         loud = level > echo and level > noise * self._active
         if level <= echo or level <= noise * self._snr:
             if level >= self._floor and self._vad.is_speech(frame, 8000):
                 self.frames_gated += 1
-            return False, loud, False
+            return False, loud, False, False
         speech = self._vad.is_speech(frame, 8000)
-        return speech, loud, speech and level > self.noise_peak * self._firm
+        firm = speech and level > self.noise_peak * self._firm
+        return speech, loud, firm, firm and level > self.noise_peak * self._clear
 
 
 class ResponseWords:

@@ -35,6 +35,9 @@ from dataclasses import dataclass
 from .config import BargeInConfig
 
 FRAME_MS = 10
+#: In an utterance being watched after a resume, firm speech after this long without any starts the
+#: backchannel window again (see DecideOnce.step).
+REANCHOR_GAP_S = 0.2
 
 
 class Decision(enum.Enum):
@@ -73,6 +76,7 @@ class DecideOnce:
         self._decide_s = config.decide_ms / 1000.0
         self._credit_s = config.credit_ms / 1000.0
         self._window_frames = _frames(config.late_window_ms)
+        self._late_window_s = config.late_window_ms / 1000.0
         self._late_share = config.late_share
         self._late_window: collections.deque[bool] = collections.deque()  # late speech, last frames
         self._recent: list[float | None] = []  # onset window: start time of each speech frame, or None
@@ -91,7 +95,7 @@ class DecideOnce:
         """Forget everything (after a confirm, or when the agent's interruption settled the matter)."""
         self._state = _State.LISTENING
         self._recent.clear()
-        self._onset = self._deadline = self._late_from = 0.0
+        self._onset = self._deadline = self._late_from = self._last_firm = 0.0
         self._anchored = False
         self._speech = self._late = self._quiet = 0
         self._late_seen = self._late_total = 0
@@ -105,17 +109,29 @@ class DecideOnce:
             self._recent.clear()
             self._credit_until = -1.0
 
-    def step(self, t: float, speech: bool, active: bool, firm: bool | None = None) -> list[Verdict]:
-        """One 10 ms frame starting at clock time `t` (`firm` defaults to `speech`)."""
+    def step(
+        self, t: float, speech: bool, active: bool, firm: bool | None = None, clear: bool | None = None
+    ) -> list[Verdict]:
+        """One 10 ms frame starting at clock time `t` (`firm` defaults to `speech`, `clear` to `firm`)."""
         end = t + FRAME_MS / 1000.0
         if self._state is _State.LISTENING:
             return self._listen(t, end, speech)
         # An utterance is under way: count it, then see whether it has proved itself or ended.
         self._speech += speech
         firm = speech if firm is None else firm
-        if firm and not self._anchored:  # the caller's own voice starts here, not at a murmur before it
+        clear = firm if clear is None else clear
+        if clear and not self._anchored:  # the caller's own voice starts here, not at a murmur before it
             self._anchored = True
             self._late_from = max(self._late_from, t + self._backchannel_s)
+        elif firm and self._state is _State.WATCHING and t - self._last_firm >= REANCHOR_GAP_S:
+            # A new sound after a gap, in an utterance already let go once: babble that kept it alive
+            # and a "yeah" after it are two sounds, and the "yeah" must outlast a backchannel itself.
+            self._late_from = t + self._backchannel_s
+            self._deadline = max(self._deadline, self._late_from + self._late_window_s)
+            self._late = self._late_seen = self._late_total = 0
+            self._late_window.clear()
+        if firm:
+            self._last_firm = t
         late = firm and t >= self._late_from
         if t >= self._late_from:
             self._late_seen += 1

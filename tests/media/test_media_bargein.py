@@ -14,6 +14,7 @@ from harness.audio import espeak_ulaw
 from harness.virtual_clock import VirtualClock
 
 from voicebridge.bench import bargein_eval
+from voicebridge.media import bargein
 from voicebridge.media.audio.g711 import ulaw_decode, ulaw_encode
 from voicebridge.media.bargein import BargeInController, BargeInDetector, Decision
 from voicebridge.media.config import BargeInConfig, PlayoutConfig
@@ -161,6 +162,28 @@ def test_babble_that_shares_the_agents_rhythm_is_not_taken_for_an_echo(agent_spe
     gains_db = np.where(np.arange(len(x) // 800 + 1) % 2 == 0, -20.0, -6.0)
     run(detector, phone(x * np.repeat(10 ** (gains_db / 20), 800)[: len(x)]))
     assert detector.echo_lag_slots is None
+
+
+def test_on_a_line_busy_with_babble_a_frame_must_stand_out_further_to_start_the_backchannel_window(
+    caller_speech,
+) -> None:
+    # `clear` (where the caller's own voice starts) is `firm` on a steady line; on a line whose loud
+    # moments sit well over its median (babble) it needs ANCHOR_EXTRA_DB more.
+    frames = [pcm(caller_speech[i : i + 80]) for i in range(0, len(caller_speech) - 80, 80)]
+    detector = BargeInDetector()
+    frame = next(f for f in frames if detector._vad.is_speech(f, 8000) and bargein.frame_levels(f)[0] > 3000)
+    level = bargein.frame_levels(frame)[0]
+    detector._noise_slots = detector.HISTORY
+    detector.echo_known = True
+    firm_db = BargeInConfig().peak_margin_db + 3.0  # the frame is this far over the line's loud moments
+    detector.noise_peak = level / 10 ** (firm_db / 20)
+    detector.noise_level = detector.noise_peak / 10 ** (1.0 / 20)  # steady noise: peak ~ median
+    assert detector._classify(frame, 0.0, level)[2:] == (True, True)
+    detector.noise_level = detector.noise_peak / 10 ** (6.0 / 20)  # babble: peaks 6 dB over median
+    assert detector._classify(frame, 0.0, level)[2:] == (True, False)
+    detector.noise_peak = level / 10 ** ((firm_db + detector.ANCHOR_EXTRA_DB) / 20)
+    detector.noise_level = detector.noise_peak / 10 ** (6.0 / 20)
+    assert detector._classify(frame, 0.0, level)[2:] == (True, True)
 
 
 @pytest.fixture(scope="module")

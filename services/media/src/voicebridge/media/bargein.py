@@ -147,12 +147,13 @@ class BargeInDetector:
     # caller). Babble that happens to correlate with the agent's rhythm spreads 7.6 dB or more; taken
     # for an echo it was subtracted from the noise floor, which dropped ~7 dB and let babble through.
     ECHO_SPREAD_DB = 6.0
-    # The backchannel window starts at the first frame this much above the confirming bar (the line's
-    # loud moments plus `peak_margin_db`): on a line busy with babble, a murmur that passes the bar
-    # just before a "yeah" started the window early, and the babble after the "yeah" then looked like
-    # its continuation. Only the window's start moves; what confirms is unchanged (a caller at 5 dB
-    # over babble does pay: see docs/barge-in.md).
-    ANCHOR_EXTRA_DB = 4.0
+    # On a line busy with babble (its loud moments over BUSY_SPREAD_DB above its median; steady noise
+    # sits within ~1 dB), the backchannel window starts at the first frame ANCHOR_EXTRA_DB above the
+    # confirming bar (`clear`): a murmur that passed the bar just before a "yeah" started the window
+    # early, and the babble after the "yeah" then looked like its continuation. Only the window's
+    # start moves; what confirms is unchanged. A caller at 5 dB over babble pays (docs/barge-in.md).
+    ANCHOR_EXTRA_DB = 5.0
+    BUSY_SPREAD_DB = 2.0
 
     def __init__(self, config: BargeInConfig | None = None) -> None:
         self.config = cfg = config or BargeInConfig()
@@ -168,6 +169,7 @@ class BargeInDetector:
         self._firm = 10 ** (cfg.peak_margin_db / 20.0)
         self._peak_cap = 10 ** (self.PEAK_CAP_DB / 20.0)
         self._clear = 10 ** ((cfg.peak_margin_db + self.ANCHOR_EXTRA_DB) / 20.0)
+        self._busy = 10 ** (self.BUSY_SPREAD_DB / 20.0)
         self._decide = DecideOnce(cfg)
         self._partial = b""
         self._frames_seen = 0
@@ -311,7 +313,8 @@ class BargeInDetector:
             return False, loud, False, False
         speech = self._vad.is_speech(frame, 8000)
         firm = speech and level > self.noise_peak * self._firm
-        return speech, loud, firm, firm and level > self.noise_peak * self._clear
+        busy = self.noise_peak > self.noise_level * self._busy  # babble, not steady noise
+        return speech, loud, firm, firm and (not busy or level > self.noise_peak * self._clear)
 
 
 class ResponseWords:

@@ -2,14 +2,16 @@
 
 The onset detector (bargein.py) says, every 10 ms, whether the caller's line carries the caller's
 speech (`speech`: webrtcvad and the echo/noise gate), whether that speech is also above the line's
-loud moments (`firm`: babble's peaks do not pass), and whether the line is at least louder than echo
+loud moments (`firm`: babble's peaks do not pass), whether it stands out enough to mark where the
+caller's own voice starts (`clear`: on a line busy with babble, further above them than `firm`),
+and whether the line is at least louder than echo
 and noise (`active`: level alone, a looser test that keeps an utterance together across the quiet
 syllables noise hides). This module turns those frames into at most one outcome per utterance:
 
 * **Pause at onset** (`onset_ms` of speech in `onset_window_ms`): the caller stops hearing the agent
   within ~100 ms, as a person stops when talked over.
 * **Confirm** only when the speech outlasts a backchannel: "mm-hm", "yeah", "okay" are over within
-  `backchannel_ms` of their first firm frame, so firm speech after it (`late_ms` of it within
+  `backchannel_ms` of their first clear frame, so firm speech after it (`late_ms` of it within
   `late_window_ms`, and `confirm_ms` since the onset in all) means "stop". Speech that noise makes
   sparse is confirmed at `decide_ms` if it filled `late_share` of the frames after that window.
   Nothing in between resumes the agent: gaps between syllables or words only count as the utterance
@@ -19,7 +21,9 @@ syllables noise hides). This module turns those frames into at most one outcome 
 * **Decide once.** After a resume, the same utterance (speech again within `credit_ms`) cannot pause
   the agent again: it is watched without a clear and, if it outlasts a backchannel on its own, stops
   the agent once (pause and confirm together). A reply is thus paused-resumed-cut at most once by one
-  utterance, and never stutters.
+  utterance, and never stutters. Babble can keep such an utterance open for long: firm speech after
+  `REANCHOR_GAP_S` without any is a new sound ("yeah" after the murmur) and starts the backchannel
+  window again, so that it too must outlast a backchannel on its own.
 
 The decision therefore comes at most `decide_ms` after the onset (a sustained interruption:
 `backchannel_ms` plus `late_ms`). Pure logic on the caller-side clock: no I/O, no time of its own.

@@ -153,3 +153,15 @@ def test_the_backchannel_window_starts_at_the_first_clear_frame_not_at_a_murmur(
             i * FRAME_MS / 1000.0, speech, speech or 5 <= i < 40, firm=speech, clear=yeah
         )
     assert kinds(verdicts) == [P, R]
+
+
+def test_babble_cannot_keep_a_watched_utterance_open_for_ever() -> None:
+    # After a resume, babble (a firm burst every 300 ms) keeps re-anchoring the watched utterance. It
+    # still ends within one more backchannel window after its deadline: the noise floor, frozen while
+    # an utterance is judged, learns the line again, and the next sound is a new utterance.
+    let_go = "S" * 30 + "." * 65
+    verdicts = decide(let_go + ("a" * 25 + "S" * 5) * 20)
+    assert kinds(verdicts)[:3] == [P, R, P]
+    watch_start = (len(let_go) + 25) * FRAME_MS / 1000.0  # the first burst after the resume
+    bound = (CONFIG.decide_ms + CONFIG.backchannel_ms + CONFIG.late_window_ms) / 1000.0
+    assert verdicts[2].at - watch_start <= bound + 0.35  # the watch's end, then the next burst

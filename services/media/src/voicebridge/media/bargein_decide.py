@@ -99,7 +99,7 @@ class DecideOnce:
         """Forget everything (after a confirm, or when the agent's interruption settled the matter)."""
         self._state = _State.LISTENING
         self._recent.clear()
-        self._onset = self._deadline = self._late_from = self._last_firm = 0.0
+        self._onset = self._deadline = self._late_from = self._last_firm = self._last_call = 0.0
         self._anchored = False
         self._speech = self._late = self._quiet = 0
         self._late_seen = self._late_total = 0
@@ -131,7 +131,8 @@ class DecideOnce:
             # A new sound after a gap, in an utterance already let go once: babble that kept it alive
             # and a "yeah" after it are two sounds, and the "yeah" must outlast a backchannel itself.
             self._late_from = t + self._backchannel_s
-            self._deadline = max(self._deadline, self._late_from + self._late_window_s)
+            # ...within bounds: babble must not keep an utterance (and the frozen noise floor) open.
+            self._deadline = min(max(self._deadline, self._late_from + self._late_window_s), self._last_call)
             self._late = self._late_seen = self._late_total = 0
             self._late_window.clear()
         if firm:
@@ -175,6 +176,7 @@ class DecideOnce:
 
     def _begin(self, state: _State, first_speech: float, deadline: float) -> None:
         self._state, self._deadline = state, deadline
+        self._last_call = deadline + self._backchannel_s + self._late_window_s  # one re-anchored sound
         self._late_from, self._anchored = first_speech + self._backchannel_s, False
         self._late = self._late_seen = self._late_total = 0
         self._late_window.clear()

@@ -14,6 +14,7 @@ from harness.audio import espeak_ulaw
 from harness.virtual_clock import VirtualClock
 
 from voicebridge.bench import bargein_eval
+from voicebridge.media import bargein
 from voicebridge.media.audio.g711 import ulaw_decode, ulaw_encode
 from voicebridge.media.bargein import BargeInController, BargeInDetector, Decision
 from voicebridge.media.config import BargeInConfig, PlayoutConfig
@@ -148,6 +149,41 @@ def test_the_echo_path_is_learnt_at_its_delay(agent_speech) -> None:
     assert detector.echo_lag_slots is not None
     assert abs(detector.echo_lag_slots - 15) <= 2  # 150 ms
     assert detector.echo_gain == pytest.approx(10 ** (-10 / 20), rel=0.3)
+
+
+def test_babble_that_shares_the_agents_rhythm_is_not_taken_for_an_echo(agent_speech) -> None:
+    # Sound that follows the agent's rhythm but not at a fixed gain (here the agent's own audio, its
+    # level switching between -20 and -6 dB every 100 ms): correlated, but no copy. Taken for an echo
+    # it would be subtracted from the noise floor, and babble would pass for the caller.
+    detector = BargeInDetector()
+    played = phone(agent_speech)
+    detector.played(played, start=10.0)
+    x = np.frombuffer(played, "<i2").astype(np.float64)
+    gains_db = np.where(np.arange(len(x) // 800 + 1) % 2 == 0, -20.0, -6.0)
+    run(detector, phone(x * np.repeat(10 ** (gains_db / 20), 800)[: len(x)]))
+    assert detector.echo_lag_slots is None
+
+
+def test_on_a_line_busy_with_babble_a_frame_must_stand_out_further_to_start_the_backchannel_window(
+    caller_speech,
+) -> None:
+    # `clear` (where the caller's own voice starts) is `firm` on a steady line; on a line whose loud
+    # moments sit well over its median (babble) it needs ANCHOR_EXTRA_DB more.
+    frames = [pcm(caller_speech[i : i + 80]) for i in range(0, len(caller_speech) - 80, 80)]
+    detector = BargeInDetector()
+    frame = next(f for f in frames if detector._vad.is_speech(f, 8000) and bargein.frame_levels(f)[0] > 3000)
+    level = bargein.frame_levels(frame)[0]
+    detector._noise_slots = detector.HISTORY
+    detector.echo_known = True
+    firm_db = BargeInConfig().peak_margin_db + 3.0  # the frame is this far over the line's loud moments
+    detector.noise_peak = level / 10 ** (firm_db / 20)
+    detector.noise_level = detector.noise_peak / 10 ** (1.0 / 20)  # steady noise: peak ~ median
+    assert detector._classify(frame, 0.0, level)[2:] == (True, True)
+    detector.noise_level = detector.noise_peak / 10 ** (6.0 / 20)  # babble: peaks 6 dB over median
+    assert detector._classify(frame, 0.0, level)[2:] == (True, False)
+    detector.noise_peak = level / 10 ** ((firm_db + detector.ANCHOR_EXTRA_DB) / 20)
+    detector.noise_level = detector.noise_peak / 10 ** (6.0 / 20)
+    assert detector._classify(frame, 0.0, level)[2:] == (True, True)
 
 
 @pytest.fixture(scope="module")
@@ -403,6 +439,9 @@ def test_the_evaluation_reports_every_condition_and_target() -> None:
     by = {row["condition"]: row for row in report["conditions"]}
     assert by["clean + backchannels"]["backchannels"] > 0  # backchannels are said and counted
     assert "targets" in bargein_eval.render(report)
+    # A subset (--only) gives exactly the rows the full run gave: each condition has its own stream.
+    subset = bargein_eval.evaluate(trials=2, minutes=0.05, seed=1, only=["babble 10 dB"])
+    assert subset["conditions"] == [r for r in report["conditions"] if "babble 10 dB" in r["condition"]]
 
 
 def test_the_corpus_backchannels_are_real_words_of_callers_length(corpus) -> None:

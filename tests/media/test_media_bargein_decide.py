@@ -120,3 +120,48 @@ def test_the_deadline_confirms_nothing_that_was_never_heard_after_the_backchanne
         verdicts += decider.step(i * FRAME_MS / 1000.0, speech, i < 120, firm=50 <= i < 60)
     assert kinds(verdicts) == [P, R]
     assert verdicts[1].at - verdicts[1].onset <= config.decide_ms / 1000.0 + 0.021
+
+
+def test_a_yeah_after_noise_kept_a_let_go_utterance_open_must_outlast_a_backchannel_itself() -> None:
+    # Pause and resume; babble keeps what follows open (`a`) until a "yeah" 0.6 s later. Timed from the
+    # first sound, the "yeah" would already be past the backchannel window and cut the reply; after
+    # 200 ms without firm speech it is a new sound, and 400 ms of it is only a backchannel.
+    let_go = "S" * 30 + "." * 65
+    yeah = "S" * 5 + "a" * 60 + "S" * 40
+    assert kinds(decide(let_go + yeah + "a" * 100 + "." * 200)) == [P, R]
+
+
+def test_an_interruption_after_noise_kept_a_let_go_utterance_open_still_cuts_once() -> None:
+    let_go = "S" * 30 + "." * 65
+    verdicts = decide(let_go + "S" * 5 + "a" * 60 + "S" * 150)
+    assert kinds(verdicts) == [P, R, P, C]
+    start = (len(let_go) + 65) * FRAME_MS / 1000.0  # the interruption's own first frame
+    assert verdicts[3].at - start >= CONFIG.backchannel_ms / 1000.0
+
+
+def test_the_backchannel_window_starts_at_the_first_clear_frame_not_at_a_murmur() -> None:
+    # A murmur (firm, not clear: babble just over the line's loud moments) pauses the agent; a "yeah"
+    # (clear) 350 ms later; then sparse babble. Timed from the murmur, the yeah's end and the babble
+    # would make 150 ms of late speech and cut the reply; timed from the yeah, they are a backchannel.
+    decider = DecideOnce(CONFIG)
+    verdicts: list[Verdict] = []
+    for i in range(260):
+        yeah = 40 <= i < 80
+        babble = 80 <= i < 130 and i % 10 < 3
+        speech = i < 5 or yeah or babble
+        verdicts += decider.step(
+            i * FRAME_MS / 1000.0, speech, speech or 5 <= i < 40, firm=speech, clear=yeah
+        )
+    assert kinds(verdicts) == [P, R]
+
+
+def test_babble_cannot_keep_a_watched_utterance_open_for_ever() -> None:
+    # After a resume, babble (a firm burst every 300 ms) keeps re-anchoring the watched utterance. It
+    # still ends within one more backchannel window after its deadline: the noise floor, frozen while
+    # an utterance is judged, learns the line again, and the next sound is a new utterance.
+    let_go = "S" * 30 + "." * 65
+    verdicts = decide(let_go + ("a" * 25 + "S" * 5) * 20)
+    assert kinds(verdicts)[:3] == [P, R, P]
+    watch_start = (len(let_go) + 25) * FRAME_MS / 1000.0  # the first burst after the resume
+    bound = (CONFIG.decide_ms + CONFIG.backchannel_ms + CONFIG.late_window_ms) / 1000.0
+    assert verdicts[2].at - watch_start <= bound + 0.35  # the watch's end, then the next burst

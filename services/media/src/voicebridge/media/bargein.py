@@ -142,6 +142,18 @@ class BargeInDetector:
     PEAK_CAP_DB = 6.0  # ...at most this far above its median
     EARLY_EVERY = 10  # frames between noise-floor estimates in a call's first seconds...
     EARLY_SLOTS = 20  # ...from as little as 200 ms of the caller's line: babble must not pass meanwhile
+    # An echo is the agent's audio at a fixed gain: where the agent is loud the line follows it within
+    # a few dB (measured: interquartile spread <= 4 dB at -10 to -30 dB echo, with noise and a quiet
+    # caller). Babble that happens to correlate with the agent's rhythm spreads 7.6 dB or more; taken
+    # for an echo it was subtracted from the noise floor, which dropped ~7 dB and let babble through.
+    ECHO_SPREAD_DB = 6.0
+    # On a line busy with babble (its loud moments over BUSY_SPREAD_DB above its median; steady noise
+    # sits within ~1 dB), the backchannel window starts at the first frame ANCHOR_EXTRA_DB above the
+    # confirming bar (`clear`): a murmur that passed the bar just before a "yeah" started the window
+    # early, and the babble after the "yeah" then looked like its continuation. Only the window's
+    # start moves; what confirms is unchanged. A caller at 5 dB over babble pays (docs/barge-in.md).
+    ANCHOR_EXTRA_DB = 5.0
+    BUSY_SPREAD_DB = 2.0
 
     def __init__(self, config: BargeInConfig | None = None) -> None:
         self.config = cfg = config or BargeInConfig()
@@ -156,6 +168,8 @@ class BargeInDetector:
         self._active = 10 ** (cfg.active_margin_db / 20.0)
         self._firm = 10 ** (cfg.peak_margin_db / 20.0)
         self._peak_cap = 10 ** (self.PEAK_CAP_DB / 20.0)
+        self._clear = 10 ** ((cfg.peak_margin_db + self.ANCHOR_EXTRA_DB) / 20.0)
+        self._busy = 10 ** (self.BUSY_SPREAD_DB / 20.0)
         self._decide = DecideOnce(cfg)
         self._partial = b""
         self._frames_seen = 0
@@ -204,8 +218,8 @@ class BargeInDetector:
             if self._frames_seen % every == 0 or self._frames_seen == 1:
                 self._estimate(round(t * 100))
             offset = i * _FRAME_BYTES
-            speech, loud, firm = self._classify(data[offset : offset + _FRAME_BYTES], t, level)
-            verdicts += self._decide.step(t, speech, loud, firm)
+            speech, loud, firm, clear = self._classify(data[offset : offset + _FRAME_BYTES], t, level)
+            verdicts += self._decide.step(t, speech, loud, firm, clear)
         return verdicts
 
     def _estimate(self, now_slot: int) -> None:
@@ -258,8 +272,12 @@ class BargeInDetector:
             audible = usable & (far[best] > self._floor)  # where the agent was loud at that delay
             if audible.sum() < 20:
                 return
-            gain = float(np.median(near[audible] / far[best, audible]))
+            ratio_db = 20.0 * np.log10((near[audible] + 1.0) / far[best, audible])
+            low, gain_db, high = np.percentile(ratio_db, [25.0, 50.0, 75.0])
+            gain = float(10 ** (gain_db / 20.0))
             if gain > self._margin:  # louder than any echo: other speech that shares the agent's rhythm
+                return
+            if high - low > self.ECHO_SPREAD_DB:  # not a copy: babble whose rhythm happens to match
                 return
             self.echo_known = True
             self.echo_lag_slots = best
@@ -282,18 +300,21 @@ class BargeInDetector:
             echo = self._reference.loudest(centre - 2, centre + 2) * self.echo_gain * self._excess
         return max(self._floor, echo), self.noise_level
 
-    def _classify(self, frame: bytes, t: float, level: float) -> tuple[bool, bool, bool]:
-        """(caller speech, louder than echo and noise): what the decision needs of one 10 ms frame."""
+    def _classify(self, frame: bytes, t: float, level: float) -> tuple[bool, bool, bool, bool]:
+        """(caller speech, louder than echo and noise, firm, clear): what the decision needs of one
+        10 ms frame (bargein_decide.py says what each is for)."""
         if self._noise_slots < self.EARLY_SLOTS:  # the line's first 200 ms: nothing to compare with yet
-            return False, False, False
+            return False, False, False, False
         echo, noise = self._thresholds(t)
         loud = level > echo and level > noise * self._active
         if level <= echo or level <= noise * self._snr:
             if level >= self._floor and self._vad.is_speech(frame, 8000):
                 self.frames_gated += 1
-            return False, loud, False
+            return False, loud, False, False
         speech = self._vad.is_speech(frame, 8000)
-        return speech, loud, speech and level > self.noise_peak * self._firm
+        firm = speech and level > self.noise_peak * self._firm
+        busy = self.noise_peak > self.noise_level * self._busy  # babble, not steady noise
+        return speech, loud, firm, firm and (not busy or level > self.noise_peak * self._clear)
 
 
 class ResponseWords:

@@ -46,12 +46,17 @@ PRODUCTION_ENV = {
 }
 
 
-def free_port() -> int:
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports: every socket is held until all are chosen, so the kernel cannot
+    hand the same port out twice (two services bound to one port was a CI failure)."""
+    import contextlib
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 def render(project: Path, dotenv: dict[str, str] | None) -> dict:
@@ -139,7 +144,8 @@ class Service:
 
 def services_from(model: dict, workdir: Path) -> dict[str, Service]:
     certs = workdir / "certs"
-    localize = Localizer(certs, {port: str(free_port()) for port in CONTAINER_PORTS})
+    ports = free_ports(len(CONTAINER_PORTS))
+    localize = Localizer(certs, {c: str(p) for c, p in zip(CONTAINER_PORTS, ports, strict=True)})
     out: dict[str, Service] = {}
     for name in ORDER:
         svc = model["services"][name]

@@ -14,6 +14,7 @@ spoken "busy" message instead of dead air.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -388,28 +389,22 @@ class ConverseServicer(agent_pb2_grpc.AgentServiceServicer):
         )
         left = "broken"  # cancelled, or the generator closed: the stream broke
         end = common_pb2.CallEnd(reason=common_pb2.END_REASON_CALLER_HANGUP, detail="media stream lost")
+        resend = collections.deque(replay)  # what the held conversation owes this stream, first
         try:
-            for message, original in replay:
+            while True:
+                if resend:
+                    message, original = resend.popleft()  # original: the untrimmed chunk it came from
+                else:
+                    message = original = await stream.get()
+                    if message is _DETACHED or message is _BROKEN or message is _TAKEN:
+                        left = "detached" if message is _DETACHED else "broken"
+                        break
                 kind = message.WhichOneof("event")
                 if kind == "audio":
                     _FRAMES_OUT.inc()
                 yield message
                 if kind == "audio":
                     conversation.last_sent = original
-                elif kind == "end":
-                    left, end = "ended", message.end
-                    return
-            while True:
-                message = await stream.get()
-                if message is _DETACHED or message is _BROKEN or message is _TAKEN:
-                    left = "detached" if message is _DETACHED else "broken"
-                    break
-                kind = message.WhichOneof("event")
-                if kind == "audio":
-                    _FRAMES_OUT.inc()
-                yield message
-                if kind == "audio":
-                    conversation.last_sent = message
                 elif kind == "end":
                     left, end = "ended", message.end
                     break

@@ -36,6 +36,10 @@ class AgentScript:
     # the audio chunk" without saying whether one reply's chunks share it (docs/elevenlabs.md):
     # "per_reply" gives every chunk of one send_audio() the same id, "per_chunk" a new id per chunk.
     event_ids: Literal["per_reply", "per_chunk"] = "per_reply"
+    # Keep every user_audio_chunk message in `session.received` (tests wait for them). A load run's
+    # agent keeps only the audio bytes: tens of thousands of kept dicts make the collector pause the
+    # emulator's loop.
+    keep_audio_messages: bool = True
 
     def __post_init__(self) -> None:
         for fmt in (self.input_format, self.output_format):

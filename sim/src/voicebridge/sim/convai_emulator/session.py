@@ -265,8 +265,9 @@ class EmulatedSession:
     # --- receiving (called by the emulator) ------------------------------------------------------------
 
     def _record(self, message: dict[str, Any]) -> None:
-        self.received.append(message)
         kind = message_kind(message)
+        if kind != "user_audio_chunk" or self.script.keep_audio_messages:
+            self.received.append(message)
         if kind == "user_audio_chunk":
             chunk = base64.b64decode(message["user_audio_chunk"])
             self.received_audio += chunk

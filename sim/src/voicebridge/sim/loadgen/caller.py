@@ -33,7 +33,8 @@ async def run_call(
 ) -> CallResult:
     """Talk, wait for the reply to finish, talk again... for `seconds`; then wait for quiet, hang up."""
     await asyncio.sleep(start_delay)
-    caller = TwilioCaller(CallerConfig(url=url, call_sid=f"CAload{os.getpid()}{time.monotonic_ns()}"))
+    sid = f"CAload{os.getpid()}{time.monotonic_ns()}"
+    caller = TwilioCaller(CallerConfig(url=url, call_sid=sid, keep_media=False))
     error = None
     try:
         await caller.connect()
@@ -52,12 +53,8 @@ async def run_call(
     finally:
         with contextlib.suppress(Exception):
             await caller.hangup()
-    received = 0
-    for _, msg in caller.received:
-        if isinstance(msg, dict) and msg.get("event") == "media":
-            received += len(msg["media"]["payload"]) * 3 // 4 - msg["media"]["payload"][-2:].count("=")
     voice = caller.media_frames_sent * FRAME_BYTES
-    return CallResult(caller.summary(), caller.heard_spans(), received, voice, error)
+    return CallResult(caller.summary(), caller.heard_spans(), caller.media_bytes_received, voice, error)
 
 
 def gaps(spans: list[tuple[int, int]]) -> tuple[int, float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import shutil
 import sys
@@ -90,6 +91,9 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             start_services, workdir, emulator.base_url, args.tls, None, args.signed_urls
         )
     totals = None
+    # The callers' own collector must not pause them mid-run (a pause reads as the services' playback
+    # gap): what exists before the calls start is frozen out of its full passes.
+    gc.freeze()
     try:
         if args.pin:  # sim/capacity.py; inside the try, so that a refusal still stops the stack
             load = [emulator.proc.pid] if emulator is not None and emulator.proc.pid else []

@@ -48,6 +48,7 @@ class TwilioCaller:
         self.close_reason: str | None = None
         self.closed_by: str | None = None  # "caller" or "server"
         self.media_frames_sent = 0
+        self.media_bytes_received = 0  # agent audio payload bytes, kept or not (`keep_media`)
         self.clears_received = 0
         self.clears_at: list[int] = []  # heard sample index at which each clear took effect
         self._ws: ClientConnection | None = None
@@ -352,7 +353,8 @@ class TwilioCaller:
         except ConnectionClosed:
             self._lost(ws)
             raise
-        self.sent.append((time.monotonic(), msg))
+        if self.cfg.keep_media or msg.get("event") != "media":
+            self.sent.append((time.monotonic(), msg))
         return True
 
     async def _stop_tasks(self) -> None:
@@ -486,13 +488,17 @@ class TwilioCaller:
 
     def _on_frame(self, frame: str | bytes) -> None:
         msg, violation = wire.decode(frame, self.cfg.stream_sid)
-        self.received.append((time.monotonic(), msg))
         if violation is not None:
+            self.received.append((time.monotonic(), msg))
             self._violation(*violation)
             return
         event = msg["event"]
+        if self.cfg.keep_media or event != "media":
+            self.received.append((time.monotonic(), msg))
         if event == "media":
-            self._playout.play(wire.media_audio(msg), self._now_sample())
+            audio = wire.media_audio(msg)
+            self.media_bytes_received += len(audio)
+            self._playout.play(audio, self._now_sample())
         elif event == "mark":
             self._playout.mark(msg["mark"]["name"], self._now_sample())
         else:

@@ -40,6 +40,10 @@ class CallerConfig:
     # The edges behind the public URL (a load balancer's backends): every socket and request of the
     # call goes to one of them; None: to the URL as written.
     edges: EdgePool | None = None
+    # Keep every media message in `sent` and `received` (tests read them). A load run's callers keep
+    # only the other messages: a hundred thousand kept dicts make the collector pause the callers'
+    # event loop for 100+ ms, long enough to be counted as the services' playback gaps.
+    keep_media: bool = True
 
     def public_url(self) -> str:
         """The URL Twilio signs: ``signature_url``, else ``url`` with ws→wss (Twilio only dials wss)."""

@@ -74,6 +74,25 @@ async def test_caller_audio_is_recorded_in_order(emu: ConvAIEmulator) -> None:
     assert session.early_audio == b""
 
 
+async def test_an_agent_that_keeps_no_audio_messages_still_records_the_audio() -> None:
+    emulator = ConvAIEmulator()
+    emulator.add_agent("lean", AgentScript(scenario=_idle, keep_audio_messages=False))
+    await emulator.start()
+    try:
+        async with connect(_url(emulator, "lean")) as ws:
+            await _handshake(ws)
+            session = await emulator.wait_for_session()
+            await ws.send(orjson.dumps({"user_audio_chunk": base64.b64encode(b"\x07\x08").decode()}).decode())
+            await ws.send(orjson.dumps({"type": "user_activity"}).decode())
+            await session.wait_for_message("user_activity")
+            audio = await session.wait_for_audio(2)
+    finally:
+        await emulator.stop()
+    assert audio == b"\x07\x08"
+    kinds = [m.get("type") for m in session.received]
+    assert kinds == ["conversation_initiation_client_data", "user_activity"]
+
+
 async def test_agent_audio_is_chunked_with_one_event_id_per_response(emu: ConvAIEmulator) -> None:
     async with connect(_url(emu, "agent_x")) as ws:
         await _handshake(ws)

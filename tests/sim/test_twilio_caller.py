@@ -257,6 +257,29 @@ async def test_heard_timeline_plays_any_chunk_sizes_back_to_back_and_counts_turn
     assert summary["marks_echoed"] == 2
 
 
+async def test_without_keep_media_media_messages_are_counted_and_played_but_not_kept() -> None:
+    async def script(edge: FakeEdge, ws: ServerConnection) -> None:
+        await edge.media(ws, b"\x31" * 800)
+        await edge.media(ws, b"\x32" * 400)
+        await edge.mark(ws, "end")
+        await edge.wait_count("mark", 1)
+
+    async with FakeEdge(script) as edge, TwilioCaller(_cfg(edge.url, keep_media=False)) as call:
+        await edge.wait_count("mark", 1)
+        heard = call.heard_ulaw
+        kept_in = [m["event"] for _, m in call.received]
+        kept_out = [m["event"] for _, m in call.sent]
+        frames_sent = call.media_frames_sent
+    assert call.media_bytes_received == 1200
+    first = heard.index(b"\x31")
+    assert heard[first : first + 1200] == b"\x31" * 800 + b"\x32" * 400
+    assert kept_in == ["mark"]
+    assert frames_sent > 0
+    assert "media" not in kept_out
+    assert kept_out[0] == "start"  # connected is written to the socket directly
+    assert "mark" in kept_out
+
+
 async def test_wait_heard_returns_once_enough_audio_has_played() -> None:
     async def script(edge: FakeEdge, ws: ServerConnection) -> None:
         await edge.media(ws, b"\x44" * 4000)

@@ -75,6 +75,7 @@ def report(
         "grpc_wire_messages_per_call_second": run.get("grpc_wire_messages_per_call_second"),
         "event_loop_lag_p99_ms": run.get("event_loop_lag_p99_ms"),
         "event_loop_lag_histogram_ms": run.get("event_loop_lag_histogram"),
+        "gc_pause_histogram_ms": run.get("gc_pause_histogram"),
         "cpu_us_per_message": _per_message(per_service, run.get("messages_per_call_second")),
         "peak_rss_mib": {n: mib(v) for n, v in peak_rss_bytes(stack.pids).items()} if stack.pids else {},
         "machine": {**args.machine, "cores_busy_during_window": run.get("cores_busy")},

@@ -18,6 +18,7 @@ CALLS_ACTIVE = {"edge": "edge_calls_active", "media": "media_calls_active", "age
 TEARDOWN_GIVE_UP_S = 10.0
 REDACTIONS = "voicebridge_log_redactions"  # the agent's log redaction set (signed URLs of live calls)
 LOOP_LAG = "voicebridge_event_loop_lag_seconds"
+GC_PAUSE = "voicebridge_gc_pause_seconds"  # one of the lag's causes: the collector's passes, every generation
 
 
 async def concurrent(stack: StackInfo, args: argparse.Namespace, speech: bytes) -> dict[str, Any]:
@@ -66,6 +67,11 @@ async def concurrent(stack: StackInfo, args: argparse.Namespace, speech: bytes) 
         },
         "event_loop_lag_histogram": {  # observations per bucket (upper bound in ms), not cumulative
             s: lag_histogram(histogram_delta(window0[s], window1[s], LOOP_LAG))
+            for s in window1
+            if s in window0
+        },
+        "gc_pause_histogram": {  # the same, for the collector's passes
+            s: lag_histogram(histogram_delta(window0[s], window1[s], GC_PAUSE))
             for s in window1
             if s in window0
         },

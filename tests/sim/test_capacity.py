@@ -80,6 +80,23 @@ async def test_the_search_finds_the_highest_n_that_meets_every_slo() -> None:
     assert all(r["met"] == (r["calls"] <= 37) for r in out["runs"])
 
 
+async def test_with_repeats_an_n_holds_only_if_every_run_of_it_meets_the_slos() -> None:
+    tried: list[int] = []
+
+    async def run(args: argparse.Namespace) -> dict:
+        tried.append(args.calls)
+        second_try_at_30 = args.calls == 30 and tried.count(30) == 2  # one bad spell near capacity
+        return fake_report(args.calls, capacity=0 if second_try_at_30 else 37)
+
+    args = parse_args(["--find-capacity", "--calls", "10", "--capacity-step", "5", "--capacity-repeats", "2"])
+    out = await find_capacity(args, run)
+    assert out["capacity_calls"] == 25
+    assert out["first_failing_calls"] == 30
+    # 10, 20 twice each; 40 fails at once (no second run); 30 passes, then fails; then 25 twice
+    assert tried == [10, 10, 20, 20, 40, 30, 30, 25, 25]
+    assert out["repeats"] == 2
+
+
 def test_pin_moves_every_thread_of_a_process_onto_one_cpu() -> None:
     cpu = min(os.sched_getaffinity(0))
     child = subprocess.Popen(

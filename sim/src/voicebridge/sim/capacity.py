@@ -6,7 +6,8 @@ so "how many calls fit" depends on what else ran. With the three services on cor
 `os.sched_setaffinity`) and the callers and the ConvAI emulator on core 1, the services have exactly one
 core: the highest N that meets the SLOs there is the bridge's calls per core.
 
-The search: one full `voicebridge-load` run per N (a fresh stack each time), from `--calls` upwards,
+The search: one full `voicebridge-load` run per N (a fresh stack each time; `--capacity-repeats K`: K
+runs, every one of which must pass, since near capacity one bad spell decides), from `--calls` upwards,
 doubling while every SLO holds, then halving the interval between the highest N that passed and the
 lowest that failed until it is `--capacity-step` calls wide. SLOs default to the capacity target:
 0 playback gaps, 0 lost frames, p99 added latency ≤ 20 ms each way (and no failed call); any given on
@@ -118,13 +119,18 @@ async def find_capacity(
         n = next_calls(passed, failed, args.calls, args.capacity_max_calls, args.capacity_step)
         if n is None:
             break
-        trial = copy.copy(args)
-        trial.calls = n
-        if args.workdir:
-            trial.workdir = str(Path(args.workdir) / f"calls-{n}")
-        row = summary(n, await run(trial))
-        runs.append(row)
-        if row["met"]:
+        met = True
+        for attempt in range(max(1, args.capacity_repeats)):  # N holds only if every run of it does
+            trial = copy.copy(args)
+            trial.calls = n
+            if args.workdir:
+                trial.workdir = str(Path(args.workdir) / f"calls-{n}-{attempt + 1}")
+            row = summary(n, await run(trial))
+            runs.append(row)
+            if not row["met"]:
+                met = False
+                break
+        if met:
             passed = n if passed is None else max(passed, n)
         else:
             failed = n if failed is None else min(failed, n)
@@ -136,6 +142,7 @@ async def find_capacity(
         "first_failing_calls": failed,
         "slos": {k: v for k, v in slos.items() if v is not None},
         "duration_s": args.duration,
+        "repeats": max(1, args.capacity_repeats),
         "runs": runs,
         "slo": {"met": passed is not None, "checks": {}},
     }

@@ -71,6 +71,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--find-capacity", action="store_true", help="highest --calls meeting every SLO")
     ap.add_argument("--capacity-max-calls", type=int, default=400, help="--find-capacity: largest N tried")
     ap.add_argument("--capacity-step", type=int, default=5, help="--find-capacity: resolution in calls")
+    ap.add_argument(
+        "--capacity-repeats",
+        type=int,
+        default=1,
+        help="--find-capacity: runs per N, every one of which must meet the SLOs",
+    )
     return ap.parse_args(argv)
 
 

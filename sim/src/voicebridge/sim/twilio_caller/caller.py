@@ -205,11 +205,13 @@ class TwilioCaller:
 
         def wake_in() -> float | None:
             # The playout clock itself is the event: sleep until buffered audio would reach the target.
+            # While audio is buffered, time alone makes progress: sleep until the target or the buffer's
+            # end, whichever comes first (two clock reads here can differ by a sample, so never "wait
+            # for a message" while something is still playing: none may come).
             missing = target - self.samples_heard()
-            end = self._playout.buffer_end
-            now = self._now_sample()
-            if end - now >= missing:
-                return missing / RATE
+            ahead = self._playout.buffer_end - self._now_sample()
+            if ahead > 0:
+                return max(1, min(missing, ahead)) / RATE
             return None
 
         await self._wait_until(lambda: self.samples_heard() >= target, timeout, wake_in)
